@@ -1,0 +1,123 @@
+"""One reconcile pass for one key: observe → plan → execute, ending in one of four results.
+
+Keys are room keys (``tenant/room``) or channel keys for sessions nobody desires
+(``channel:agora/<channel>``). Webhooks and API calls only enqueue keys; every decision reads the
+projections afresh (level-triggered), so a lost or repeated hint changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from reconcilers.events import Row, Store
+from reconcilers.executor import ExecutionReport, Executor
+from reconcilers.observed import Desired, Observed, observe
+from reconcilers.plan import Plan, PlanConfig, plan
+from reconcilers.providers.base import Provider, SessionHandle, StorageTarget
+from reconcilers.workqueue import Done, RequeueAfter, Result, Retry, Terminal
+
+CHANNEL_PREFIX = "channel:"
+
+
+@dataclass(frozen=True)
+class RoomState:
+    """The inputs of a pass, kept so that ``recctl reconcile --dry-run`` can show them."""
+
+    key: str
+    desired: Desired | None
+    observed: Observed
+    handles: dict[str, SessionHandle]
+    room_row: Row | None
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """A pass's plan, what its execution reported, and how the workqueue should treat the key."""
+
+    key: str
+    plan: Plan
+    report: ExecutionReport | None
+    result: Result
+
+
+@dataclass
+class Reconciler:
+    """Reads state, plans, and executes for one key at a time (the workqueue serialises keys)."""
+
+    store: Store
+    providers: Mapping[str, Provider]
+    storage_for: Callable[[str], StorageTarget]
+    config: PlanConfig = field(default_factory=PlanConfig)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    async def state(self, key: str) -> RoomState:
+        room_row: Row | None = None
+        if key.startswith(CHANNEL_PREFIX):
+            channel_key = key.removeprefix(CHANNEL_PREFIX)
+        else:
+            room_row = await self.store.get_row("rooms", key)
+            channel_key = (room_row.data.get("channel_key") if room_row else None) or ""
+        session_rows = await self.store.rows("sessions", room=channel_key) if channel_key else []
+        presence = await self.store.get_row("presence", channel_key) if channel_key else None
+        segment_sids = {
+            seg.get("sid")
+            for seg in (room_row.data.get("segments", {}) if room_row else {}).values()
+        }
+        relevant = [
+            r.data
+            for r in session_rows
+            if r.data.get("state") != "ended" or r.data.get("sid") in segment_sids
+        ]
+        desired, observed = observe(
+            room_row.data if room_row else None,
+            relevant,
+            presence.data if presence else None,
+            self.config.uids,
+        )
+        handles = {
+            d["sid"]: SessionHandle(
+                provider=d.get("provider", "agora"),
+                channel=d.get("channel") or "",
+                recorder_uid=str(d.get("recorder_uid") or d.get("uid")),
+                mode=d.get("mode") or "mix",
+                sid=d["sid"],
+                resource_id=d.get("resource_id"),
+            )
+            for d in relevant
+            if d.get("sid")
+        }
+        return RoomState(key, desired, observed, handles, room_row)
+
+    def plan(self, state: RoomState, config: PlanConfig | None = None) -> Plan:
+        now_ms = int(self.clock().timestamp() * 1000)
+        return plan(state.desired, state.observed, now_ms, config or self.config)
+
+    async def reconcile(self, key: str, config: PlanConfig | None = None) -> PassResult:
+        state = await self.state(key)
+        the_plan = self.plan(state, config)
+        if not the_plan.actions:
+            return _result(key, the_plan, None)
+        provider_name = state.desired.spec.provider if state.desired else "agora"
+        provider = self.providers.get(provider_name)
+        if provider is None:
+            return PassResult(key, the_plan, None, Terminal(f"no provider {provider_name!r}"))
+        executor = Executor(self.store, provider, self.storage_for, self.clock)
+        report = await executor.run(key, state.desired, the_plan.actions, state.handles)
+        return _result(key, the_plan, report)
+
+    def with_config(self, **changes: Any) -> PlanConfig:
+        return replace(self.config, **changes)
+
+
+def _result(key: str, the_plan: Plan, report: ExecutionReport | None) -> PassResult:
+    result: Result
+    if report is not None and report.transient:
+        result = Retry(report.transient[0])
+    elif the_plan.requeue_after is None:
+        result = Done()
+    else:
+        result = RequeueAfter(the_plan.requeue_after)
+    return PassResult(key, the_plan, report, result)

@@ -1,0 +1,310 @@
+"""The executor: carries out a plan's actions, each provider call between an intent and a result.
+
+Crash safety comes from the order of writes: the intent (with the resource id and the recorder
+uid) is durable before the call, the result after it. A pass that finds an intent without a
+result re-runs it with the same identity, and the provider's own uniqueness (Agora: channel +
+uid, resource single use) refuses a second task; notifications carrying channel, uid and sid
+then let the plan adopt the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from reconcilers.events import NewEvent, Store
+from reconcilers.identity import intent_id
+from reconcilers.observed import Desired
+from reconcilers.outcomes import (
+    AlreadyRecording,
+    ChannelEmpty,
+    Ended,
+    Failure,
+    RateLimited,
+    Rejected,
+    Retryable,
+)
+from reconcilers.plan import Action, live_hash
+from reconcilers.providers.base import (
+    Provider,
+    Reservation,
+    SessionHandle,
+    SessionStatus,
+    StartRequest,
+    StopResult,
+    StorageTarget,
+)
+
+OUTCOME_KIND: dict[type[Failure], str] = {
+    Retryable: "retryable",
+    RateLimited: "rate_limited",
+    ChannelEmpty: "channel_empty",
+    AlreadyRecording: "already_recording",
+    Ended: "ended",
+    Rejected: "rejected",
+}
+
+
+def outcome_kind(failure: Failure) -> str:
+    for cls in type(failure).__mro__:
+        if cls in OUTCOME_KIND:
+            return OUTCOME_KIND[cls]
+    return "retryable"
+
+
+@dataclass
+class ExecutionReport:
+    """What a pass did: the actions run and the failures that should back the key off."""
+
+    done: list[tuple[Action, str]] = field(default_factory=list)
+    transient: list[Failure] = field(default_factory=list)
+    rejected: list[Failure] = field(default_factory=list)
+
+    def record(self, action: Action, result: str) -> None:
+        self.done.append((action, result))
+
+
+@dataclass
+class Executor:
+    """Runs actions for one room against a provider, writing intents and results to the store."""
+
+    store: Store
+    provider: Provider
+    storage_for: Callable[[str], StorageTarget]
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    async def run(
+        self,
+        room: str,
+        desired: Desired | None,
+        actions: tuple[Action, ...],
+        handles: dict[str, SessionHandle],
+    ) -> ExecutionReport:
+        report = ExecutionReport()
+        for action in actions:
+            handle = handles.get(action.sid or "")
+            if action.kind == "reserve" and desired is not None:
+                await self._reserve_and_start(room, desired, action, report)
+            elif action.kind == "start" and desired is not None:
+                await self._start(room, desired, action, action.resource_id, report)
+            elif action.kind == "adopt" and desired is not None:
+                await self._append(
+                    room,
+                    "session.adopted",
+                    f"{room}|adopt|{action.sid}",
+                    {
+                        "segment": action.segment,
+                        "uid": action.uid,
+                        "sid": action.sid,
+                        "provider": self.provider.name,
+                        "channel": desired.spec.channel,
+                        "mode": desired.spec.mode,
+                        "generation": desired.generation,
+                        "resource_id": action.resource_id,
+                    },
+                    session=action.sid,
+                )
+                report.record(action, "adopted")
+            elif action.kind == "query" and handle is not None:
+                await self._query(room, action, handle, report)
+            elif action.kind == "stop" and handle is not None:
+                await self._stop(room, desired, action, handle, report)
+            elif action.kind == "update" and handle is not None:
+                await self._update(room, action, handle, report)
+            else:
+                report.record(action, "skipped: nothing to act on")
+        return report
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _request(self, room: str, desired: Desired, action: Action) -> StartRequest:
+        spec = desired.spec
+        storage = self.storage_for(spec.storage)
+        prefix = (*storage.prefix, *_safe_prefix(room), f"seg{action.segment or 0}")
+        return StartRequest(
+            room=room,
+            channel=spec.channel,
+            mode=spec.mode,
+            recorder_uid=action.uid or "",
+            options=spec.options,
+            storage=storage,
+            file_prefix=prefix,
+            max_seconds=spec.max_segment_seconds,
+        )
+
+    async def _reserve_and_start(
+        self, room: str, desired: Desired, action: Action, report: ExecutionReport
+    ) -> None:
+        base = {
+            "segment": action.segment,
+            "uid": action.uid,
+            "generation": desired.generation,
+            "provider": self.provider.name,
+        }
+        key = intent_id(room, desired.generation, action.segment or 0, "reserve")
+        await self._append(room, "intent.reserve", key, base)
+        result = await self.provider.reserve(self._request(room, desired, action))
+        if isinstance(result, Reservation):
+            await self._append(
+                room, "result.reserve", key + "|result", {**base, "resource_id": result.resource_id}
+            )
+            report.record(action, "reserved")
+            await self._start(room, desired, action, result.resource_id, report)
+            return
+        await self._append(room, "result.reserve", key + "|result", {**base, **_failure(result)})
+        self._note(report, action, result)
+
+    async def _start(
+        self,
+        room: str,
+        desired: Desired,
+        action: Action,
+        resource_id: str | None,
+        report: ExecutionReport,
+    ) -> None:
+        spec = desired.spec
+        base = {
+            "segment": action.segment,
+            "uid": action.uid,
+            "generation": desired.generation,
+            "provider": self.provider.name,
+            "resource_id": resource_id,
+            "channel": spec.channel,
+            "mode": spec.mode,
+        }
+        key = intent_id(room, desired.generation, action.segment or 0, f"start:{resource_id}")
+        await self._append(room, "intent.start", key, base)
+        result = await self.provider.start(
+            self._request(room, desired, action), Reservation(resource_id=resource_id)
+        )
+        if isinstance(result, SessionHandle):
+            await self._append(
+                room,
+                "result.start",
+                key + "|result",
+                {**base, "sid": result.sid},
+                session=result.sid,
+            )
+            report.record(action, f"started {result.sid}")
+            return
+        await self._append(room, "result.start", key + "|result", {**base, **_failure(result)})
+        self._note(report, action, result)
+
+    async def _query(
+        self, room: str, action: Action, handle: SessionHandle, report: ExecutionReport
+    ) -> None:
+        result = await self.provider.query(handle)
+        now = self.clock()
+        key = f"{room}|query|{handle.sid}|{now.timestamp():.6f}"
+        payload: dict[str, Any] = {"sid": handle.sid, "provider": handle.provider}
+        if isinstance(result, SessionStatus):
+            payload.update(
+                state=result.state,
+                raw_status=result.raw_status,
+                files=[f.name for f in result.files],
+            )
+        elif isinstance(result, Ended):
+            payload.update(not_found=True, **_failure(result))
+        else:
+            self._note(report, action, result)
+            return
+        await self._append(room, "observed.query", key, payload, session=handle.sid)
+        report.record(action, str(payload.get("state", "not found")))
+
+    async def _stop(
+        self,
+        room: str,
+        desired: Desired | None,
+        action: Action,
+        handle: SessionHandle,
+        report: ExecutionReport,
+    ) -> None:
+        generation = desired.generation if desired else 0
+        key = intent_id(room, generation, action.segment or -1, f"stop:{handle.sid}")
+        base = {
+            "sid": handle.sid,
+            "provider": handle.provider,
+            "segment": action.segment,
+            "reason": action.reason,
+        }
+        await self._append(room, "intent.stop", key, base, session=handle.sid)
+        result = await self.provider.stop(handle)
+        if isinstance(result, StopResult):
+            payload = {
+                **base,
+                "files": [f.name for f in result.files],
+                "upload_status": result.upload_status,
+            }
+            await self._append(room, "result.stop", key + "|result", payload, session=handle.sid)
+            report.record(action, "stopped")
+            return
+        await self._append(
+            room, "result.stop", key + "|result", {**base, **_failure(result)}, session=handle.sid
+        )
+        if isinstance(result, Ended):
+            report.record(action, "already ended")
+        else:
+            self._note(report, action, result)
+
+    async def _update(
+        self, room: str, action: Action, handle: SessionHandle, report: ExecutionReport
+    ) -> None:
+        result = await self.provider.update(handle, action.options)
+        digest = live_hash(action.options)
+        key = f"{room}|update|{handle.sid}|{digest}"
+        payload: dict[str, Any] = {
+            "sid": handle.sid,
+            "provider": handle.provider,
+            "live_hash": digest,
+        }
+        if result is not None:
+            payload.update(_failure(result))
+            self._note(report, action, result)
+        else:
+            report.record(action, "updated")
+        await self._append(room, "result.update", key, payload, session=handle.sid)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _append(
+        self, room: str, type_: str, key: str, payload: dict[str, Any], session: str | None = None
+    ) -> None:
+        await self.store.append(
+            NewEvent(
+                source="reconciler",
+                dedup_key=key,
+                type=type_,
+                payload=payload,
+                room=room,
+                session=session,
+                occurred_at=self.clock(),
+            )
+        )
+
+    @staticmethod
+    def _note(report: ExecutionReport, action: Action, failure: Failure) -> None:
+        kind = outcome_kind(failure)
+        report.record(action, f"{kind}: {failure.code} {failure.message}".strip())
+        if isinstance(failure, Rejected):
+            report.rejected.append(failure)
+        elif isinstance(failure, Retryable | RateLimited):
+            report.transient.append(failure)
+
+
+def _failure(failure: Failure) -> dict[str, Any]:
+    return {
+        "outcome": outcome_kind(failure),
+        "code": failure.code,
+        "message": failure.message,
+        "http_status": failure.http_status,
+    }
+
+
+def _safe_prefix(room: str) -> tuple[str, ...]:
+    """File prefixes allow a-z, A-Z and 0-9 only: keep those from the room key's parts."""
+    parts = (
+        "".join(ch for ch in part if ch.isascii() and ch.isalnum()) for part in room.split("/")
+    )
+    return tuple(p[:40] for p in parts if p)

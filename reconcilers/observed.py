@@ -1,0 +1,128 @@
+"""What the reconciler knows about a room, as plain values: the input of :func:`plan`.
+
+Built from projection rows by :func:`observe` (pure), so the same log always gives the same
+observation. Times are milliseconds since the epoch, taken from events, never from a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from reconcilers.identity import UidRange
+from reconcilers.spec import RecordingSpec
+
+LiveState = Literal["starting", "recording", "stopping", "ended", "missing", "unknown"]
+ALIVE: frozenset[str] = frozenset({"starting", "recording", "stopping", "missing", "unknown"})
+
+
+@dataclass(frozen=True)
+class SessionObs:
+    """One provider session seen in the room's channel (ours or not)."""
+
+    sid: str
+    uid: str
+    state: LiveState
+    ours: bool
+    segment: int | None = None
+    started_ms: int | None = None
+    last_progress_ms: int | None = None
+    last_query_ms: int | None = None
+    not_found_since_ms: int | None = None
+    stop_requested: bool = False
+    exit_reason: str | None = None
+    applied_live: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ALIVE
+
+
+@dataclass(frozen=True)
+class SegmentObs:
+    """The reconciler's own record of one segment: what it intended and what came back."""
+
+    segment: int
+    uid: str
+    resource_id: str | None = None
+    reserved_ms: int | None = None
+    start_intent_ms: int | None = None
+    start_failed: str | None = None  # outcome kind of a failed start
+    sid: str | None = None
+    started_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Desired:
+    spec: RecordingSpec
+    generation: int
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything ``plan`` may look at for one room."""
+
+    segments: tuple[SegmentObs, ...] = ()
+    sessions: tuple[SessionObs, ...] = ()
+    channel_empty: bool | None = None
+    rejected_generation: int | None = None
+
+    @property
+    def current(self) -> SegmentObs | None:
+        return max(self.segments, key=lambda s: s.segment) if self.segments else None
+
+    def session(self, sid: str | None) -> SessionObs | None:
+        return next((s for s in self.sessions if s.sid == sid), None) if sid else None
+
+
+def observe(
+    room_row: dict[str, Any] | None,
+    session_rows: list[dict[str, Any]],
+    presence_row: dict[str, Any] | None,
+    uids: UidRange,
+) -> tuple[Desired | None, Observed]:
+    """Turn projection rows (see ``reconcilers.projections``) into plan inputs."""
+    desired: Desired | None = None
+    segments: tuple[SegmentObs, ...] = ()
+    rejected: int | None = None
+    if room_row is not None:
+        if not room_row.get("deleted") and room_row.get("spec"):
+            desired = Desired(RecordingSpec.from_json(room_row["spec"]), room_row["generation"])
+        segments = tuple(
+            SegmentObs(
+                segment=int(n),
+                uid=seg["uid"],
+                resource_id=seg.get("resource_id"),
+                reserved_ms=seg.get("reserved_ms"),
+                start_intent_ms=seg.get("start_intent_ms"),
+                start_failed=seg.get("start_failed"),
+                sid=seg.get("sid"),
+                started_ms=seg.get("started_ms"),
+            )
+            for n, seg in sorted(room_row.get("segments", {}).items(), key=lambda kv: int(kv[0]))
+        )
+        rejected = room_row.get("rejected_generation")
+    sid_segment = {s.sid: s.segment for s in segments if s.sid}
+    uid_segment = {s.uid: s.segment for s in segments}
+    sessions = tuple(
+        SessionObs(
+            sid=row["sid"],
+            uid=str(row.get("uid")),
+            state=row.get("state", "unknown"),
+            ours=uids.contains(row.get("recorder_uid") or row.get("uid")),
+            segment=sid_segment.get(row["sid"], uid_segment.get(str(row.get("recorder_uid")))),
+            started_ms=row.get("started_ms"),
+            last_progress_ms=row.get("last_progress_ms"),
+            last_query_ms=row.get("last_query_ms"),
+            not_found_since_ms=row.get("not_found_since_ms"),
+            stop_requested=bool(row.get("stop_requested")),
+            exit_reason=row.get("exit_reason"),
+            applied_live=row.get("applied_live"),
+        )
+        for row in session_rows
+        if row.get("sid")
+    )
+    empty: bool | None = None
+    if presence_row is not None and presence_row.get("known"):
+        empty = not any(u.get("present") for u in presence_row.get("users", {}).values())
+    return desired, Observed(segments, sessions, empty, rejected)

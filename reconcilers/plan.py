@@ -1,0 +1,276 @@
+"""``plan(desired, observed, now)``: the reconciler's every decision, as a pure function.
+
+No I/O, no clock, no logging: the same inputs always give the same plan, which is what makes it
+testable by tables and hypothesis properties. The executor carries the actions out and records
+their intents and results in the log; the next pass sees those results as observations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reconcilers.identity import UidRange
+from reconcilers.observed import Desired, Observed, SegmentObs, SessionObs
+
+ActionKind = Literal["reserve", "start", "query", "update", "stop", "adopt"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One provider-facing step. ``reason`` is for people: the plan table and the log."""
+
+    kind: ActionKind
+    reason: str
+    segment: int | None = None
+    uid: str | None = None
+    sid: str | None = None
+    resource_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The actions to take now, and when to look again (``None``: only on an event)."""
+
+    actions: tuple[Action, ...]
+    requeue_after: float | None
+    summary: str
+
+    @property
+    def provider_calls(self) -> int:
+        return len(self.actions)
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """The timings that shape decisions; all in seconds."""
+
+    uids: UidRange = field(default_factory=UidRange)
+    query_interval: float = 60.0
+    stall_threshold: float = 180.0
+    failover_window: float = 90.0
+    start_confirm: float = 90.0
+    first_query_delay: float = 5.0
+    reservation_ttl: float = 240.0  # Agora's resource lives 300 s; keep a margin
+    adoption_window: float = 60.0
+    rollover_margin: float = 300.0
+
+
+def live_hash(options: dict[str, Any]) -> str:
+    """A stable fingerprint of live-changeable options, to tell whether an update is due."""
+    text = json.dumps(options, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(desired: Desired | None, observed: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
+    """Decide what to do for one room. ``desired`` is ``None`` when nothing wants a recording."""
+    if desired is None or desired.spec.state == "stopped":
+        return _plan_stopped(desired, observed, now_ms, cfg)
+    if observed.rejected_generation == desired.generation:
+        return _finish([], None, "degraded: rejected, waiting for a spec change", observed, desired)
+    return _plan_recording(desired, observed, now_ms, cfg)
+
+
+def _age(now_ms: int, then_ms: int | None) -> float:
+    return float("inf") if then_ms is None else (now_ms - then_ms) / 1000.0
+
+
+def _stop(session: SessionObs, reason: str) -> Action:
+    return Action("stop", reason, segment=session.segment, uid=session.uid, sid=session.sid)
+
+
+def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
+    own = desired is not None and desired.spec.own_channel
+    actions: list[Action] = [
+        _stop(s, "not desired")
+        for s in o.sessions
+        if s.alive and not s.stop_requested and (s.ours or own) and s.state != "missing"
+    ]
+    cur = o.current
+    pending = (
+        cur is not None
+        and cur.sid is None
+        and cur.start_intent_ms is not None
+        and cur.start_failed is None
+        and _age(now_ms, cur.start_intent_ms) < cfg.adoption_window
+    )
+    missing = [s for s in o.sessions if s.ours and s.state == "missing" and not s.stop_requested]
+    requeue: float | None = None
+    if pending:
+        requeue = cfg.first_query_delay  # a start may have landed: wait to adopt, then stop it
+    for s in missing:
+        if _age(now_ms, s.not_found_since_ms) < cfg.failover_window:
+            actions.append(Action("query", "missing: confirm before giving up", sid=s.sid))
+            requeue = cfg.first_query_delay * 2
+    summary = f"stop {len(actions)} session(s)" if actions else "stopped"
+    return Plan(tuple(actions), requeue, summary)
+
+
+def _next_segment(o: Observed) -> int:
+    cur = o.current
+    return 0 if cur is None else cur.segment + 1
+
+
+def _start_new(o: Observed, cfg: PlanConfig, room: str, reason: str) -> Action:
+    seg = _next_segment(o)
+    return Action("reserve", reason, segment=seg, uid=cfg.uids.recorder_uid(room, seg))
+
+
+def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
+    room = d.spec.channel
+    cur = o.current
+    actions: list[Action] = []
+    requeue: float | None = cfg.query_interval
+    summary = ""
+    session = o.session(cur.sid) if cur is not None else None
+    healthy = False
+
+    left_idle = session is not None and session.exit_reason == "no_users"
+    empty = o.channel_empty is True or (o.channel_empty is None and left_idle)
+
+    def begin(reason: str) -> None:
+        nonlocal requeue, summary
+        if empty:
+            # Known empty: wake on the next join event. Unknown (no RTC events) but the recorder
+            # idled out: look again slowly, never a hot loop of start and idle exit.
+            requeue = None if o.channel_empty else cfg.query_interval
+            summary = "waiting: channel is empty; will start on the next join"
+            return
+        actions.append(_start_new(o, cfg, room, reason))
+        requeue, summary = cfg.first_query_delay, reason
+
+    if cur is None:
+        begin("start: nothing running")
+    elif cur.sid is None:
+        pending = _pending_segment(cur, o, now_ms, cfg, actions, begin)
+        if pending is not None:  # otherwise ``begin`` has set requeue and summary
+            requeue, summary = pending
+    elif session is None or session.state == "ended":
+        begin("restart: session ended" if session else "restart: session unknown")
+    elif session.state == "missing":
+        window_left = cfg.failover_window - _age(now_ms, session.not_found_since_ms)
+        if d.spec.recovery == "aggressive" and not session.stop_requested:
+            actions.append(_stop(session, "aggressive recovery: replace a missing recorder"))
+            begin("recover: 404, aggressive")
+        elif window_left > 0:
+            actions.append(Action("query", "404 inside the failover window", sid=session.sid))
+            requeue = min(max(window_left, 1.0), 15.0)
+            summary = f"waiting for failover ({window_left:.0f}s left)"
+        else:
+            begin("restart: gone after the failover window")
+    elif session.state in ("stopping",) or session.stop_requested:
+        begin("restart: session is stopping")
+    else:
+        healthy, requeue, summary = _check_live(d, cur, session, now_ms, cfg, actions, begin)
+
+    _retire_others(d, o, cur, healthy, actions)
+    return _finish(actions, requeue, summary, o, d)
+
+
+def _pending_segment(
+    cur: SegmentObs, o: Observed, now_ms: int, cfg: PlanConfig, actions: list[Action], begin: Any
+) -> tuple[float | None, str] | None:
+    """A segment with no sid yet: reserved, or started with the result not recorded (a crash)."""
+    adoptable = next(
+        (
+            s
+            for s in o.sessions
+            if s.uid == cur.uid and s.alive and s.segment in (None, cur.segment)
+        ),
+        None,
+    )
+    if adoptable is not None:
+        actions.append(
+            Action(
+                "adopt",
+                "adopt: a session with this segment's uid exists",
+                segment=cur.segment,
+                uid=cur.uid,
+                sid=adoptable.sid,
+                resource_id=cur.resource_id,
+            )
+        )
+        return cfg.first_query_delay, "adopting an already started session"
+    if cur.start_failed == "channel_empty" and o.channel_empty is not False:
+        return None, "waiting: the provider says the channel is empty"
+    if cur.start_failed == "already_recording":
+        if _age(now_ms, cur.start_intent_ms) < cfg.adoption_window:
+            return cfg.first_query_delay, "waiting to adopt a session the provider already runs"
+    elif cur.start_failed is not None:
+        begin(f"retry: start failed ({cur.start_failed})")
+        return None
+    fresh = cur.resource_id is not None and _age(now_ms, cur.reserved_ms) < cfg.reservation_ttl
+    if fresh and (cur.start_intent_ms is None or cur.start_failed is None):
+        start = Action(
+            "start", "start: resource reserved", cur.segment, cur.uid, resource_id=cur.resource_id
+        )
+        actions.append(start)
+        return cfg.first_query_delay, "starting"
+    begin("retry: reservation expired or start lost")
+    return None
+
+
+def _check_live(
+    d: Desired,
+    cur: SegmentObs,
+    s: SessionObs,
+    now_ms: int,
+    cfg: PlanConfig,
+    actions: list[Action],
+    begin: Any,
+) -> tuple[bool, float | None, str]:
+    """A session that the provider reports as starting or recording."""
+    progress_age = _age(now_ms, s.last_progress_ms)
+    if s.state == "starting" and _age(now_ms, cur.started_ms) > cfg.start_confirm:
+        actions.append(_stop(s, "stalled: never reached recording"))
+        begin("recover: stalled start")
+        return False, cfg.first_query_delay, "recover: stalled start"
+    if s.state == "recording" and progress_age > cfg.stall_threshold:
+        query_age = _age(now_ms, s.last_query_ms)
+        if (
+            query_age > cfg.first_query_delay
+            and progress_age > cfg.stall_threshold + cfg.query_interval
+        ):
+            actions.append(_stop(s, "stalled: no progress"))
+            begin("recover: stalled")
+            return False, cfg.first_query_delay, "recover: stalled"
+    if _age(now_ms, cur.started_ms) > d.spec.max_segment_seconds - cfg.rollover_margin:
+        begin("rollover: segment reaches its time limit")
+        return True, cfg.first_query_delay, "rollover: make-before-break"
+    live = d.spec.live_options()
+    if live and s.state == "recording" and s.applied_live not in (None, live_hash(live)):
+        actions.append(Action("update", "spec changed live options", sid=s.sid, options=live))
+    fresh = min(_age(now_ms, s.last_query_ms), progress_age)
+    interval = cfg.first_query_delay if s.state == "starting" else cfg.query_interval
+    if fresh >= interval:
+        actions.append(Action("query", "refresh", sid=s.sid))
+        return s.state == "recording", interval, "healthy: refreshing"
+    return s.state == "recording", max(interval - fresh, 1.0), "healthy"
+
+
+def _retire_others(
+    d: Desired, o: Observed, cur: SegmentObs | None, healthy: bool, actions: list[Action]
+) -> None:
+    """Stop what is redundant: older segments once the current one records, foreign recorders
+    only where the spec owns the channel."""
+    current_sid = cur.sid if cur is not None else None
+    for s in o.sessions:
+        if s.sid == current_sid or not s.alive or s.stop_requested or s.state == "missing":
+            continue
+        if cur is not None and cur.sid is None and s.uid == cur.uid:
+            continue  # about to be adopted
+        if s.ours and (healthy or s.segment is None or (cur and s.segment > cur.segment)):
+            if any(a.sid == s.sid for a in actions):
+                continue
+            actions.append(_stop(s, "redundant: another segment is recording"))
+        elif not s.ours and d.spec.own_channel:
+            actions.append(_stop(s, "foreign recorder in an owned channel"))
+
+
+def _finish(
+    actions: list[Action], requeue: float | None, summary: str, o: Observed, d: Desired | None
+) -> Plan:
+    return Plan(tuple(actions), requeue, summary or "no change")

@@ -1,0 +1,307 @@
+"""The projections: pure folds of the log into the rows the reconciler and the API read.
+
+- ``rooms`` (key: room key ``tenant/room``): the desired spec, its generation, and the
+  reconciler's own record of each segment (uid, resource, sid) from its intents and results.
+- ``sessions`` (key: ``provider:sid``, indexed by channel key ``provider/channel``): what the
+  provider told us about a session, by notification or by query.
+- ``presence`` (key and index: channel key): who is in the channel, from RTC channel events.
+
+Times come from the events (``occurred_at``, else ``received_at``), never from a clock, so a
+replay of the log gives the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from reconcilers.events import Event, Projection, Row
+from reconcilers.providers.agora import notifications as ncs
+
+KEEP_SEGMENTS = 6
+
+
+def event_ms(event: Event) -> int:
+    when = event.occurred_at or event.received_at
+    return int(when.timestamp() * 1000)
+
+
+def channel_key(provider: str, channel: str) -> str:
+    return f"{provider}/{channel}"
+
+
+class Rooms:
+    """Desired state and the reconciler's segment bookkeeping, per room."""
+
+    name = "rooms"
+
+    def keys(self, event: Event) -> Sequence[str]:
+        if event.source in ("api", "reconciler") and event.room and "/" in event.room:
+            return (
+                [event.room]
+                if event.type.startswith(("room.", "intent.", "result.", "session."))
+                else []
+            )
+        return []
+
+    def apply(self, row: Row | None, event: Event) -> Row | None:
+        data: dict[str, Any] = dict(row.data) if row else {"generation": 0, "segments": {}}
+        p = event.payload
+        if event.type == "room.desired":
+            data.update(
+                tenant=p.get("tenant"),
+                name=p.get("name"),
+                spec=p["spec"],
+                deleted=False,
+                generation=data["generation"] + 1,
+                channel_key=p.get("channel_key"),
+                updated_ms=event_ms(event),
+            )
+        elif event.type == "room.deleted":
+            if row is None:
+                return None
+            data.update(deleted=True, generation=data["generation"] + 1, updated_ms=event_ms(event))
+        elif event.source == "reconciler" and row is not None:
+            self._segment_event(data, event)
+        else:
+            return row
+        index = data.get("channel_key")
+        return Row(self.name, event.room or "", index, data, event.seq)
+
+    @staticmethod
+    def _segment_event(data: dict[str, Any], event: Event) -> None:
+        p = event.payload
+        if "segment" not in p:
+            return
+        segments: dict[str, Any] = {k: dict(v) for k, v in data.get("segments", {}).items()}
+        seg = segments.setdefault(str(p["segment"]), {"uid": p.get("uid")})
+        at = event_ms(event)
+        failed = p.get("outcome")
+        if event.type == "intent.reserve":
+            seg.update(uid=p.get("uid"), reserve_intent_ms=at)
+        elif event.type == "result.reserve":
+            seg.update(resource_id=p.get("resource_id"), reserved_ms=at, start_failed=failed)
+        elif event.type == "intent.start":
+            seg.update(start_intent_ms=at, resource_id=p.get("resource_id"), start_failed=None)
+        elif event.type == "result.start":
+            seg.update(start_failed=failed)
+            if p.get("sid"):
+                seg.update(sid=p["sid"], started_ms=at)
+        elif event.type == "session.adopted":
+            seg.update(sid=p.get("sid"), started_ms=at, start_failed=None)
+        if failed == "rejected":
+            data["rejected_generation"] = p.get("generation")
+            data["rejected_reason"] = p.get("message", "")
+        if len(segments) > KEEP_SEGMENTS:
+            for old in sorted(segments, key=int)[: len(segments) - KEEP_SEGMENTS]:
+                del segments[old]
+        data["segments"] = segments
+        data["segment"] = max(int(k) for k in segments)
+
+
+_PROGRESS = (
+    ncs.ComponentStarted,
+    ncs.SliceStart,
+    ncs.UploadingProgress,
+    ncs.FileInfos,
+    ncs.Uploaded,
+)
+_STATUS_STATE = {
+    **dict.fromkeys(range(4), "starting"),
+    4: "recording",
+    5: "recording",
+    6: "stopping",
+    7: "stopping",
+    8: "ended",
+    20: "ended",
+}
+
+
+class Sessions:
+    """Provider sessions by sid, folded from notifications and from the reconciler's results."""
+
+    name = "sessions"
+
+    def keys(self, event: Event) -> Sequence[str]:
+        if event.source == "agora" and event.session:
+            return [f"agora:{event.session}"]
+        if event.source == "reconciler" and event.payload.get("sid"):
+            return [f"{event.payload.get('provider', 'agora')}:{event.payload['sid']}"]
+        return []
+
+    def apply(self, row: Row | None, event: Event) -> Row | None:
+        data: dict[str, Any] = dict(row.data) if row else {"state": "unknown", "files": []}
+        at = event_ms(event)
+        if event.source == "agora":
+            self._notification(data, event, at)
+        else:
+            self._reconciler(data, event, at)
+        data["last_seen_ms"] = max(at, data.get("last_seen_ms") or 0)
+        index = channel_key(data.get("provider", "agora"), data.get("channel") or "")
+        return Row(
+            self.name, f"{data.get('provider', 'agora')}:{data['sid']}", index, data, event.seq
+        )
+
+    @staticmethod
+    def _reconciler(data: dict[str, Any], event: Event, at: int) -> None:
+        p = event.payload
+        ended = data.get("state") == "ended"
+        if event.type in ("result.start", "session.adopted"):
+            data.update(
+                provider=p.get("provider", "agora"),
+                sid=p["sid"],
+                room=event.room,
+                channel=p.get("channel") or data.get("channel"),
+                mode=p.get("mode"),
+                resource_id=p.get("resource_id"),
+                segment=p.get("segment"),
+                recorder_uid=p.get("uid"),
+                uid=data.get("uid") or p.get("uid"),
+            )
+            data.setdefault("started_ms", at)
+            if data.get("state") == "unknown":
+                data["state"] = "starting"
+        elif event.type == "observed.query":
+            data.setdefault("sid", p["sid"])
+            data["last_query_ms"] = at
+            if ended:
+                return
+            if p.get("not_found"):
+                data["state"] = "missing"
+                data.setdefault("not_found_since_ms", at)
+                if data.get("not_found_since_ms") is None:
+                    data["not_found_since_ms"] = at
+                return
+            data["not_found_since_ms"] = None
+            data["state"] = p.get("state", data["state"])
+            data["raw_status"] = p.get("raw_status")
+            if p.get("state") == "recording":
+                data["last_progress_ms"] = at
+            if p.get("files"):
+                data["files"] = sorted(set(data.get("files", [])) | set(p["files"]))
+        elif event.type == "intent.stop":
+            data.setdefault("sid", p["sid"])
+            data["stop_requested"] = True
+        elif event.type == "result.stop":
+            data.setdefault("sid", p["sid"])
+            data["stop_requested"] = True
+            if p.get("outcome") in (None, "ended"):
+                data["state"] = "ended"
+                data.setdefault("exit_reason", "stopped")
+            if p.get("files"):
+                data["files"] = sorted(set(data.get("files", [])) | set(p["files"]))
+        elif event.type == "result.update" and p.get("outcome") is None:
+            data["applied_live"] = p.get("live_hash")
+
+    @staticmethod
+    def _notification(data: dict[str, Any], event: Event, at: int) -> None:
+        n = ncs.parse_notification({"sid": event.session, **event.payload})
+        d = ncs.details_of(n)
+        data.setdefault("provider", "agora")
+        data.setdefault("sid", n.sid)
+        data["channel"] = data.get("channel") or n.channel
+        if n.uid and not data.get("recorder_uid"):
+            data["recorder_uid"] = n.uid
+        if n.uid and not data.get("uid"):
+            data["uid"] = n.uid
+        if n.sequence is not None:
+            data["last_sequence"] = max(n.sequence, data.get("last_sequence") or -1)
+        ended = data.get("state") == "ended"
+        if isinstance(d, _PROGRESS):
+            data["last_progress_ms"] = max(at, data.get("last_progress_ms") or 0)
+            if not ended and data["state"] in ("unknown", "starting", "missing"):
+                data["state"] = (
+                    "recording"
+                    if not isinstance(d, ncs.ComponentStarted) or d.component != "uploader"
+                    else data["state"]
+                )
+                data["not_found_since_ms"] = None
+            if isinstance(d, ncs.Uploaded):
+                names = [f.name for f in d.files]
+                data["files"] = sorted(set(data.get("files", [])) | set(names))
+                data["uploaded"] = not d.backuped
+                data["backuped"] = d.backuped
+        elif isinstance(d, ncs.StatusUpdate) and d.status is not None and not ended:
+            data["state"] = _STATUS_STATE.get(d.status, data["state"])
+            data["raw_status"] = d.status
+        elif isinstance(d, ncs.SessionFailover):
+            data["uid"] = d.new_uid or data.get("uid")
+            data["failovers"] = int(data.get("failovers") or 0) + 1
+            if not ended:
+                data["state"], data["not_found_since_ms"] = "recording", None
+                data["last_progress_ms"] = at
+        elif isinstance(d, ncs.RecorderLeave):
+            if d.no_users:
+                data["exit_reason"] = "no_users"
+            elif d.client_leave:
+                data.setdefault("exit_reason", "stopped")
+            elif not data.get("exit_reason"):
+                data["exit_reason"] = f"recorder_left:{d.leave_code}"
+            if not ended:
+                data["state"] = "stopping"
+        elif isinstance(d, ncs.SessionExit):
+            data["state"] = "ended"
+            if d.abnormal:
+                data["exit_reason"] = data.get("exit_reason") or "abnormal_exit"
+            data.setdefault("exit_reason", "exited")
+        elif isinstance(d, ncs.RecordingError) and d.fatal:
+            data["last_error"] = {"code": d.code, "message": d.message, "at_ms": at}
+            data["last_query_ms"] = None  # a fatal error may end the recording: query now
+        elif isinstance(d, ncs.WebRecorderStopped):
+            data["files"] = sorted(set(data.get("files", [])) | {f.name for f in d.files})
+            if d.code:
+                data["exit_reason"] = f"web_recorder_stopped:{d.code}"
+                data["state"] = "stopping" if not ended else "ended"
+
+
+class Presence:
+    """Who is in each channel, from RTC channel events, ordered by each user's ``clientSeq``."""
+
+    name = "presence"
+
+    def keys(self, event: Event) -> Sequence[str]:
+        if event.source == "agora" and event.type in _RTC_TYPES and event.room:
+            return [channel_key("agora", event.room)]
+        return []
+
+    def apply(self, row: Row | None, event: Event) -> Row | None:
+        data: dict[str, Any] = dict(row.data) if row else {"users": {}}
+        users: dict[str, Any] = {k: dict(v) for k, v in data.get("users", {}).items()}
+        d = ncs.details_of(ncs.parse_notification(event.payload))
+        at = event_ms(event)
+        if isinstance(d, ncs.ChannelLifecycle):
+            if not d.created:
+                for user in users.values():
+                    user["present"] = False
+        elif isinstance(d, ncs.ChannelMember | ncs.RoleChange):
+            if isinstance(d, ncs.ChannelMember) and d.is_cloud_recorder:
+                return (
+                    row
+                    if row
+                    else Row(
+                        self.name,
+                        channel_key("agora", d.channel),
+                        channel_key("agora", d.channel),
+                        {"users": {}, "known": True},
+                        event.seq,
+                    )
+                )
+            user = users.setdefault(d.uid, {"seq": -1, "present": False})
+            seq = d.client_seq if d.client_seq is not None else user["seq"] + 1
+            if seq <= user["seq"]:
+                return row  # late or duplicate: clientSeq says we know better
+            user["seq"] = seq
+            if isinstance(d, ncs.ChannelMember):
+                user["present"] = d.joined and d.role != "audience"
+            else:
+                user["present"] = d.role == "broadcaster"
+        else:
+            return row
+        data.update(users=users, known=True, changed_ms=at)
+        key = channel_key("agora", event.room or "")
+        return Row(self.name, key, key, data, event.seq)
+
+
+_RTC_TYPES = frozenset(f"agora.{name}" for name in ncs.RTC_EVENTS.values())
+
+PROJECTIONS: tuple[Projection, ...] = (Rooms(), Sessions(), Presence())

@@ -1,0 +1,120 @@
+"""The provider port: the few calls the reconciler needs, whatever the recording service.
+
+Every method returns a value or an :mod:`~reconcilers.outcomes` failure; none raises for a
+provider error. ``reserve`` exists because Agora needs a resource before ``start`` and the
+executor records that resource in an intent *before* starting (the crash-safety argument in
+DESIGN.md); providers without such a step return an empty :class:`Reservation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from reconcilers.outcomes import Outcome
+
+Mode = Literal["individual", "mix", "web"]
+SessionState = Literal["starting", "recording", "stopping", "ended", "unknown"]
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """A storage profile as the adapters see it; each maps it onto its provider's format."""
+
+    kind: str
+    bucket: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    endpoint: str | None = None
+    prefix: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """Everything needed to start one segment of a room's recording."""
+
+    room: str
+    channel: str
+    mode: Mode
+    recorder_uid: str
+    options: dict[str, Any]
+    storage: StorageTarget
+    file_prefix: tuple[str, ...] = ()
+    #: The longest the segment may run, so that tokens outlive it.
+    max_seconds: int = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What the provider handed out before start (Agora's resource id), if anything."""
+
+    resource_id: str | None = None
+    expires_at_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionHandle:
+    """Identifies a live provider session: enough to query, update and stop it."""
+
+    provider: str
+    channel: str
+    recorder_uid: str
+    mode: Mode
+    sid: str
+    resource_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedFile:
+    """One file the provider reported, with its name relative to the bucket."""
+
+    name: str
+    track: str | None = None
+    uid: str | None = None
+    slice_start_ms: int | None = None
+    playable: bool = True
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """A provider's answer to query, in neutral terms; ``raw_status`` is the provider's own."""
+
+    state: SessionState
+    raw_status: int | str | None = None
+    files: tuple[RecordedFile, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What stop reported: the files and whether every one is already uploaded."""
+
+    files: tuple[RecordedFile, ...] = ()
+    upload_status: str | None = None
+
+
+class Provider(Protocol):
+    """One recording service: Agora, Cloudflare (and their emulators, which speak the same)."""
+
+    name: str
+
+    def validate_options(self, mode: Mode, options: dict[str, Any]) -> dict[str, Any]:
+        """Check a spec's provider options; raise ``ValueError`` naming the field if bad."""
+        ...
+
+    async def reserve(self, request: StartRequest) -> Reservation | Outcome: ...
+
+    async def start(
+        self, request: StartRequest, reservation: Reservation
+    ) -> SessionHandle | Outcome: ...
+
+    async def query(self, handle: SessionHandle) -> SessionStatus | Outcome: ...
+
+    async def update(self, handle: SessionHandle, options: dict[str, Any]) -> Outcome | None:
+        """Apply what can change live (subscriptions, layout) without a restart."""
+        ...
+
+    async def stop(self, handle: SessionHandle) -> StopResult | Outcome: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,60 @@
+"""The desired state of one room's recording, as a user declares it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DesiredState = Literal["recording", "stopped"]
+Recovery = Literal["standard", "aggressive"]
+
+
+@dataclass(frozen=True)
+class RecordingSpec:
+    """What a user wants for a room. ``options`` are the provider's own start options.
+
+    ``recovery="aggressive"`` follows Agora's advice for critical recordings: on a 404 start a
+    replacement at once with the spare uid instead of waiting out the failover window.
+    ``own_channel`` lets the service stop recorders in the channel that it did not start.
+    """
+
+    state: DesiredState = "recording"
+    provider: str = "agora"
+    mode: Literal["individual", "mix", "web"] = "mix"
+    channel: str = ""
+    storage: str = "default"
+    options: dict[str, Any] = field(default_factory=dict)
+    recovery: Recovery = "standard"
+    own_channel: bool = False
+    max_segment_seconds: int = 12 * 3600
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "provider": self.provider,
+            "mode": self.mode,
+            "channel": self.channel,
+            "storage": self.storage,
+            "options": self.options,
+            "recovery": self.recovery,
+            "own_channel": self.own_channel,
+            "max_segment_seconds": self.max_segment_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordingSpec:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def live_options(self) -> dict[str, Any]:
+        """The options a provider can change without a restart (subscriptions, layout)."""
+        return {k: v for k, v in self.options.items() if k in LIVE_OPTION_KEYS}
+
+    def restart_options(self) -> dict[str, Any]:
+        """Everything else: a change here needs a new segment."""
+        return {k: v for k, v in self.options.items() if k not in LIVE_OPTION_KEYS}
+
+
+#: Option keys Agora applies live through ``update`` / ``updateLayout``.
+LIVE_OPTION_KEYS = frozenset(
+    {"streamSubscribe", "layout", "webRecordingConfig", "rtmpPublishConfig"}
+)

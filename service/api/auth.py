@@ -1,0 +1,22 @@
+"""Bearer-token authentication: a token names its tenant; rooms are tenant-scoped."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+from starlette.requests import Request
+
+from service.api.errors import ApiError
+
+
+def tenant_of(request: Request, tokens: Mapping[str, str]) -> str:
+    """The caller's tenant, or a 401 :class:`ApiError`. Tokens are compared in constant time."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "missing bearer token", field="Authorization")
+    for known, tenant in tokens.items():
+        if hmac.compare_digest(known.encode(), token.strip().encode()):
+            return tenant
+    raise ApiError(401, "unauthorized", "invalid bearer token", field="Authorization")

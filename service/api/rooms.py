@@ -1,0 +1,302 @@
+"""The desired-state API: ``/v1/rooms/{room}/recording`` and ``/v1/rooms``.
+
+A write is an event (``room.desired`` / ``room.deleted``) appended to the log; the ``rooms``
+projection folds it, and the room is enqueued for the reconciler. Nothing here calls a provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from reconcilers.engine import Reconciler, RoomState
+from reconcilers.events import NewEvent, Store
+from reconcilers.projections import channel_key
+from reconcilers.providers.base import Provider
+from service.api.auth import tenant_of
+from service.api.errors import ApiError, from_validation
+from service.api.schemas import ROOM_NAME, Condition, RecordingSpecIn, RoomView
+
+MAX_BODY = 64 * 1024
+
+
+class Scheduler(Protocol):
+    """What the API needs of the controller: enqueue a key, and tell its reconcile times."""
+
+    def enqueue(self, key: str) -> None: ...
+
+    def timing(self, key: str) -> tuple[datetime | None, datetime | None]: ...
+
+
+@dataclass
+class RoomsApi:
+    store: Store
+    reconciler: Reconciler
+    providers: Mapping[str, Provider]
+    tokens: Mapping[str, str]
+    storage_profiles: Collection[str]
+    scheduler: Scheduler
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def put(self, request: Request) -> Response:
+        tenant, name, key = self._room(request)
+        body = await _json_body(request)
+        try:
+            spec_in = RecordingSpecIn.model_validate(body)
+        except ValidationError as exc:
+            raise from_validation(exc) from None
+        if spec_in.storage not in self.storage_profiles:
+            known = ", ".join(sorted(self.storage_profiles)) or "none configured"
+            raise ApiError(422, "invalid", f"storage: unknown profile (known: {known})", "storage")
+        provider = self.providers.get(spec_in.provider)
+        if provider is None:
+            raise ApiError(422, "invalid", "provider: not configured", "provider")
+        try:
+            options = provider.validate_options(spec_in.mode, spec_in.options)
+        except ValueError as exc:
+            message = str(exc)
+            raise ApiError(422, "invalid", f"options.{message}", _field_of(message)) from None
+        spec = spec_in.model_dump()
+        spec["channel"] = spec_in.channel or name
+        spec["options"] = options
+        ckey = channel_key(spec_in.provider, spec["channel"])
+        async with self._write_lock:
+            row = await self.store.get_row("rooms", key)
+            current = row.data if row and not row.data.get("deleted") else None
+            self._check_if_match(request, current)
+            for other in await self.store.rows("rooms", room=ckey):
+                if other.key != key and not other.data.get("deleted"):
+                    raise ApiError(409, "conflict", "channel: used by another room", "channel")
+            if current is not None and current.get("spec") == spec:
+                return self._respond(await self._view(key), 200)
+            idem = request.headers.get("idempotency-key")
+            dedup = f"{key}|{idem}" if idem else f"{key}|{uuid.uuid4()}"
+            appended = await self.store.append(
+                NewEvent(
+                    source="api",
+                    dedup_key=dedup,
+                    type="room.desired",
+                    room=key,
+                    payload={"tenant": tenant, "name": name, "spec": spec, "channel_key": ckey},
+                    occurred_at=self.clock(),
+                )
+            )
+        self.scheduler.enqueue(key)
+        status = 201 if current is None and not appended.duplicate else 200
+        return self._respond(await self._view(key), status)
+
+    async def get(self, request: Request) -> Response:
+        _, _, key = self._room(request)
+        return self._respond(await self._view(key), 200)
+
+    async def delete(self, request: Request) -> Response:
+        _, _, key = self._room(request)
+        async with self._write_lock:
+            row = await self.store.get_row("rooms", key)
+            if row is None or row.data.get("deleted"):
+                raise ApiError(404, "not_found", "no such room", "room")
+            self._check_if_match(request, row.data)
+            await self.store.append(
+                NewEvent(
+                    source="api",
+                    dedup_key=f"{key}|delete|g{row.data['generation']}",
+                    type="room.deleted",
+                    room=key,
+                    payload={},
+                    occurred_at=self.clock(),
+                )
+            )
+        self.scheduler.enqueue(key)
+        return Response(status_code=204)
+
+    async def list_rooms(self, request: Request) -> Response:
+        tenant = tenant_of(request, self.tokens)
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", "50"))
+        except ValueError:
+            raise ApiError(422, "invalid", "limit: not an integer", "limit") from None
+        if not 1 <= limit <= 500:
+            raise ApiError(422, "invalid", "limit: must be 1-500", "limit")
+        want_state, want_condition = q.get("state"), q.get("condition")
+        prefix = f"{tenant}/"
+        after = prefix + q.get("cursor", "")
+        items: list[dict[str, Any]] = []
+        next_cursor: str | None = None
+        while len(items) < limit:
+            rows = await self.store.rows("rooms", after_key=after, limit=limit * 2)
+            mine = [r for r in rows if r.key.startswith(prefix)]
+            for row in mine:
+                after = row.key
+                if row.data.get("deleted"):
+                    continue
+                if want_state and row.data.get("spec", {}).get("state") != want_state:
+                    continue
+                view = await self._view(row.key)
+                if want_condition and not any(
+                    c.type == want_condition and c.status == "True" for c in view.conditions
+                ):
+                    continue
+                items.append(view.model_dump())
+                if len(items) == limit:
+                    next_cursor = row.key.removeprefix(prefix)
+                    break
+            if len(mine) < len(rows) or len(rows) < limit * 2:
+                break
+        return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _room(self, request: Request) -> tuple[str, str, str]:
+        tenant = tenant_of(request, self.tokens)
+        name = request.path_params["room"]
+        if not ROOM_NAME.match(name):
+            raise ApiError(422, "invalid", "room: 1-64 characters of A-Z a-z 0-9 _ . -", "room")
+        return tenant, name, f"{tenant}/{name}"
+
+    @staticmethod
+    def _check_if_match(request: Request, current: dict[str, Any] | None) -> None:
+        expected = request.headers.get("if-match")
+        if expected is None:
+            return
+        actual = f'"{current["generation"]}"' if current else None
+        if (expected != "*" and expected != actual) or (expected == "*" and current is None):
+            raise ApiError(412, "precondition_failed", "If-Match: generation changed", "If-Match")
+
+    async def _view(self, key: str) -> RoomView:
+        state = await self.reconciler.state(key)
+        row = state.room_row
+        if row is None or row.data.get("deleted"):
+            raise ApiError(404, "not_found", "no such room", "room")
+        last, nxt = self.scheduler.timing(key)
+        return RoomView(
+            room=key.split("/", 1)[1],
+            spec=row.data["spec"],
+            generation=row.data["generation"],
+            observed=_observed(state),
+            conditions=_conditions(state),
+            last_reconcile_at=_iso(last),
+            next_reconcile_at=_iso(nxt),
+        )
+
+    @staticmethod
+    def _respond(view: RoomView, status: int) -> Response:
+        return JSONResponse(
+            view.model_dump(), status_code=status, headers={"ETag": f'"{view.generation}"'}
+        )
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "too_large", f"body: over {MAX_BODY} bytes", "body")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "bad_json", "body: not valid JSON", "body") from None
+
+
+def _field_of(message: str) -> str:
+    head = message.split(":", 1)[0].strip()
+    return f"options.{head}" if head else "options"
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
+
+
+def _ms_iso(ms: int | None) -> str | None:
+    return _iso(datetime.fromtimestamp(ms / 1000, UTC)) if ms else None
+
+
+def _observed(state: RoomState) -> dict[str, Any]:
+    o = state.observed
+    cur = o.current
+    session = o.session(cur.sid) if cur else None
+    return {
+        "segment": cur.segment if cur else None,
+        "session": None
+        if session is None
+        else {
+            "sid": session.sid,
+            "uid": session.uid,
+            "state": session.state,
+            "started_at": _ms_iso(session.started_ms),
+            "last_progress_at": _ms_iso(session.last_progress_ms),
+            "exit_reason": session.exit_reason,
+        },
+        "segments": [
+            {
+                "segment": s.segment,
+                "uid": s.uid,
+                "sid": s.sid,
+                "started_at": _ms_iso(s.started_ms),
+                "start_failed": s.start_failed,
+            }
+            for s in o.segments
+        ],
+        "channel_empty": o.channel_empty,
+        "other_sessions": [
+            {"sid": s.sid, "uid": s.uid, "state": s.state, "ours": s.ours}
+            for s in o.sessions
+            if s.alive and (session is None or s.sid != session.sid)
+        ],
+    }
+
+
+def _conditions(state: RoomState) -> list[Condition]:
+    o, d = state.observed, state.desired
+    row = state.room_row.data if state.room_row else {}
+    cur = o.current
+    session = o.session(cur.sid) if cur else None
+    recording = session is not None and session.state == "recording"
+    since = _ms_iso(session.started_ms) if session else _ms_iso(row.get("updated_ms"))
+    wanted = d is not None and d.spec.state == "recording"
+    rejected = d is not None and o.rejected_generation == d.generation
+    if recording:
+        rec = Condition(
+            type="Recording",
+            status="True",
+            reason="SessionRecording",
+            message=f"session {session.sid if session else ''} is recording",
+            last_transition_time=since,
+        )
+    else:
+        reason = (
+            "ChannelEmpty" if o.channel_empty else ("Stopped" if not wanted else "NotRecording")
+        )
+        rec = Condition(
+            type="Recording",
+            status="False",
+            reason=reason,
+            message="no session is recording",
+            last_transition_time=since,
+        )
+    progressing = wanted and not recording and not rejected and not o.channel_empty
+    prog = Condition(
+        type="Progressing",
+        status="True" if progressing else "False",
+        reason="Starting" if progressing else ("Stable" if recording or not wanted else "Waiting"),
+        message="a session is being started" if progressing else "",
+        last_transition_time=since,
+    )
+    deg = Condition(
+        type="Degraded",
+        status="True" if rejected else "False",
+        reason="Rejected" if rejected else "AsExpected",
+        message=str(row.get("rejected_reason", "")) if rejected else "",
+        last_transition_time=_ms_iso(row.get("updated_ms")),
+    )
+    return [rec, prog, deg]

@@ -1,0 +1,122 @@
+"""The composition root: :func:`create_app` wires settings, store, routes and components.
+
+Nothing runs at import time. The lifespan opens the store (unless one is handed in), starts the
+lifespan components in order with the :class:`AppContext`, and on shutdown stops them in reverse
+order, lets hook tasks finish, and closes the store after it has drained its pending appends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler
+
+from reconcilers.events import Projection, Store
+from service.config import Settings
+from service.context import AppContext, EventHook, LifespanComponent
+from service.http import (
+    RequestIdMiddleware,
+    error_response,
+    http_exception_handler,
+    server_error_handler,
+)
+from service.metrics import Metrics
+from service.store import ObservableStore, open_store
+from service.webhooks.agora import AgoraWebhook
+
+log = structlog.get_logger("app")
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+def default_projections() -> Sequence[Projection]:
+    """The domain's projections (imported late: the store needs them, tests may pass others)."""
+    from reconcilers.projections import PROJECTIONS
+
+    return PROJECTIONS
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespan_components: Sequence[LifespanComponent] = (),
+    on_event: EventHook | None = None,
+    projections: Sequence[Projection] | None = None,
+    exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
+) -> Starlette:
+    """Build the ASGI app.
+
+    ``store``: use this open store and leave closing it to the caller (tests); otherwise the
+    lifespan opens ``settings.database_url`` with ``projections`` (default: the domain's).
+    ``on_event`` and the hooks components subscribe get every newly stored notification.
+    Handlers in ``extra_routes`` reach the store through ``request.app.state.context.store``.
+    """
+    ctx = AppContext(settings=settings, metrics=Metrics())
+    if on_event is not None:
+        ctx.subscribe(on_event)
+    webhook = AgoraWebhook(ctx)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            opened = store
+            if opened is None:
+                opened = await open_store(
+                    settings.database_url,
+                    default_projections() if projections is None else projections,
+                )
+                stack.push_async_callback(opened.close)
+            if isinstance(opened, ObservableStore):
+                opened.stats.observers.append(ctx.metrics.observe_batch)
+            ctx._store = opened
+            stack.push_async_callback(ctx.drain_hooks)
+            for component in lifespan_components:
+                await stack.enter_async_context(component(ctx))
+            webhook.log_startup()
+            log.info("started", store=settings.database_url.partition(":")[0])
+            yield
+            log.info("stopping")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(ctx.store.ping(), READY_TIMEOUT_SECONDS)
+        except Exception as exc:
+            log.warning("not ready", error=repr(exc))
+            return error_response(503, "not_ready", "the event log is not reachable")
+        return JSONResponse({"status": "ready"})
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", ctx.metrics.endpoint, methods=["GET"]),
+        Route("/webhooks/agora", webhook.handle, methods=["POST"]),
+        *extra_routes,
+    ]
+    handlers: dict[Any, ExceptionHandler] = {
+        HTTPException: http_exception_handler,
+        Exception: server_error_handler,
+        **(exception_handlers or {}),
+    }
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    return app

@@ -1,0 +1,128 @@
+"""Configuration, read from the environment in one place and validated at start-up.
+
+Nothing else in the code base reads ``os.environ``: the composition root builds a
+:class:`Settings` once (``Settings.from_env()``) and hands it down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+AGORA_DEFAULT_BASE_URL = "https://api.sd-rtn.com"
+
+
+class ConfigError(Exception):
+    """A bad environment variable; the message names it."""
+
+
+class StorageProfile(BaseModel):
+    """Where a provider uploads files. Credentials live only here, never in the API or log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["s3", "r2", "gcs", "azure", "s3-compatible", "alibaba", "tencent"] = "s3"
+    bucket: str
+    region: str = "us-east-1"
+    endpoint: str | None = None
+    access_key_id: SecretStr = SecretStr("")
+    secret_access_key: SecretStr = SecretStr("")
+    prefix: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseModel):
+    """Every setting of the service. Field names are the environment variable names, lowercased."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./recorder.db"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    # Agora notifications (NCS). Several comma-separated secrets: one per product, and rotation.
+    agora_ncs_secret: list[SecretStr] = Field(default_factory=list)
+    agora_ncs_verify: bool = True
+
+    # Agora REST API.
+    agora_app_id: str = ""
+    agora_customer_key: SecretStr = SecretStr("")
+    agora_customer_secret: SecretStr = SecretStr("")
+    agora_app_certificate: SecretStr = SecretStr("")
+    agora_api_base_url: str = AGORA_DEFAULT_BASE_URL
+    agora_rate_limit_qps: float = Field(default=10.0, gt=0)
+    agora_recorder_uid_base: int = Field(default=4_000_000_000, ge=1, le=2**32 - 1)
+    agora_recorder_uid_span: int = Field(default=200_000_000, ge=2)
+
+    # Desired-state API.
+    api_tokens: dict[str, str] = Field(default_factory=dict)  # token -> tenant
+    storage_profiles: dict[str, StorageProfile] = Field(default_factory=dict)
+
+    # Reconciler.
+    reconcile_workers: int = Field(default=8, ge=1, le=256)
+    query_interval_seconds: float = Field(default=60.0, gt=0)
+    resync_interval_seconds: float = Field(default=30.0, gt=0)
+    stall_threshold_seconds: float = Field(default=180.0, gt=0)
+    failover_window_seconds: float = Field(default=90.0, ge=0)
+
+    @field_validator("agora_ncs_secret", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs: dict[str, str] = {}
+            for item in filter(None, (p.strip() for p in value.split(","))):
+                token, sep, tenant = item.partition(":")
+                if not sep or not token or not tenant:
+                    raise ValueError("expected 'token:tenant,token:tenant'")
+                pairs[token] = tenant
+            return pairs
+        return value
+
+    @field_validator("storage_profiles", mode="before")
+    @classmethod
+    def _parse_profiles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``); ConfigError names a bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            name: env[name.upper()] for name in cls.model_fields if name.upper() in env
+        }
+        values.update(overrides)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            raise ConfigError(f"invalid environment variable {name}: {err['msg']}") from None
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so that the log redactor can hide them wherever they appear."""
+        found = [s.get_secret_value() for s in self.agora_ncs_secret]
+        found += [
+            self.agora_customer_key.get_secret_value(),
+            self.agora_customer_secret.get_secret_value(),
+            self.agora_app_certificate.get_secret_value(),
+        ]
+        found += list(self.api_tokens)
+        for profile in self.storage_profiles.values():
+            found += [
+                profile.access_key_id.get_secret_value(),
+                profile.secret_access_key.get_secret_value(),
+            ]
+        return [s for s in found if len(s) >= 4]

@@ -1,0 +1,195 @@
+"""The controller: a keyed workqueue feeding reconcile passes, woken by events and a resync.
+
+Events are hints: ``notify(event)`` only enqueues keys. A periodic resync enqueues every room so
+that a lost hint is found again; a healthy room requeues itself after its query interval, which
+the query budget stretches when the provider's rate limit demands it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from reconcilers.budget import QueryBudget
+from reconcilers.engine import CHANNEL_PREFIX, Reconciler
+from reconcilers.events import Event
+from reconcilers.plan import PlanConfig
+from reconcilers.workqueue import Result, Workers, WorkQueue
+from service.commands.reconcile import all_keys
+
+log = structlog.get_logger("controller")
+
+
+class ControllerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.passes = Counter(
+            "reconcile_passes", "Reconcile passes by result", ["result"], registry=registry
+        )
+        self.duration = Histogram(
+            "reconcile_pass_seconds", "Duration of a reconcile pass", registry=registry
+        )
+        self.actions = Counter(
+            "reconcile_actions",
+            "Provider actions by kind and outcome",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.depth = Gauge("workqueue_depth", "Keys ready in the workqueue", registry=registry)
+        self.query_interval = Gauge(
+            "query_interval_seconds", "Current per-session query interval", registry=registry
+        )
+        self.budget_stretched = Gauge(
+            "query_budget_stretched",
+            "1 when the provider's rate limit stretches the query interval",
+            registry=registry,
+        )
+        self.live_sessions = Gauge("live_sessions", "Live provider sessions", registry=registry)
+
+
+class Controller:
+    """Owns the workqueue, its workers, the resync schedule and the event router."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        registry: CollectorRegistry,
+        *,
+        rate_per_s: float,
+        workers: int = 8,
+        resync_interval: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.reconciler = reconciler
+        self.queue: WorkQueue[str] = WorkQueue()
+        self.workers = Workers(self.queue, self._reconcile, workers, on_result=self._observe)
+        self.resync_interval = resync_interval
+        self.clock = clock
+        self.metrics = ControllerMetrics(registry)
+        self.budget = QueryBudget(
+            rate_per_s=rate_per_s, min_interval=reconciler.config.query_interval
+        )
+        self.plan_config: PlanConfig = reconciler.config
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last: dict[str, datetime] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._ids = itertools.count(1)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.workers.run()),
+            asyncio.create_task(self._route_events()),
+        ]
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(
+            self.resync,
+            "interval",
+            seconds=self.resync_interval,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        self.queue.shutdown(drain=False)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+        self.metrics.depth.set(len(self.queue))
+
+    def notify(self, event: Event) -> None:
+        """The intake's hook: hand the event to the router, off the request path."""
+        self._events.put_nowait(event)
+
+    async def _route_events(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                for key in await self.keys_for(event):
+                    self.enqueue(key)
+            except Exception:
+                log.exception("routing an event failed", seq=event.seq)
+
+    async def keys_for(self, event: Event) -> list[str]:
+        """The keys an event concerns: its room, or the rooms (else the channel) it names."""
+        if event.source in ("api", "reconciler"):
+            return [event.room] if event.room else []
+        if not event.room:
+            return []
+        ckey = f"{event.source}/{event.room}"
+        rows = await self.reconciler.store.rows("rooms", room=ckey)
+        rooms = [r.key for r in rows if not r.data.get("deleted")]
+        return rooms or [CHANNEL_PREFIX + ckey]
+
+    async def resync(self) -> None:
+        """Enqueue every key, and size the query interval to the live sessions we have."""
+        store = self.reconciler.store
+        keys = await all_keys(store)
+        live, after = 0, ""
+        while rows := await store.rows("sessions", after_key=after, limit=2000):
+            after = rows[-1].key
+            live += sum(1 for r in rows if r.data.get("state") != "ended")
+        interval = self.budget.interval(live)
+        self.plan_config = replace(self.reconciler.config, query_interval=interval)
+        self.metrics.query_interval.set(interval)
+        self.metrics.budget_stretched.set(1 if self.budget.stretched(live) else 0)
+        self.metrics.live_sessions.set(live)
+        for key in keys:
+            self.enqueue(key)
+
+    # -- work ---------------------------------------------------------------------------------
+
+    async def _reconcile(self, key: str) -> Result:
+        structlog.contextvars.bind_contextvars(room=key, reconcile_id=next(self._ids))
+        try:
+            result = await self.reconciler.reconcile(key, self.plan_config)
+            for action, outcome in result.report.done if result.report else []:
+                self.metrics.actions.labels(action.kind, outcome.split(":")[0]).inc()
+                log.info(
+                    "action",
+                    kind=action.kind,
+                    reason=action.reason,
+                    outcome=outcome,
+                    sid=action.sid,
+                    segment=action.segment,
+                )
+            return result.result
+        finally:
+            structlog.contextvars.unbind_contextvars("room", "reconcile_id")
+
+    def _observe(self, key: str, result: Result, seconds: float) -> None:
+        self._last[key] = self.clock()
+        self.metrics.passes.labels(result.kind).inc()
+        self.metrics.duration.observe(seconds)
+        self.metrics.depth.set(len(self.queue))
+
+    def timing(self, key: str) -> tuple[datetime | None, datetime | None]:
+        """When the key was last reconciled, and when it is next due (if scheduled)."""
+        due = self.queue.next_due(key)
+        nxt = None
+        if due is not None:
+            nxt = self.clock() + timedelta(seconds=max(due - self.queue.now(), 0.0))
+        return self._last.get(key), nxt

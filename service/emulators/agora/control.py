@@ -1,0 +1,217 @@
+"""The control API under ``/_emulator``: drive channels, time, faults; read tasks and stats.
+
+A thin JSON layer over :class:`AgoraEmulator`'s methods, for tests and demos that talk to the
+emulator over HTTP. The prefix cannot collide with Agora's paths (they all start ``/v1``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .engine import ControlError
+from .faults import FaultConfig
+
+if TYPE_CHECKING:
+    from .emulator import AgoraEmulator
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Turn a handler returning JSON-able data into an endpoint with uniform errors."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            result = await handler(request)
+        except ControlError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        except (ValueError, TypeError, KeyError) as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result)
+
+    return endpoint
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def _opt(data: dict[str, Any], key: str, *kinds: type) -> Any:
+    """An optional field of one of ``kinds`` (``true`` is not accepted as a number)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise ValueError(f"{key} has the wrong type")
+    return value
+
+
+def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
+    """Routes relative to ``/_emulator``."""
+
+    async def health(request: Request) -> Any:
+        return {"ok": True, "now": emu.clock.now()}
+
+    async def config(request: Request) -> Any:
+        cfg = emu.config
+        return {
+            "app_id": cfg.app_id,
+            "callback_url": emu.events.routes.recording_url,
+            "rtc_callback_url": emu.events.routes.rtc_url,
+            "speed": emu.clock.speed,
+            "qps_limit": emu.qps_limit(),
+            "max_concurrent_tasks": cfg.max_concurrent_tasks,
+            "slice_seconds": cfg.slice_seconds,
+            "failover_seconds": cfg.failover_seconds,
+            "seed": cfg.seed,
+        }
+
+    async def get_clock(request: Request) -> Any:
+        clock = emu.clock
+        return {
+            "now": clock.now(),
+            "now_ms": clock.now_ms(),
+            "speed": clock.speed,
+            "manual": clock.manual,
+            "pending_timers": clock.pending,
+        }
+
+    async def put_clock(request: Request) -> Any:
+        data = await _body(request)
+        speed = _opt(data, "speed", int, float)
+        if speed is None:
+            raise ValueError("speed is required")
+        emu.clock.set_speed(float(speed))
+        return await get_clock(request)
+
+    async def advance(request: Request) -> Any:
+        data = await _body(request)
+        seconds = _opt(data, "seconds", int, float)
+        if seconds is None:
+            raise ValueError("seconds is required")
+        fired = emu.advance(float(seconds))
+        if data.get("settle"):
+            await emu.settle()
+        return {"now": emu.clock.now(), "fired": fired}
+
+    async def get_faults(request: Request) -> Any:
+        return emu.fault_config.to_json()
+
+    async def put_faults(request: Request) -> Any:
+        data = await _body(request)
+        if request.method == "PATCH":
+            emu.set_faults(emu.fault_config.merged(data))
+        else:
+            emu.set_faults(FaultConfig.from_json(data))
+        return emu.fault_config.to_json()
+
+    async def put_callbacks(request: Request) -> Any:
+        data = await _body(request)
+        emu.set_callback_url(_opt(data, "url", str), _opt(data, "rtc_url", str))
+        return {"url": emu.events.routes.recording_url, "rtc_url": emu.events.routes.rtc_url}
+
+    async def get_callbacks(request: Request) -> Any:
+        limit = int(request.query_params.get("limit", "1000"))
+        sid = request.query_params.get("sid")
+        log = [d for d in emu.notifier.log if sid is None or d.notice.payload.get("sid") == sid]
+        return {
+            "stats": dict(emu.notifier.stats),
+            "deliveries": [d.to_json() for d in log[-limit:]],
+        }
+
+    async def channels(request: Request) -> Any:
+        return [emu.channel(name) for name in emu.channels.channels]
+
+    async def channel(request: Request) -> Any:
+        return emu.channel(request.path_params["cname"])
+
+    async def join(request: Request) -> Any:
+        data = await _body(request)
+        uid = _opt(data, "uid", int)
+        if uid is None or not 0 < uid < 2**32:
+            raise ValueError("uid must be an integer in 1..2^32-1")
+        cname = request.path_params["cname"]
+        emu.join(
+            cname,
+            uid,
+            _opt(data, "role", str),
+            profile=_opt(data, "profile", str),
+            publish=_opt(data, "publish", bool),
+            platform=_opt(data, "platform", int) or 7,
+        )
+        return JSONResponse(emu.channel(cname), 201)
+
+    async def change_user(request: Request) -> Any:
+        data = await _body(request)
+        role = _opt(data, "role", str)
+        if role is None:
+            raise ValueError("role is required")
+        cname = request.path_params["cname"]
+        emu.set_role(cname, request.path_params["uid"], role)
+        return emu.channel(cname)
+
+    async def leave(request: Request) -> Any:
+        cname = request.path_params["cname"]
+        reason = int(request.query_params.get("reason", "1"))
+        emu.leave(cname, request.path_params["uid"], reason)
+        return emu.channel(cname)
+
+    async def tasks(request: Request) -> Any:
+        live = request.query_params.get("live")
+        records = emu.tasks(
+            cname=request.query_params.get("cname"),
+            live=None if live is None else live.lower() in ("1", "true", "yes"),
+        )
+        return [r.to_json() for r in records]
+
+    async def task(request: Request) -> Any:
+        return emu.task(request.path_params["sid"]).to_json()
+
+    async def kill(request: Request) -> Any:
+        data = await _body(request)
+        failover = _opt(data, "failover", bool)
+        window = _opt(data, "window", int, float)
+        sid = request.path_params["sid"]
+        emu.kill(sid, failover=True if failover is None else failover, window=window)
+        return emu.task(sid).to_json()
+
+    async def stats(request: Request) -> Any:
+        return emu.stats_json()
+
+    def route(path: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(path, _endpoint(handler), methods=methods)
+
+    return [
+        route("/health", health, ["GET"]),
+        route("/config", config, ["GET"]),
+        route("/clock", get_clock, ["GET"]),
+        route("/clock", put_clock, ["PUT"]),
+        route("/clock/advance", advance, ["POST"]),
+        route("/faults", get_faults, ["GET"]),
+        route("/faults", put_faults, ["PUT", "PATCH"]),
+        route("/callbacks", get_callbacks, ["GET"]),
+        route("/callbacks", put_callbacks, ["PUT"]),
+        route("/channels", channels, ["GET"]),
+        route("/channels/{cname:path}/users/{uid:int}", change_user, ["PUT", "PATCH"]),
+        route("/channels/{cname:path}/users/{uid:int}", leave, ["DELETE"]),
+        route("/channels/{cname:path}/users", join, ["POST"]),
+        route("/channels/{cname:path}", channel, ["GET"]),
+        route("/tasks", tasks, ["GET"]),
+        route("/tasks/{sid}/kill", kill, ["POST"]),
+        route("/tasks/{sid}", task, ["GET"]),
+        route("/stats", stats, ["GET"]),
+    ]

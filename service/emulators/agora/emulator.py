@@ -1,0 +1,250 @@
+"""The composition root of the Agora emulator, and its in-process Python interface.
+
+``AgoraEmulator(config)`` wires the clock, the engine, the REST and control surfaces and the
+notifier; ``emu.app`` is the ASGI app, and the same operations as the control API are plain
+methods (``join``, ``leave``, ``kill``, ``advance``, ``tasks``, ``set_faults``...).
+Background work (the clock driver and the callback sender) starts with the app's lifespan, or
+lazily on the first request or notification when the app is mounted without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from .api import AgoraGateway
+from .channels import LEAVE_QUIT, ChannelRegistry
+from .clock import Clock
+from .config import EmulatorConfig
+from .control import control_routes
+from .engine import ControlError, RecordingEngine
+from .events import EventSink, Routes
+from .faults import FaultConfig, FaultInjector
+from .ids import IdSource
+from .model import TaskRecord
+from .notifier import Notifier
+from .ratelimit import RateLimiter, RequestStats
+from .rest import CloudRecordingApi
+
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class AgoraEmulator:
+    """One emulated Agora project. Deterministic for a given ``config.seed`` and inputs."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        cfg = config or EmulatorConfig()
+        self.config = cfg
+        self.clock = Clock(speed=cfg.speed, epoch=cfg.epoch, monotonic=monotonic)
+        self.faults = FaultInjector(cfg.faults, cfg.seed)
+        self.ids = IdSource(cfg.seed, cfg.app_id)
+        self.notifier = Notifier(
+            self.clock,
+            self.faults,
+            timeout=cfg.callback_timeout,
+            retry_delays=cfg.callback_retry_delays,
+            concurrency=cfg.callback_concurrency,
+            redundant=cfg.redundant_callbacks,
+            log_size=cfg.callback_log_size,
+            client=http_client,
+        )
+        routes = Routes(
+            recording_url=cfg.callback_url,
+            recording_secret=cfg.ncs_secret,
+            rtc_url=cfg.rtc_callback_url,
+            rtc_secret=cfg.rtc_ncs_secret or cfg.ncs_secret,
+            rtc_enabled=cfg.rtc_events,
+        )
+        self.events = EventSink(routes, self.clock, self.ids, self.notifier.emit)
+        self.channels = ChannelRegistry(self.clock, self.events)
+        self.engine = RecordingEngine(
+            cfg, self.clock, self.ids, self.faults, self.events, self.channels
+        )
+        self.rest = CloudRecordingApi(cfg, self.clock, self.ids, self.engine)
+        self.stats = RequestStats(self.clock.rate_time)
+        gateway = AgoraGateway(
+            cfg,
+            self.clock,
+            self.faults,
+            self.rest,
+            RateLimiter(self.clock.rate_time),
+            self.stats,
+            self.qps_limit,
+            on_request=self._ensure_driver,
+        )
+        self._driver: asyncio.Task[None] | None = None
+        self.app = Starlette(
+            routes=[
+                Mount("/_emulator", routes=control_routes(self)),
+                Route("/{path:path}", gateway.handle, methods=_ALL_METHODS),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def _ensure_driver(self) -> None:
+        """Start the clock driver if a loop is running and it is not (lazy start)."""
+        if self._driver is not None and not self._driver.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._driver = loop.create_task(self.clock.run(), name="agora-emulator-clock")
+
+    async def start(self) -> None:
+        """Start the clock driver and the callback sender (idempotent)."""
+        self._ensure_driver()
+        await self.notifier.start()
+
+    async def aclose(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
+        await self.notifier.aclose()
+
+    async def __aenter__(self) -> AgoraEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    # ---- channels -------------------------------------------------------------------------
+
+    def join(
+        self,
+        cname: str,
+        uid: int,
+        role: str | None = None,
+        *,
+        profile: str | None = None,
+        publish: bool | None = None,
+        platform: int = 7,
+    ) -> None:
+        """A user joins ``cname``. ``role`` host/audience implies the live profile; without
+        it the profile of the users already there (else ``config.default_profile``) is used."""
+        self._ensure_driver()
+        self.clock.run_due()
+        self.engine.join_user(
+            cname, uid, role=role, profile=profile, publish=publish, platform=platform
+        )
+
+    def leave(self, cname: str, uid: int, reason: int = LEAVE_QUIT) -> None:
+        self.clock.run_due()
+        self.engine.leave_user(cname, uid, reason)
+
+    def set_role(self, cname: str, uid: int, role: str) -> None:
+        self.clock.run_due()
+        self.engine.set_role(cname, uid, role)
+
+    def channel(self, cname: str) -> dict[str, Any]:
+        channel = self.channels.channels.get(cname)
+        members = [] if channel is None else list(channel.members.values())
+        return {
+            "cname": cname,
+            "members": [
+                {
+                    "uid": p.uid,
+                    "profile": p.profile,
+                    "role": p.role,
+                    "publish": p.publish,
+                    "platform": p.platform,
+                    "recorder_sid": p.recorder_sid,
+                }
+                for p in members
+            ],
+            "tasks": sorted(channel.tasks) if channel is not None else [],
+        }
+
+    # ---- tasks, faults, time --------------------------------------------------------------
+
+    def kill(self, sid: str, *, failover: bool = True, window: float | None = None) -> None:
+        """Kill a task's recorder: fail over within ``window`` (default ``failover_seconds``)
+        or, with ``failover=False`` or after ``max_failovers``, end it abnormally for good."""
+        self.clock.run_due()
+        task = self.engine.tasks.get(sid)
+        if task is None:
+            raise ControlError(404, f"no task {sid}")
+        self.engine.kill(task, failover=failover, window=window)
+
+    def advance(self, seconds: float) -> int:
+        """Move emulated time forward, firing every due timer in order; returns how many.
+        Notifications they cause are queued; ``await settle()`` waits for their delivery."""
+        return self.clock.advance(seconds)
+
+    async def settle(self) -> None:
+        """Wait until every queued notification has been delivered or given up."""
+        await self.notifier.drain()
+
+    def tasks(self, *, cname: str | None = None, live: bool | None = None) -> list[TaskRecord]:
+        """Every task ever started (ended ones included), oldest first."""
+        self.clock.run_due()
+        now = self.clock.now()
+        records = [t.record(now) for t in self.engine.tasks.values()]
+        if cname is not None:
+            records = [r for r in records if r.cname == cname]
+        if live is not None:
+            records = [r for r in records if r.live == live]
+        return records
+
+    def task(self, sid: str) -> TaskRecord:
+        self.clock.run_due()
+        task = self.engine.tasks.get(sid)
+        if task is None:
+            raise ControlError(404, f"no task {sid}")
+        return task.record(self.clock.now())
+
+    @property
+    def fault_config(self) -> FaultConfig:
+        return self.faults.config
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        self.faults.reconfigure(faults)
+
+    def qps_limit(self) -> float | None:
+        override = self.faults.config.qps_limit
+        return override if override is not None else self.config.qps_limit
+
+    def set_callback_url(self, url: str | None, rtc_url: str | None = None) -> None:
+        self.events.routes.recording_url = url
+        self.events.routes.rtc_url = rtc_url
+
+    def stats_json(self) -> dict[str, Any]:
+        engine = self.engine
+        return {
+            **self.stats.to_json(),
+            "qps_limit": self.qps_limit(),
+            "tasks": {"live": engine.live, "total": len(engine.tasks)},
+            "callbacks": dict(self.notifier.stats),
+        }

@@ -1,0 +1,96 @@
+"""HTTP plumbing shared by every route: one JSON error shape, a streaming body limit, request ids.
+
+Every error answer is ``{"error": {"code": ..., "message": ..., "field": ...}}`` (``field`` is
+``null`` unless one input is to blame), so clients and the provider's retry logs read the same.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("http")
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}}, status_code=status
+    )
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the limit (declared by Content-Length, or seen while reading)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes before reading past the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405/... answers, in our error shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    response = error_response(exc.status_code, code, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    """A bug: log it with the request id, answer 500 without leaking details."""
+    log.error("unhandled error", path=request.url.path, error=repr(exc), exc_info=exc)
+    return error_response(500, "internal", "internal server error")
+
+
+class RequestIdMiddleware:
+    """Pure ASGI: bind ``request_id`` into the structlog context and echo ``X-Request-Id``.
+
+    A caller's id is kept when it looks sane (so traces join up), otherwise a fresh one is made.
+    Pure ASGI rather than ``BaseHTTPMiddleware``: it costs one dict lookup and one header.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_id(scope) or uuid.uuid4().hex
+        header = (b"x-request-id", request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
+
+
+def _incoming_id(scope: Scope) -> str | None:
+    raw: Any
+    for name, raw in scope["headers"]:
+        if name == b"x-request-id":
+            value = raw.decode("latin-1")
+            return value if _VALID_REQUEST_ID.fullmatch(value) else None
+    return None

@@ -1,0 +1,73 @@
+"""Prometheus metrics of the intake and the event log, on a registry owned by one app.
+
+Each :func:`service.app.create_app` builds its own :class:`CollectorRegistry`, so several apps
+in one process (the tests) never clash; lifespan components register their own metrics on
+``Metrics.registry`` too.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.store.base import BatchReport
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """The service's own metrics. ``observe_batch`` is the store's :data:`BatchObserver`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.webhooks = Counter(
+            "webhook_requests",
+            "Webhook requests by source and outcome",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.append_seconds = Histogram(
+            "event_append_seconds",
+            "Time a webhook waited for its append to be durable",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "store_batch_size",
+            "Appends resolved by one group-commit transaction",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "store_commit_seconds",
+            "Duration of one group-commit transaction, fsync included",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "events_appended",
+            "New events stored in the log, by source",
+            ["source"],
+            registry=self.registry,
+        )
+
+    def webhook(self, source: str, outcome: str) -> None:
+        self.webhooks.labels(source, outcome).inc()
+
+    def observe_batch(self, report: BatchReport) -> None:
+        self.batch_size.observe(report.size)
+        self.commit_seconds.observe(report.seconds)
+        for event in report.appended:
+            self.events.labels(event.source).inc()
+
+    async def endpoint(self, request: Request) -> Response:
+        """``GET /metrics`` in the Prometheus text format."""
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

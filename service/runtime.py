@@ -1,0 +1,138 @@
+"""The reconciler runtime: providers, engine, controller and desired-state API, wired together.
+
+``build_app(settings)`` is what ``recctl serve`` runs: the intake app of :func:`create_app` plus
+this runtime as a lifespan component, its routes, and its event hook. Everything that talks to a
+provider is built here from settings, so the same build serves the emulator and production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from reconcilers.engine import Reconciler
+from reconcilers.providers.agora.adapter import AgoraProvider
+from reconcilers.providers.agora.client import AgoraConfig
+from reconcilers.providers.base import Provider
+from reconcilers.ratelimit import TokenBucket
+from service.api.errors import ApiError, api_error_handler
+from service.api.rooms import RoomsApi
+from service.app import create_app
+from service.config import Settings
+from service.context import AppContext
+from service.controller import Controller
+from service.wiring import plan_config, storage_resolver
+
+log = structlog.get_logger("runtime")
+
+
+def build_providers(
+    settings: Settings,
+    limiter: TokenBucket,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Provider]:
+    """One adapter per configured provider; every call waits for the shared rate limiter."""
+    agora = AgoraProvider(
+        AgoraConfig(
+            app_id=settings.agora_app_id,
+            customer_key=settings.agora_customer_key.get_secret_value(),
+            customer_secret=settings.agora_customer_secret.get_secret_value(),
+            app_certificate=settings.agora_app_certificate.get_secret_value(),
+            base_url=settings.agora_api_base_url,
+        ),
+        transport=transport,
+        before_request=limiter.acquire,
+    )
+    return {"agora": agora}
+
+
+@dataclass
+class Runtime:
+    """Started by the app's lifespan once the store is open; stopped before it closes."""
+
+    settings: Settings
+    transport: httpx.AsyncBaseTransport | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    controller: Controller | None = None
+    api: RoomsApi | None = None
+    providers: Mapping[str, Provider] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def component(self, ctx: AppContext) -> AsyncIterator[Runtime]:
+        settings = self.settings
+        limiter = TokenBucket(settings.agora_rate_limit_qps)
+        self.providers = build_providers(settings, limiter, self.transport)
+        reconciler = Reconciler(
+            ctx.store,
+            self.providers,
+            storage_resolver(settings),
+            plan_config(settings),
+            self.clock,
+        )
+        self.controller = Controller(
+            reconciler,
+            ctx.metrics.registry,
+            rate_per_s=settings.agora_rate_limit_qps,
+            workers=settings.reconcile_workers,
+            resync_interval=settings.resync_interval_seconds,
+            clock=self.clock,
+        )
+        self.api = RoomsApi(
+            ctx.store,
+            reconciler,
+            self.providers,
+            settings.api_tokens,
+            settings.storage_profiles.keys(),
+            self.controller,
+            self.clock,
+        )
+        ctx.subscribe(self.controller.notify)
+        await self.controller.start()
+        try:
+            yield self
+        finally:
+            await self.controller.stop()
+            for provider in self.providers.values():
+                await provider.aclose()
+
+    def routes(self) -> list[BaseRoute]:
+        """The API routes; they reach the API object once the lifespan has built it."""
+
+        def delegate(name: str) -> Callable[[Request], Awaitable[Response]]:
+            async def handler(request: Request) -> Response:
+                if self.api is None:
+                    raise ApiError(503, "starting", "the service is starting")
+                method: Callable[[Request], Awaitable[Response]] = getattr(self.api, name)
+                return await method(request)
+
+            return handler
+
+        return [
+            Route("/v1/rooms", delegate("list_rooms"), methods=["GET"]),
+            Route("/v1/rooms/{room}/recording", delegate("get"), methods=["GET"]),
+            Route("/v1/rooms/{room}/recording", delegate("put"), methods=["PUT"]),
+            Route("/v1/rooms/{room}/recording", delegate("delete"), methods=["DELETE"]),
+        ]
+
+
+def build_app(settings: Settings, **runtime_options: Any) -> Starlette:
+    """The whole service: intake, desired-state API and reconciler in one ASGI app."""
+    runtime = Runtime(settings, **runtime_options)
+    app = create_app(
+        settings,
+        extra_routes=runtime.routes(),
+        lifespan_components=[runtime.component],
+        exception_handlers={ApiError: api_error_handler},
+    )
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,50 @@
+"""Event-log backends. :func:`open_store` picks one from ``DATABASE_URL``'s scheme.
+
+SQLite is the embedded default; a PostgreSQL backend will be a sibling module of the same shape,
+run through the same contract tests (``tests/test_store_sqlite.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconcilers.events import Projection
+from service.store.base import (
+    BatchObserver,
+    BatchReport,
+    ObservableStore,
+    StoreClosed,
+    StoreError,
+    StoreStats,
+)
+from service.store.sqlite import SqliteStore
+from service.store.sqlite_schema import sqlite_path
+
+__all__ = [
+    "BatchObserver",
+    "BatchReport",
+    "ObservableStore",
+    "SqliteStore",
+    "StoreClosed",
+    "StoreError",
+    "StoreStats",
+    "check_url",
+    "open_store",
+]
+
+
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` names a backend we have (checked before serving)."""
+    scheme = url.partition(":")[0].lower()
+    if scheme == "sqlite":
+        sqlite_path(url)
+    elif scheme in ("postgres", "postgresql"):
+        raise ValueError("the PostgreSQL backend is not available yet; use sqlite:///<path>")
+    else:
+        raise ValueError(f"unsupported scheme {scheme!r}; expected sqlite:///<path>")
+
+
+async def open_store(url: str, projections: Sequence[Projection] = ()) -> ObservableStore:
+    """Open the store named by ``url`` and start its writer. Raises ``ValueError`` on a bad URL."""
+    check_url(url)
+    return await SqliteStore.open(sqlite_path(url), projections)

@@ -1,0 +1,218 @@
+"""The embedded event log on one SQLite file: WAL, ``synchronous=FULL``, group commit.
+
+``append`` queues the event and waits. One writer task takes everything pending (up to
+``batch_cap``) and hands it, as one call, to the :class:`SqliteWriter` on its own thread: ONE
+transaction, ONE fsync for the whole batch. Only after the commit are the callers' futures
+resolved, so an acknowledgement always means "on disk". No artificial delay is added: while
+one batch commits the next one gathers, so batches grow with the load by themselves.
+
+Reads go through a second connection (aiosqlite): WAL lets it read while the writer writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from reconcilers.events import Appended, Event, NewEvent, Projection, Row
+from service.store import sqlite_schema as sql
+from service.store.base import BatchReport, StoreClosed, StoreError, StoreStats, log
+from service.store.sqlite_schema import sqlite_path
+from service.store.sqlite_writer import SqliteWriter
+
+__all__ = ["DEFAULT_BATCH_CAP", "SqliteStore", "sqlite_path"]
+
+DEFAULT_BATCH_CAP = 512
+"""Most appends in one transaction: bounds a batch's latency and memory, not its benefit."""
+
+_Pending = tuple[NewEvent, "asyncio.Future[Appended]"]
+_T = TypeVar("_T")
+
+
+class SqliteStore:
+    """The :class:`reconcilers.events.Store` on SQLite. Open it with :meth:`open`."""
+
+    def __init__(
+        self,
+        writer: SqliteWriter,
+        executor: ThreadPoolExecutor,
+        reader: aiosqlite.Connection,
+        batch_cap: int,
+    ) -> None:
+        self._writer = writer
+        self._executor = executor
+        self._reader = reader
+        self._batch_cap = batch_cap
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._write_lock = asyncio.Lock()  # the writer task and replay() take turns
+        self._closing = False
+        self._closed = False
+        self.stats = StoreStats()
+        self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        projections: Sequence[Projection] = (),
+        *,
+        batch_cap: int = DEFAULT_BATCH_CAP,
+    ) -> SqliteStore:
+        """Create the file and schema if needed, connect both sides, start the writer task."""
+        writer = SqliteWriter(path, projections)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(executor, writer.open)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+        except BaseException:
+            await loop.run_in_executor(executor, writer.close)
+            executor.shutdown()
+            raise
+        await reader.execute("PRAGMA busy_timeout=10000")
+        await reader.execute("PRAGMA query_only=1")
+        return cls(writer, executor, reader, batch_cap)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def append(self, event: NewEvent) -> Appended:
+        """Queue for the next group commit; return once it is durable, raise if it failed."""
+        if self._closing:
+            raise StoreClosed("the store is closed")
+        if event.received_at is None:
+            event = replace(event, received_at=datetime.now(UTC))
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, future))
+        return await future
+
+    async def _run_writer(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._batch_cap:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # cancelled mid-batch: nobody may wait forever
+                for _, future in batch:
+                    _fail(future, StoreClosed(f"the writer stopped: {exc!r}"))
+                raise
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        """Commit a batch; if it fails, retry its appends one by one: a poison event fails alone."""
+        async with self._write_lock:
+            started = time.perf_counter()
+            try:
+                results, new = await self._on_writer(self._writer.write, [e for e, _ in batch])
+            except Exception as exc:
+                self.stats.failed_batches += 1
+                if len(batch) == 1:
+                    log.error("append failed", error=repr(exc), dedup_key=batch[0][0].dedup_key)
+                    _fail(batch[0][1], exc)
+                    return
+                log.warning("batch failed; retrying its appends one by one", size=len(batch))
+            else:
+                self.stats.committed(BatchReport(len(batch), new, time.perf_counter() - started))
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+                return
+        for item in batch:
+            await self._commit([item])
+
+    async def replay(self) -> int:
+        """Delete every projection row and refold the whole log, in one transaction."""
+        async with self._write_lock:
+            count = await self._on_writer(self._writer.replay)
+            self.stats.commits += 1
+        return count
+
+    async def _on_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def read_log(
+        self, since_seq: int = 0, room: str | None = None, limit: int = 1000
+    ) -> list[Event]:
+        query = f"{sql.SELECT_EVENTS} WHERE seq > ?"
+        params: list[Any] = [since_seq]
+        if room is not None:
+            query += " AND room = ?"
+            params.append(room)
+        query += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [sql.event_of(r) for r in await self._reader.execute_fetchall(query, params)]
+
+    async def get_row(self, projection: str, key: str) -> Row | None:
+        query = f"{sql.SELECT_ROWS} WHERE projection = ? AND key = ?"
+        found = list(await self._reader.execute_fetchall(query, (projection, key)))
+        return sql.row_of(found[0]) if found else None
+
+    async def rows(
+        self, projection: str, room: str | None = None, after_key: str = "", limit: int = 1000
+    ) -> list[Row]:
+        query = f"{sql.SELECT_ROWS} WHERE projection = ?"
+        params: list[Any] = [projection]
+        if room is not None:
+            query += " AND room = ?"
+            params.append(room)
+        query += " AND key > ? ORDER BY key LIMIT ?"
+        params += [after_key, limit]
+        return [sql.row_of(r) for r in await self._reader.execute_fetchall(query, params)]
+
+    async def ping(self) -> None:
+        if self._closing or self._task.done():
+            raise StoreError("the store's writer is not running")
+        await self._reader.execute_fetchall("SELECT 1")
+
+    async def synchronous(self) -> int:
+        """The writer's ``PRAGMA synchronous`` (2 = FULL): what "durable" rests on."""
+        return await self._on_writer(self._writer.synchronous)
+
+    async def close(self) -> None:
+        """Stop taking appends, let the writer commit everything already queued, then close."""
+        if self._closed:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        try:
+            await self._task
+        finally:
+            self._closed = True
+            while not self._queue.empty():  # only if the writer died: never leave a caller hanging
+                item = self._queue.get_nowait()
+                if item is not None:
+                    _fail(item[1], StoreClosed("the store closed before this append committed"))
+            await self._reader.close()
+            await self._on_writer(self._writer.close)
+            self._executor.shutdown()
+
+
+def _fail(future: asyncio.Future[Appended], exc: BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(exc, StoreError):
+        future.set_exception(exc)
+        return
+    error = StoreError(f"append failed: {exc!r}")
+    error.__cause__ = exc
+    future.set_exception(error)

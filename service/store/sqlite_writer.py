@@ -1,0 +1,159 @@
+"""The SQLite write side: one connection, one thread, one call per group-commit batch.
+
+Everything here is synchronous and runs on the store's writer thread. A whole batch (find the
+duplicates, number the new events, insert them, fold them into the projections, commit) is ONE
+call from the event loop, so a commit costs one thread hop plus one fsync. Doing the same
+statement by statement through aiosqlite costs a thread round trip per statement (three per
+cursor), which measured 2-6 ms per single-event commit here instead of well under one.
+
+Projections are pure functions, so running them on this thread is safe; it also keeps the fold
+(and a whole replay) off the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconcilers.events import Appended, Event, Fold, NewEvent, Projection, Row
+from service.store import sqlite_schema as sql
+from service.store.base import StoreError
+
+_REPLAY_PAGE = 5000
+_Key = tuple[str, str]
+
+
+class SqliteWriter:
+    """Owns the write connection. Call every method from the same (writer) thread."""
+
+    def __init__(self, path: str | Path, projections: Sequence[Projection]) -> None:
+        self._path = path
+        self._projections = tuple(projections)
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the writer connection is closed")
+        return self._conn
+
+    def open(self) -> None:
+        """WAL (readers never block the writer) and ``synchronous=FULL`` (fsync every commit)."""
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"could not switch {self._path} to WAL (journal_mode={mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.executescript(sql.SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def synchronous(self) -> int:
+        """The connection's ``PRAGMA synchronous`` (2 = FULL); tests check it."""
+        value: int = self.conn.execute("PRAGMA synchronous").fetchone()[0]
+        return value
+
+    def write(self, batch: Sequence[NewEvent]) -> tuple[list[Appended], list[Event]]:
+        """One transaction: answer every append (duplicates included) and return the new events."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")  # the write lock first: seq numbering needs it
+        try:
+            keys = list(dict.fromkeys((e.source, e.dedup_key) for e in batch))
+            found = conn.execute(sql.FIND_EVENTS, (sql.pairs(keys),)).fetchall()
+            seen: dict[_Key, Event] = {(e.source, e.dedup_key): e for e in map(sql.event_of, found)}
+            seq: int = conn.execute(sql.LAST_SEQ).fetchone()[0]
+            results: list[Appended] = []
+            new: list[Event] = []
+            for pending in batch:
+                key = (pending.source, pending.dedup_key)
+                if key in seen:
+                    results.append(Appended(seen[key], duplicate=True))
+                    continue
+                seq += 1
+                event = _numbered(pending, seq)
+                seen[key] = event
+                new.append(event)
+                results.append(Appended(event, duplicate=False))
+            if new:
+                conn.executemany(sql.INSERT_EVENT, [sql.event_params(e) for e in new])
+                self._fold(conn, new)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results, new
+
+    def _fold(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+        """Load every row the events touch, fold in seq order in memory, write back the changes."""
+        plan = [(e, [(p, p.keys(e)) for p in self._projections]) for e in events]
+        touched = list(dict.fromkeys((p.name, k) for _, per in plan for p, ks in per for k in ks))
+        if not touched:
+            return
+        found = conn.execute(sql.FIND_ROWS, (sql.pairs(touched),)).fetchall()
+        loaded: dict[_Key, Row] = {(r.projection, r.key): r for r in map(sql.row_of, found)}
+        rows = dict(loaded)
+        for event, per in plan:
+            for projection, keys in per:
+                for key in keys:
+                    after = projection.apply(rows.get((projection.name, key)), event)
+                    if after is None:
+                        rows.pop((projection.name, key), None)
+                    else:
+                        rows[(projection.name, key)] = after
+        # A row handed back unchanged (the same object) needs no write.
+        changed = [k for k in touched if k in rows and rows[k] is not loaded.get(k)]
+        upserts = [sql.row_params(k, rows[k]) for k in changed]
+        deletes = [k for k in touched if k not in rows and k in loaded]
+        if upserts:
+            conn.executemany(sql.UPSERT_ROW, upserts)
+        if deletes:
+            conn.executemany(sql.DELETE_ROW, deletes)
+
+    def replay(self) -> int:
+        """Delete every projection row and refold the whole log in seq order, in one transaction."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM projections")
+            fold = Fold(self._projections)
+            count = last = 0
+            page_sql = f"{sql.SELECT_EVENTS} WHERE seq > ? ORDER BY seq LIMIT ?"
+            while page := conn.execute(page_sql, (last, _REPLAY_PAGE)).fetchall():
+                for event in map(sql.event_of, page):
+                    fold.apply(event)
+                count += len(page)
+                last = page[-1][0]
+            conn.executemany(sql.UPSERT_ROW, [sql.row_params(k, r) for k, r in fold.rows.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return count
+
+
+def _numbered(pending: NewEvent, seq: int) -> Event:
+    assert pending.received_at is not None  # the store stamps it when the append is queued
+    return Event(
+        seq=seq,
+        source=pending.source,
+        dedup_key=pending.dedup_key,
+        type=pending.type,
+        payload=pending.payload,
+        room=pending.room,
+        session=pending.session,
+        received_at=sql.utc(pending.received_at),
+        occurred_at=sql.utc(pending.occurred_at) if pending.occurred_at else None,
+    )

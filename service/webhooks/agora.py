@@ -1,0 +1,168 @@
+"""``POST /webhooks/agora``: Agora notifications (NCS) in, durable events out.
+
+verify (HMAC of the raw body) -> parse the envelope -> append -> 200 once the append is durable.
+Nothing here calls a provider: a new event is only *published* to the app's hooks (the
+reconciler enqueues the room), which never delays the answer. Agora resends anything not
+answered 200 within 10 s, and a resend carries the same ``noticeId``, the dedup key, so it is
+acknowledged again without being stored twice. Unknown event types are stored as received:
+rejecting them would only make Agora retry them.
+
+Console health checks (channel ``test_webhook``, uid ``12121212``, ``agora.md`` §9) are
+answered 200 and stored as type ``agora.healthcheck`` with no room and no session, so that no
+projection turns them into a room or a session while the log still shows the check arrived.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from reconcilers.events import NewEvent, Source
+from reconcilers.providers.agora.notifications import (
+    Notification,
+    NotificationError,
+    parse_notification,
+)
+from service.context import AppContext
+from service.http import BodyTooLarge, error_response, read_body
+
+log = structlog.get_logger("webhooks.agora")
+
+SOURCE: Source = "agora"
+HEADER_SHA256 = "agora-signature-v2"
+HEADER_SHA1 = "agora-signature"
+HEALTHCHECK_CHANNEL = "test_webhook"
+HEALTHCHECK_UID = "12121212"
+HEALTHCHECK_TYPE = "agora.healthcheck"
+
+
+def sign(body: bytes, secret: bytes, algorithm: str = "sha256") -> str:
+    """Lowercase hex HMAC of the raw body, as Agora computes it."""
+    return hmac.new(secret, body, algorithm).hexdigest()
+
+
+def signature_problem(
+    body: bytes, headers: Mapping[str, str], secrets: Sequence[bytes]
+) -> tuple[str, str] | None:
+    """``None`` when the body is signed by any secret, else ``(header, reason)``.
+
+    ``Agora-Signature-V2`` (SHA-256) decides when present; ``Agora-Signature`` (SHA-1) only when
+    it is absent. Every secret is tried (rotation, one per product) in constant time.
+    """
+    if HEADER_SHA256 in headers:
+        header, algorithm = HEADER_SHA256, "sha256"
+    elif HEADER_SHA1 in headers:
+        header, algorithm = HEADER_SHA1, "sha1"
+    else:
+        return "Agora-Signature-V2", "missing signature header"
+    if not secrets:
+        return header, "no notification secret is configured"
+    given = headers[header].strip().lower().encode("latin-1")
+    ok = False
+    for secret in secrets:  # no early exit: the time taken does not tell which secret matched
+        ok |= hmac.compare_digest(sign(body, secret, algorithm).encode("ascii"), given)
+    return None if ok else (header, "signature does not match")
+
+
+def is_healthcheck(n: Notification) -> bool:
+    return n.channel == HEALTHCHECK_CHANNEL and n.uid in (None, HEALTHCHECK_UID)
+
+
+def to_event(n: Notification, body: dict[str, Any]) -> NewEvent:
+    """The log's record of a notification: the raw JSON object, indexed by channel and sid."""
+    if is_healthcheck(n):
+        return NewEvent(SOURCE, n.notice_id, HEALTHCHECK_TYPE, body)
+    return NewEvent(
+        source=SOURCE,
+        dedup_key=n.notice_id,
+        type=n.type,
+        payload=body,
+        room=n.channel,
+        session=n.sid,
+        occurred_at=_from_ms(n.occurred_ms),
+    )
+
+
+def _from_ms(ms: int | None) -> datetime | None:
+    if ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None  # a nonsense provider clock must not cost us the event
+
+
+class AgoraWebhook:
+    """The handler. Secrets are read once from settings; the store comes from the context."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._secrets = [s.get_secret_value().encode() for s in ctx.settings.agora_ncs_secret]
+        self._verify = ctx.settings.agora_ncs_verify
+        self._max_body = ctx.settings.max_body_bytes
+
+    def log_startup(self) -> None:
+        """Say loudly, once, when callbacks are unverified or cannot be verified."""
+        if not self._verify:
+            log.warning("agora notification signatures are NOT verified (AGORA_NCS_VERIFY=false)")
+        elif not self._secrets:
+            log.error(
+                "AGORA_NCS_SECRET is not set: every Agora notification will be answered 401",
+                env="AGORA_NCS_SECRET",
+            )
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            body = await read_body(request, self._max_body)
+        except BodyTooLarge:
+            message = f"body is larger than {self._max_body} bytes"
+            return self._reject(413, "too_large", message)
+        if self._verify:
+            problem = signature_problem(body, request.headers, self._secrets)
+            if problem is not None:
+                return self._reject(401, "unauthorized", problem[1], problem[0])
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return self._reject(400, "bad_json", "body is not valid JSON")
+        try:
+            notification = parse_notification(document)
+        except NotificationError as exc:
+            return self._reject(422, "invalid", exc.message, exc.field)
+        event = to_event(notification, document)
+        started = time.perf_counter()
+        try:
+            appended = await self._ctx.store.append(event)
+        except Exception as exc:
+            log.error("append failed", notice_id=event.dedup_key, error=repr(exc))
+            return self._reject(503, "unavailable", "the event log is unavailable; retry")
+        self._ctx.metrics.append_seconds.observe(time.perf_counter() - started)
+        if appended.duplicate:
+            outcome = "duplicate"
+        else:
+            outcome = "healthcheck" if event.type == HEALTHCHECK_TYPE else "accepted"
+            self._ctx.publish(appended.event)
+        self._ctx.metrics.webhook(SOURCE, outcome)
+        log.debug(
+            "notification stored",
+            seq=appended.event.seq,
+            notice_id=event.dedup_key,
+            type=event.type,
+            outcome=outcome,
+        )
+        return JSONResponse(
+            {"ok": True, "seq": appended.event.seq, "duplicate": appended.duplicate}
+        )
+
+    def _reject(self, status: int, code: str, message: str, field: str | None = None) -> Response:
+        self._ctx.metrics.webhook(SOURCE, code)
+        log.warning("notification rejected", status=status, code=code, reason=message, field=field)
+        return error_response(status, code, message, field)

@@ -1,0 +1,46 @@
+"""Wiring: turn settings into the domain's collaborators (providers, storage targets, config).
+
+The one place that knows which backend serves which name; ``create_app`` and the CLI call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reconcilers.identity import UidRange
+from reconcilers.plan import PlanConfig
+from reconcilers.providers.base import StorageTarget
+from service.config import Settings, StorageProfile
+
+
+def storage_target(profile: StorageProfile) -> StorageTarget:
+    return StorageTarget(
+        kind=profile.kind,
+        bucket=profile.bucket,
+        region=profile.region,
+        access_key_id=profile.access_key_id.get_secret_value(),
+        secret_access_key=profile.secret_access_key.get_secret_value(),
+        endpoint=profile.endpoint,
+        prefix=tuple(profile.prefix),
+    )
+
+
+def storage_resolver(settings: Settings) -> Callable[[str], StorageTarget]:
+    targets = {name: storage_target(p) for name, p in settings.storage_profiles.items()}
+
+    def resolve(name: str) -> StorageTarget:
+        try:
+            return targets[name]
+        except KeyError:
+            raise LookupError(f"storage profile {name!r} is not configured") from None
+
+    return resolve
+
+
+def plan_config(settings: Settings) -> PlanConfig:
+    return PlanConfig(
+        uids=UidRange(settings.agora_recorder_uid_base, settings.agora_recorder_uid_span),
+        query_interval=settings.query_interval_seconds,
+        stall_threshold=settings.stall_threshold_seconds,
+        failover_window=settings.failover_window_seconds,
+    )

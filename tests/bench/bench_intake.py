@@ -1,0 +1,212 @@
+"""Durable intake vs a bare JSON endpoint, same client load, same run.
+
+Both servers run as real uvicorn processes on loopback. ``recctl serve`` gets signed Agora
+notifications (verify, parse, append to a real SQLite file with ``synchronous=FULL``, answer);
+the bare Starlette endpoint only parses the JSON. Phase 1 is closed-loop (CONCURRENCY clients,
+COUNT requests each server) for throughput and latency; phase 2 sends to ``recctl serve`` at a
+fixed rate, half of its phase-1 throughput, for the latency an operator would see.
+
+Targets: intake throughput >= 0.6x the bare endpoint; p99 <= 10 ms at half load.
+Reproduce: ``make bench`` (writes ``bench-results/intake.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.helpers import SECRET, encode, notification, signed
+from tests.procs import ROOT, Server, clean_env, free_port
+
+CONCURRENCY = 64
+FULL_COUNT = 20_000
+SMOKE_COUNT = 300
+FULL_RATE_SECONDS = 10.0
+SMOKE_RATE_SECONDS = 1.0
+WARMUP = 500
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 10.0
+
+Requests = list[tuple[bytes, dict[str, str]]]
+
+
+def bare_app() -> Starlette:
+    """The baseline: read the body, parse the JSON, answer. (``uvicorn --factory`` target.)"""
+
+    async def ingest(request: Request) -> Response:
+        json.loads(await request.body())
+        return JSONResponse({"ok": True})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes = [Route("/webhooks/agora", ingest, methods=["POST"]), Route("/healthz", healthz)]
+    return Starlette(routes=routes)
+
+
+@dataclass
+class Phase:
+    name: str
+    requests: int
+    seconds: float
+    errors: int
+    latencies_ms: list[float] = field(repr=False)
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "phase": self.name,
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "throughput_rps": round(self.throughput, 1),
+            "p50_ms": round(self.percentile(50), 3),
+            "p99_ms": round(self.percentile(99), 3),
+            "mean_ms": round(statistics.fmean(self.latencies_ms), 3),
+        }
+
+
+def make_requests(prefix: str, count: int) -> Requests:
+    """Signed, distinct notifications: every one is a real append, none a duplicate."""
+    out: Requests = []
+    for i in range(count):
+        body = encode(notification(f"{prefix}-{i}", sid=f"sid-{i % 50}", sequence=i))
+        out.append((body, signed(body)))
+    return out
+
+
+async def closed_loop(client: httpx.AsyncClient, name: str, requests: Requests) -> Phase:
+    """CONCURRENCY workers, each sending its next request as soon as the last is answered."""
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(requests)
+
+    async def worker() -> None:
+        nonlocal errors
+        for body, headers in queue:
+            started = time.perf_counter()
+            response = await client.post("/webhooks/agora", content=body, headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors += response.status_code != 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return Phase(name, len(requests), time.perf_counter() - started, errors, latencies)
+
+
+async def open_loop(client: httpx.AsyncClient, name: str, requests: Requests, rate: float) -> Phase:
+    """One request every 1/rate seconds whatever the answers (no coordinated omission)."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(body: bytes, headers: dict[str, str]) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        response = await client.post("/webhooks/agora", content=body, headers=headers)
+        latencies.append((time.perf_counter() - started) * 1000)
+        errors += response.status_code != 200
+
+    tasks = []
+    begin = time.perf_counter()
+    for i, (body, headers) in enumerate(requests):
+        delay = begin + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing the load generator, not synchronising a test
+        tasks.append(asyncio.create_task(one(body, headers)))
+    await asyncio.gather(*tasks)
+    return Phase(name, len(requests), time.perf_counter() - begin, errors, latencies)
+
+
+def client_for(server: Server) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    return httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30.0)
+
+
+async def measure(server: Server, name: str, requests: Requests) -> Phase:
+    await server.wait_healthy()
+    async with client_for(server) as client:
+        await closed_loop(client, "warmup", make_requests(f"warm-{name}", WARMUP))
+        return await closed_loop(client, name, requests)
+
+
+async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path: Path) -> None:
+    count = FULL_COUNT if full_bench else SMOKE_COUNT
+    env = clean_env(
+        DATABASE_URL=f"sqlite:///{tmp_path}/bench.db",
+        AGORA_NCS_SECRET=SECRET,
+        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+    )
+    bare_port = free_port()
+    bare_cmd = [sys.executable, "-m", "uvicorn", "--factory", "tests.bench.bench_intake:bare_app"]
+    bare_cmd += ["--port", str(bare_port), "--log-level", env["LOG_LEVEL"].lower()]
+    bare = Server.start(bare_cmd, bare_port, env, tmp_path / "bare.log")
+    try:
+        baseline = await measure(bare, "bare JSON endpoint", make_requests("bare", count))
+    finally:
+        bare.stop()
+
+    intake_server = Server.recctl_serve(env, tmp_path / "intake.log")
+    try:
+        intake = await measure(intake_server, "durable intake", make_requests("intake", count))
+        rate = intake.throughput / 2
+        seconds = FULL_RATE_SECONDS if full_bench else SMOKE_RATE_SECONDS
+        paced_requests = make_requests("paced", max(1, int(rate * seconds)))
+        async with client_for(intake_server) as client:
+            paced = await open_loop(client, f"intake at {rate:.0f}/s", paced_requests, rate)
+    finally:
+        intake_server.stop()
+
+    ratio = intake.throughput / baseline.throughput
+    report = {
+        "mode": "full" if full_bench else "smoke",
+        "concurrency": CONCURRENCY,
+        "cpus": os.cpu_count(),
+        "log_level": env["LOG_LEVEL"],
+        "phases": [p.summary() for p in (baseline, intake, paced)],
+        "throughput_ratio": round(ratio, 3),
+        "targets": {"ratio": TARGET_RATIO, "p99_ms_at_half_load": TARGET_P99_MS},
+        "meets_targets": ratio >= TARGET_RATIO and paced.percentile(99) <= TARGET_P99_MS,
+    }
+    print_table(report)
+    out = ROOT / "bench-results" if full_bench else tmp_path
+    out.mkdir(exist_ok=True)
+    (out / "intake.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    assert baseline.errors == intake.errors == paced.errors == 0
+    if full_bench:
+        assert ratio >= TARGET_RATIO, report
+        assert paced.percentile(99) <= TARGET_P99_MS, report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    columns = ("phase", "requests", "throughput_rps", "p50_ms", "p99_ms", "mean_ms")
+    print()
+    print("  ".join(f"{c:>22}" if i == 0 else f"{c:>14}" for i, c in enumerate(columns)))
+    for phase in report["phases"]:
+        cells = [str(phase[c]) for c in columns]
+        print("  ".join(f"{v:>22}" if i == 0 else f"{v:>14}" for i, v in enumerate(cells)))
+    verdict = "meets" if report["meets_targets"] else "MISSES"
+    print(
+        f"throughput ratio intake/bare = {report['throughput_ratio']} "
+        f"(target >= {TARGET_RATIO}); {verdict} targets [{report['mode']}]"
+    )

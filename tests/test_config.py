@@ -1,0 +1,63 @@
+"""Settings come from one mapping, once; a bad variable is named in the error."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.app import create_app
+from service.config import ConfigError, Settings
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == "sqlite:///./recorder.db"
+    assert settings.max_body_bytes == 64 * 1024
+    assert settings.agora_ncs_verify is True
+    assert settings.agora_ncs_secret == []
+
+
+def test_several_notification_secrets_are_comma_separated() -> None:
+    settings = Settings.from_env({"AGORA_NCS_SECRET": " first-secret, second-secret ,,"})
+    values = [s.get_secret_value() for s in settings.agora_ncs_secret]
+    assert values == ["first-secret", "second-secret"]
+    assert "first-secret" not in repr(settings)
+
+
+def test_values_are_parsed_and_unknown_variables_ignored() -> None:
+    settings = Settings.from_env(
+        {
+            "AGORA_NCS_VERIFY": "false",
+            "MAX_BODY_BYTES": "2048",
+            "API_TOKENS": "tok-a:acme,tok-b:globex",
+            "STORAGE_PROFILES": '{"main": {"bucket": "b", "secret_access_key": "sk-123456"}}',
+            "SOMETHING_ELSE": "x",
+        }
+    )
+    assert settings.agora_ncs_verify is False
+    assert settings.max_body_bytes == 2048
+    assert settings.api_tokens == {"tok-a": "acme", "tok-b": "globex"}
+    assert settings.storage_profiles["main"].bucket == "b"
+    assert {"tok-a", "tok-b", "sk-123456"} <= set(settings.secret_values())
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("MAX_BODY_BYTES", "lots"),
+        ("MAX_BODY_BYTES", "10"),
+        ("LOG_LEVEL", "LOUD"),
+        ("AGORA_NCS_VERIFY", "perhaps"),
+        ("API_TOKENS", "no-tenant"),
+        ("STORAGE_PROFILES", '{"main": {"region": "x"}}'),
+    ],
+)
+def test_a_bad_variable_is_named(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^invalid environment variable {name}: "):
+        Settings.from_env({name: value})
+
+
+def test_the_app_reads_only_the_settings_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_BODY_BYTES", "not a number")
+    monkeypatch.setenv("DATABASE_URL", "nonsense://")
+    app = create_app(Settings.from_env({}))  # building it touches neither env nor disk
+    assert app.state.context.settings.max_body_bytes == 64 * 1024

@@ -1,0 +1,301 @@
+"""plan(desired, observed, now): tables for each documented situation, and properties."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconcilers.identity import UidRange
+from reconcilers.observed import Desired, Observed, SegmentObs, SessionObs
+from reconcilers.plan import Plan, PlanConfig, live_hash, plan
+from reconcilers.spec import RecordingSpec
+
+CFG = PlanConfig()
+ROOM = "t1/room-a"
+NOW = 1_800_000_000_000
+SPEC = RecordingSpec(channel=ROOM)
+UID0 = CFG.uids.recorder_uid(ROOM, 0)
+UID1 = CFG.uids.recorder_uid(ROOM, 1)
+
+
+def desired(**changes: object) -> Desired:
+    spec = RecordingSpec(**{**SPEC.to_json(), **changes})  # type: ignore[arg-type]
+    return Desired(spec, generation=1)
+
+
+def running(state: str = "recording", **kw: object) -> Observed:
+    seg = SegmentObs(0, UID0, "res", NOW - 60_000, NOW - 59_000, None, "sid0", NOW - 59_000)
+    sess = SessionObs(
+        "sid0",
+        UID0,
+        state,
+        True,
+        0,
+        NOW - 59_000,  # type: ignore[arg-type]
+        last_progress_ms=kw.pop("progress", NOW - 1_000),  # type: ignore[arg-type]
+        last_query_ms=kw.pop("queried", NOW - 1_000),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+    return Observed((seg,), (sess,))
+
+
+def kinds(p: Plan) -> list[str]:
+    return [a.kind for a in p.actions]
+
+
+def test_nothing_running_and_recording_desired_reserves_segment_zero() -> None:
+    p = plan(desired(), Observed(), NOW, CFG)
+    assert kinds(p) == ["reserve"]
+    assert p.actions[0].segment == 0 and p.actions[0].uid == UID0
+
+
+def test_reserved_resource_is_started() -> None:
+    o = Observed((SegmentObs(0, UID0, "res", NOW - 1_000),))
+    p = plan(desired(), o, NOW, CFG)
+    assert kinds(p) == ["start"] and p.actions[0].resource_id == "res"
+
+
+def test_expired_resource_is_reserved_again_in_a_new_segment() -> None:
+    o = Observed((SegmentObs(0, UID0, "res", NOW - 250_000),))
+    p = plan(desired(), o, NOW, CFG)
+    assert kinds(p) == ["reserve"] and p.actions[0].segment == 1
+
+
+def test_channel_known_empty_waits_for_a_join_without_requeue() -> None:
+    p = plan(desired(), Observed(channel_empty=True), NOW, CFG)
+    assert kinds(p) == [] and p.requeue_after is None
+
+
+def test_recorder_left_for_no_users_is_not_restarted_in_a_hot_loop() -> None:
+    o = running("ended", exit_reason="no_users")
+    p = plan(desired(), o, NOW, CFG)
+    assert kinds(p) == [] and p.requeue_after == CFG.query_interval
+    joined = Observed(o.segments, o.sessions, channel_empty=False)
+    assert kinds(plan(desired(), joined, NOW, CFG)) == ["reserve"]
+
+
+def test_healthy_session_requeues_after_the_query_interval() -> None:
+    p = plan(desired(), running(), NOW, CFG)
+    assert kinds(p) == []
+    assert p.requeue_after is not None and 1.0 <= p.requeue_after <= CFG.query_interval
+
+
+def test_stale_observation_is_refreshed_by_query() -> None:
+    p = plan(desired(), running(queried=NOW - 61_000, progress=NOW - 61_000), NOW, CFG)
+    assert kinds(p) == ["query"]
+
+
+def test_fresh_notifications_make_a_query_unnecessary() -> None:
+    p = plan(desired(), running(queried=NOW - 500_000, progress=NOW - 2_000), NOW, CFG)
+    assert kinds(p) == []
+
+
+def test_live_option_change_is_an_update_not_a_restart() -> None:
+    live = {"streamSubscribe": {"audioUidList": {"subscribeAudioUids": ["1"]}}}
+    o = running(applied_live=live_hash({"streamSubscribe": {}}))
+    p = plan(desired(options=live), o, NOW, CFG)
+    assert kinds(p) == ["update"] and p.actions[0].options == live
+
+
+def test_segment_reaching_its_limit_rolls_over_make_before_break() -> None:
+    d = desired(max_segment_seconds=350)
+    p = plan(d, running(), NOW, CFG)
+    assert kinds(p) == ["reserve"] and p.actions[0].uid == UID1 != UID0
+    # Next pass: the new segment is starting, the old one keeps recording.
+    o = running()
+    pending = Observed((*o.segments, SegmentObs(1, UID1, "res1", NOW - 100)), o.sessions)
+    assert kinds(plan(d, pending, NOW, CFG)) == ["start"]
+    # Once the new one records, the old one is stopped.
+    new_seg = SegmentObs(1, UID1, "res1", NOW - 100, NOW - 90, None, "sid1", NOW - 90)
+    new_sess = SessionObs("sid1", UID1, "recording", True, 1, NOW - 90, NOW - 10, NOW - 10)
+    both = Observed((*o.segments, new_seg), (*o.sessions, new_sess))
+    p = plan(desired(max_segment_seconds=3500), both, NOW, CFG)
+    assert kinds(p) == ["stop"] and p.actions[0].sid == "sid0"
+
+
+def test_stalled_session_is_recovered_into_a_new_segment() -> None:
+    p = plan(desired(), running(progress=NOW - 400_000, queried=NOW - 10_000), NOW, CFG)
+    assert kinds(p) == ["stop", "reserve"]
+    assert p.actions[1].segment == 1
+
+
+def test_abnormal_exit_restarts() -> None:
+    p = plan(desired(), running("ended", exit_reason="abnormal_exit"), NOW, CFG)
+    assert kinds(p) == ["reserve"]
+
+
+def test_404_inside_failover_window_waits() -> None:
+    p = plan(desired(), running("missing", not_found_since_ms=NOW - 30_000), NOW, CFG)
+    assert kinds(p) == ["query"]
+    assert p.requeue_after is not None and p.requeue_after <= 15
+
+
+def test_404_after_failover_window_restarts() -> None:
+    p = plan(desired(), running("missing", not_found_since_ms=NOW - 91_000), NOW, CFG)
+    assert kinds(p) == ["reserve"]
+
+
+def test_aggressive_recovery_replaces_a_missing_recorder_at_once() -> None:
+    o = running("missing", not_found_since_ms=NOW - 5_000)
+    p = plan(desired(recovery="aggressive"), o, NOW, CFG)
+    assert kinds(p) == ["stop", "reserve"] and p.actions[1].uid == UID1
+
+
+def test_desired_stopped_stops_and_repeats_nothing_once_stopping() -> None:
+    p = plan(desired(state="stopped"), running(), NOW, CFG)
+    assert kinds(p) == ["stop"]
+    assert kinds(plan(desired(state="stopped"), running(stop_requested=True), NOW, CFG)) == []
+
+
+def test_session_nobody_desires_is_stopped_but_a_foreign_one_is_left_alone() -> None:
+    ours = SessionObs("x", UID0, "recording", True)
+    theirs = SessionObs("y", "1234", "recording", False)
+    p = plan(None, Observed(sessions=(ours, theirs)), NOW, CFG)
+    assert [a.sid for a in p.actions] == ["x"]
+
+
+def test_foreign_recorder_is_stopped_only_in_an_owned_channel() -> None:
+    o = running()
+    theirs = SessionObs("y", "1234", "recording", False)
+    o2 = Observed(o.segments, (*o.sessions, theirs))
+    assert kinds(plan(desired(), o2, NOW, CFG)) == []
+    p = plan(desired(own_channel=True), o2, NOW, CFG)
+    assert [(a.kind, a.sid) for a in p.actions] == [("stop", "y")]
+
+
+def test_crash_after_start_adopts_the_session_found_by_uid() -> None:
+    seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000)
+    found = SessionObs("sidX", UID0, "recording", True)
+    p = plan(desired(), Observed((seg,), (found,)), NOW, CFG)
+    assert kinds(p) == ["adopt"] and p.actions[0].sid == "sidX"
+
+
+def test_crash_after_start_retries_the_same_start_never_a_new_segment() -> None:
+    seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000)
+    p = plan(desired(), Observed((seg,)), NOW, CFG)
+    assert kinds(p) == ["start"] and p.actions[0].segment == 0
+
+
+def test_already_recording_waits_to_adopt() -> None:
+    seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000, "already_recording")
+    p = plan(desired(), Observed((seg,)), NOW, CFG)
+    assert kinds(p) == []
+
+
+def test_rejected_generation_is_degraded_until_the_spec_changes() -> None:
+    seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000, "rejected")
+    o = Observed((seg,), rejected_generation=1)
+    assert kinds(plan(desired(), o, NOW, CFG)) == []
+    assert kinds(plan(Desired(SPEC, 2), o, NOW, CFG)) == ["reserve"]
+
+
+# -- properties ------------------------------------------------------------------------------
+
+states = st.sampled_from(["starting", "recording", "stopping", "ended", "missing", "unknown"])
+times = st.one_of(st.none(), st.integers(NOW - 10_000_000, NOW))
+uids = st.sampled_from([UID0, UID1, "1234"])
+
+
+@st.composite
+def observations(draw: st.DrawFn) -> Observed:
+    n = draw(st.integers(0, 3))
+    segments = tuple(
+        SegmentObs(
+            i,
+            CFG.uids.recorder_uid(ROOM, i),
+            draw(st.one_of(st.none(), st.just(f"r{i}"))),
+            draw(times),
+            draw(times),
+            draw(st.sampled_from([None, "retryable", "already_recording", "channel_empty"])),
+            draw(st.one_of(st.none(), st.just(f"s{i}"))),
+            draw(times),
+        )
+        for i in range(n)
+    )
+    sids = [s.sid for s in segments if s.sid] + ["orphan"]
+    sessions = tuple(
+        SessionObs(
+            sid,
+            uid,
+            draw(states),
+            CFG.uids.contains(uid),
+            None,
+            draw(times),
+            draw(times),
+            draw(times),
+            draw(times),
+            draw(st.booleans()),
+            draw(st.sampled_from([None, "no_users"])),
+        )
+        for sid in draw(st.lists(st.sampled_from(sids), unique=True))
+        for uid in [draw(uids)]
+    )
+    return Observed(
+        segments,
+        sessions,
+        draw(st.sampled_from([None, True, False])),
+        draw(st.sampled_from([None, 1])),
+    )
+
+
+desires = st.one_of(
+    st.none(),
+    st.builds(
+        lambda state, rec, own, gen: Desired(
+            RecordingSpec(state=state, recovery=rec, own_channel=own, channel=ROOM), gen
+        ),
+        st.sampled_from(["recording", "stopped"]),
+        st.sampled_from(["standard", "aggressive"]),
+        st.booleans(),
+        st.integers(1, 2),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(desires, observations())
+def test_properties_of_every_plan(d: Desired | None, o: Observed) -> None:
+    p = plan(d, o, NOW, CFG)
+    assert p == plan(d, o, NOW, CFG)  # deterministic
+    starts = [a for a in p.actions if a.kind in ("reserve", "start")]
+    assert len(starts) <= 1, "never two starts in one pass"
+    stops = [a.sid for a in p.actions if a.kind == "stop"]
+    assert len(stops) == len(set(stops)), "never stop a session twice in one pass"
+    by_sid = {s.sid: s for s in o.sessions}
+    for sid in stops:
+        s = by_sid[sid]
+        assert s.alive and not s.stop_requested
+        ours = s.ours or sid in {seg.sid for seg in o.segments}
+        assert ours or (d is not None and d.spec.own_channel), "never stop a foreign recorder"
+    if d is None or d.spec.state == "stopped":
+        assert not starts, "nothing starts when nothing is desired"
+    elif o.rejected_generation == d.generation:
+        assert not p.actions, "rejected: no provider calls until the spec changes"
+    if o.channel_empty is True:
+        assert not starts, "never start into a channel known to be empty"
+    for a in starts:
+        assert a.uid == CFG.uids.recorder_uid(ROOM, a.segment or 0)
+        live_same_uid = [
+            s
+            for s in o.sessions
+            if s.uid == a.uid and s.alive and s.sid not in stops and s.state != "missing"
+        ]
+        if a.kind == "reserve":
+            assert (
+                not live_same_uid
+                or all(s.stop_requested for s in live_same_uid)
+                or a.segment != (o.current.segment if o.current else -1)
+            )
+    assert p.requeue_after is None or p.requeue_after >= 1.0 or p.requeue_after > 0
+
+
+def test_uids_alternate_between_primary_and_spare_and_stay_in_range() -> None:
+    r = UidRange(base=1000, span=100)
+    a, b, c = (r.recorder_uid("x/y", i) for i in range(3))
+    assert a != b and a == c and r.contains(a) and r.contains(b) and not r.contains(999)
+
+
+def test_failed_start_into_an_empty_channel_does_not_hot_loop() -> None:
+    seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000, "retryable")
+    p = plan(desired(), Observed((seg,), channel_empty=True), NOW, CFG)
+    assert kinds(p) == [] and p.requeue_after is None

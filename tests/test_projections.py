@@ -1,0 +1,204 @@
+"""The projections fold the log into rooms, sessions and presence, deterministically."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconcilers.events import Event, Fold
+from reconcilers.identity import UidRange
+from reconcilers.observed import observe
+from reconcilers.projections import PROJECTIONS
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ROOM = "acme/standup"
+UIDS = UidRange()
+UID0 = UIDS.recorder_uid(ROOM, 0)
+_seq = itertools.count(1)
+
+
+def ev(
+    source: str,
+    type_: str,
+    payload: dict[str, Any],
+    room: str | None = None,
+    session: str | None = None,
+    at: float = 0.0,
+) -> Event:
+    return Event(
+        next(_seq),
+        source,
+        f"k{next(_seq)}",
+        type_,
+        payload,
+        room,
+        session,  # type: ignore[arg-type]
+        T0 + timedelta(seconds=at),
+    )
+
+
+def ncs(
+    event_type: int,
+    details: dict[str, Any],
+    sid: str = "sid0",
+    uid: str = UID0,
+    seq: int = 0,
+    at: float = 0.0,
+) -> Event:
+    payload = {
+        "noticeId": f"n{event_type}-{seq}",
+        "productId": 3,
+        "eventType": event_type,
+        "notifyMs": 0,
+        "payload": {
+            "cname": "standup",
+            "uid": uid,
+            "sid": sid,
+            "sequence": seq,
+            "sendts": 0,
+            "serviceType": 0,
+            "details": details,
+        },
+    }
+    from reconcilers.providers.agora.notifications import parse_notification
+
+    n = parse_notification(payload)
+    return ev("agora", n.type, payload, room="standup", session=sid, at=at)
+
+
+def rtc(
+    event_type: int,
+    uid: str,
+    client_seq: int,
+    platform: int = 7,
+    client_type: int | None = None,
+    at: float = 0.0,
+) -> Event:
+    p: dict[str, Any] = {
+        "channelName": "standup",
+        "uid": int(uid),
+        "platform": platform,
+        "clientSeq": client_seq,
+        "ts": 1,
+    }
+    if client_type is not None:
+        p["clientType"] = client_type
+    body = {
+        "noticeId": f"r{event_type}-{uid}-{client_seq}",
+        "productId": 1,
+        "eventType": event_type,
+        "notifyMs": 0,
+        "payload": p,
+    }
+    from reconcilers.providers.agora.notifications import parse_notification
+
+    return ev("agora", parse_notification(body).type, body, room="standup", at=at)
+
+
+def desired(generation_bump: int = 1, state: str = "recording") -> Event:
+    spec = {
+        "state": state,
+        "provider": "agora",
+        "mode": "mix",
+        "channel": "standup",
+        "storage": "default",
+        "options": {},
+    }
+    return ev(
+        "api",
+        "room.desired",
+        {"tenant": "acme", "name": "standup", "spec": spec, "channel_key": "agora/standup"},
+        room=ROOM,
+    )
+
+
+def fold(*events: Event) -> Fold:
+    f = Fold(PROJECTIONS)
+    for e in events:
+        f.apply(e)
+    return f
+
+
+def test_room_generation_increases_on_every_change_and_delete_keeps_the_row() -> None:
+    f = fold(desired(), desired(state="stopped"), ev("api", "room.deleted", {}, room=ROOM))
+    row = f.rows[("rooms", ROOM)]
+    assert row.data["generation"] == 3 and row.data["deleted"] is True
+    assert row.room == "agora/standup"
+
+
+def test_reconciler_intents_and_results_build_segments() -> None:
+    base = {"segment": 0, "uid": UID0, "generation": 1, "provider": "agora"}
+    f = fold(
+        desired(),
+        ev("reconciler", "intent.reserve", base, room=ROOM),
+        ev("reconciler", "result.reserve", {**base, "resource_id": "R"}, room=ROOM, at=1),
+        ev("reconciler", "intent.start", {**base, "resource_id": "R"}, room=ROOM, at=2),
+        ev(
+            "reconciler",
+            "result.start",
+            {**base, "resource_id": "R", "sid": "sid0", "channel": "standup", "mode": "mix"},
+            room=ROOM,
+            at=3,
+        ),
+    )
+    seg = f.rows[("rooms", ROOM)].data["segments"]["0"]
+    assert seg["resource_id"] == "R" and seg["sid"] == "sid0"
+    session = f.rows[("sessions", "agora:sid0")]
+    assert session.room == "agora/standup" and session.data["state"] == "starting"
+    assert session.data["resource_id"] == "R" and session.data["mode"] == "mix"
+
+
+def test_notifications_track_progress_idle_exit_and_out_of_order_arrival() -> None:
+    f = fold(
+        ncs(40, {"msgName": "recorder_started", "status": 0}, seq=0, at=1),
+        ncs(42, {"msgName": "recorder_slice_start", "startUtcMs": 1}, seq=1, at=2),
+        ncs(41, {"msgName": "recorder_leave", "leaveCode": 4}, seq=3, at=40),
+        ncs(11, {"msgName": "session_exit", "exitStatus": 0}, seq=4, at=41),
+        ncs(33, {"msgName": "uploading_progress", "progress": 5000}, seq=2, at=30),  # late
+    )
+    data = f.rows[("sessions", "agora:sid0")].data
+    assert data["state"] == "ended", "a late progress event does not resurrect an exited session"
+    assert data["exit_reason"] == "no_users"
+    assert data["last_sequence"] == 4
+
+
+def test_failover_moves_the_session_to_a_new_uid_and_keeps_it_ours() -> None:
+    f = fold(
+        ncs(40, {"msgName": "recorder_started", "status": 0}, seq=0),
+        ncs(12, {"msgName": "session_failover", "newUid": 777}, seq=1, uid="777", at=5),
+    )
+    data = f.rows[("sessions", "agora:sid0")].data
+    assert data["uid"] == "777" and data["failovers"] == 1 and data["recorder_uid"] == UID0
+    _, observed = observe(None, [data], None, UIDS)
+    assert observed.sessions[0].ours
+
+
+def test_presence_orders_by_client_seq_and_ignores_the_cloud_recorder() -> None:
+    f = fold(
+        rtc(107, "11", 1),
+        rtc(107, UID0, 1, platform=6, client_type=10),
+        rtc(108, "11", 3, at=10),
+        rtc(107, "11", 2, at=11),  # late join, older clientSeq: ignored
+    )
+    row = f.rows[("presence", "agora/standup")]
+    assert row.data["users"] == {"11": {"seq": 3, "present": False}}
+    _, observed = observe(None, [], row.data, UIDS)
+    assert observed.channel_empty is True
+
+
+def test_channel_destroy_empties_the_channel() -> None:
+    body = {
+        "noticeId": "d",
+        "productId": 1,
+        "eventType": 102,
+        "notifyMs": 0,
+        "payload": {"channelName": "standup", "ts": 5, "lastUid": 11},
+    }
+    f = fold(
+        rtc(107, "11", 1),
+        rtc(107, "12", 1),
+        ev("agora", "agora.channel_destroy", body, room="standup"),
+    )
+    _, observed = observe(None, [], f.rows[("presence", "agora/standup")].data, UIDS)
+    assert observed.channel_empty is True

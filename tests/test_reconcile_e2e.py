@@ -1,0 +1,170 @@
+"""The reconciler end to end, in process: emulator + intake + SQLite + Agora adapter.
+
+Every scenario named by the reconciler issue: start, heal after a killed recorder (with and
+without webhooks), idle channel, live update, stop, orphan stop, and the crash between a start's
+intent and its result, which must never leave two sessions for one segment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconcilers.engine import CHANNEL_PREFIX
+from reconcilers.events import NewEvent
+from reconcilers.identity import intent_id
+from reconcilers.providers.base import Reservation, StartRequest
+from service.emulators.agora import FaultConfig
+from tests.e2e_harness import STORAGE, world
+
+
+async def test_declared_room_is_recorded_and_stays_healthy(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=4)
+        tasks = w.live_tasks("standup")
+        assert len(tasks) == 1
+        assert tasks[0].uid == w.reconciler.config.uids.recorder_uid(key, 0)
+        state = await w.reconciler.state(key)
+        session = state.observed.session(state.observed.current.sid)  # type: ignore[union-attr]
+        assert session is not None and session.state == "recording"
+        result = await w.run(key)
+        assert not result.plan.actions and result.result.kind == "requeue"
+
+
+async def test_killed_recorder_is_healed_with_webhooks(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        (first,) = w.live_tasks("standup")
+        w.emu.kill(first.sid, failover=False)
+        await w.tick(1)
+        result = await w.run(key)
+        assert [a.kind for a in result.plan.actions] == ["reserve"]
+        (second,) = w.live_tasks("standup")
+        assert second.sid != first.sid and second.uid != first.uid  # the spare uid
+
+
+async def test_killed_recorder_is_healed_with_webhooks_dropped(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        (first,) = w.live_tasks("standup")
+        w.emu.set_faults(FaultConfig(callback_drop_rate=1.0, side_effect_rate=0.0))
+        w.emu.kill(first.sid, failover=False)
+        healed_after = 0.0
+        while not [t for t in w.live_tasks("standup") if t.sid != first.sid]:
+            await w.run(key, step=10)
+            healed_after += 10
+            assert healed_after < 400, "not healed without webhooks"
+        cfg = w.reconciler.config
+        assert healed_after <= cfg.query_interval + cfg.failover_window + 30
+
+
+async def test_failover_inside_the_window_is_waited_for_not_replaced(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        (first,) = w.live_tasks("standup")
+        w.emu.kill(first.sid, failover=True, window=20)
+        for _ in range(8):
+            await w.run(key, step=5)
+        assert [t.sid for t in w.emu.tasks(cname="standup")] == [first.sid]
+        assert w.live_tasks("standup")[0].failovers == 1
+
+
+async def test_empty_channel_waits_then_starts_on_join(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        w.emu.leave("standup", 11)
+        await w.tick(40)  # maxIdleTime 30: the recorder leaves with NO_USERS
+        assert not w.live_tasks("standup")
+        for _ in range(5):
+            result = await w.run(key, step=30)
+            assert not [a for a in result.plan.actions if a.kind in ("reserve", "start")]
+        w.emu.join("standup", 12)
+        await w.tick(1)
+        result = await w.run(key, passes=2)
+        assert len(w.live_tasks("standup")) == 1
+
+
+async def test_desired_stopped_stops_and_a_repeated_stop_is_success(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        await w.declare("standup", state="stopped")
+        result = await w.run(key, passes=2)
+        assert not w.live_tasks("standup")
+        assert result.result.kind in ("done", "requeue") and not result.plan.actions
+
+
+async def test_live_subscription_change_is_an_update_not_a_restart(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        live = {"recordingConfig": {"maxIdleTime": 30},
+                "streamSubscribe": {"audioUidList": {"subscribeAudioUids": ["11"]}}}
+        await w.declare("standup", options=live)
+        result = await w.run(key)
+        assert [a.kind for a in result.plan.actions] == ["update"]
+        assert len(w.emu.tasks(cname="standup")) == 1
+
+
+async def test_orphan_of_a_deleted_room_is_stopped(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        await w.store.append(NewEvent(source="api", dedup_key="del", type="room.deleted",
+                                      room=key, payload={}, occurred_at=w.now()))
+        await w.run(key)
+        assert not w.live_tasks("standup")
+
+
+async def test_unknown_session_in_an_unmapped_channel_is_stopped_if_ours(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("lobby", 11)
+        key = await w.declare("lobby")
+        await w.run(key, passes=3)
+        # The room is re-pointed to another channel: the old channel's session is nobody's.
+        await w.declare("lobby", channel="lobby2")
+        result = await w.run(CHANNEL_PREFIX + "agora/lobby")
+        assert [a.kind for a in result.plan.actions] == ["stop"]
+        assert not w.live_tasks("lobby")
+
+
+async def test_crash_between_start_intent_and_result_never_doubles(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        uid = w.reconciler.config.uids.recorder_uid(key, 0)
+        provider = w.reconciler.providers["agora"]
+        request = StartRequest(key, "standup", "mix", uid, {"recordingConfig": {"maxIdleTime": 30}},
+                               STORAGE)
+        # What a process did before it died: intents recorded, the start landed, no result.
+        base = {"segment": 0, "uid": uid, "generation": 1, "provider": "agora"}
+        rkey = intent_id(key, 1, 0, "reserve")
+        await w.store.append(NewEvent("reconciler", rkey, "intent.reserve", base, room=key))
+        reservation = await provider.reserve(request)
+        assert isinstance(reservation, Reservation)
+        await w.store.append(NewEvent("reconciler", rkey + "|result", "result.reserve",
+                                      {**base, "resource_id": reservation.resource_id}, room=key))
+        skey = intent_id(key, 1, 0, f"start:{reservation.resource_id}")
+        await w.store.append(NewEvent("reconciler", skey, "intent.start",
+                                      {**base, "resource_id": reservation.resource_id}, room=key))
+        await provider.start(request, reservation)
+        # The restarted service reconciles: it must find the task, not start another.
+        for _ in range(6):
+            await w.run(key)
+        tasks = w.emu.tasks(cname="standup")
+        assert len(tasks) == 1, [t.sid for t in tasks]
+        state = await w.reconciler.state(key)
+        assert state.observed.current is not None
+        assert state.observed.current.sid == tasks[0].sid, "adopted"
