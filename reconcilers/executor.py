@@ -180,12 +180,9 @@ class Executor:
             self._request(room, desired, action), Reservation(resource_id=resource_id)
         )
         if isinstance(result, SessionHandle):
+            applied = {"sid": result.sid, "live_hash": live_hash(spec.live_options())}
             await self._append(
-                room,
-                "result.start",
-                key + "|result",
-                {**base, "sid": result.sid},
-                session=result.sid,
+                room, "result.start", key + "|result", {**base, **applied}, session=result.sid
             )
             report.record(action, f"started {result.sid}")
             return

@@ -54,8 +54,15 @@ class SegmentObs:
 
 @dataclass(frozen=True)
 class Desired:
+    """A room's declared spec; ``room`` (``tenant/room``) seeds its recorder uids."""
+
     spec: RecordingSpec
     generation: int
+    room: str = ""
+
+    @property
+    def uid_seed(self) -> str:
+        return self.room or self.spec.channel
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,11 @@ def observe(
     rejected: int | None = None
     if room_row is not None:
         if not room_row.get("deleted") and room_row.get("spec"):
-            desired = Desired(RecordingSpec.from_json(room_row["spec"]), room_row["generation"])
+            name = room_row.get("name")
+            room = f"{room_row.get('tenant')}/{name}" if name else ""
+            desired = Desired(
+                RecordingSpec.from_json(room_row["spec"]), room_row["generation"], room
+            )
         segments = tuple(
             SegmentObs(
                 segment=int(n),

@@ -120,7 +120,7 @@ def _start_new(o: Observed, cfg: PlanConfig, room: str, reason: str) -> Action:
 
 
 def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
-    room = d.spec.channel
+    room = d.uid_seed
     cur = o.current
     actions: list[Action] = []
     requeue: float | None = cfg.query_interval
@@ -241,7 +241,7 @@ def _check_live(
         begin("rollover: segment reaches its time limit")
         return True, cfg.first_query_delay, "rollover: make-before-break"
     live = d.spec.live_options()
-    if live and s.state == "recording" and s.applied_live not in (None, live_hash(live)):
+    if live and s.state == "recording" and s.applied_live != live_hash(live):
         actions.append(Action("update", "spec changed live options", sid=s.sid, options=live))
     fresh = min(_age(now_ms, s.last_query_ms), progress_age)
     interval = cfg.first_query_delay if s.state == "starting" else cfg.query_interval

@@ -159,6 +159,8 @@ class Sessions:
                 uid=data.get("uid") or p.get("uid"),
             )
             data.setdefault("started_ms", at)
+            if p.get("live_hash"):
+                data["applied_live"] = p["live_hash"]
             if data.get("state") == "unknown":
                 data["state"] = "starting"
         elif event.type == "observed.query":

@@ -71,5 +71,9 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), fmt: str
     root.handlers[:] = [handler]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        stdlib_logger = logging.getLogger(name)
+        stdlib_logger.handlers[:] = []
+        stdlib_logger.propagate = True
+        # An earlier uvicorn.Config (its own dictConfig) may have disabled or levelled it.
+        stdlib_logger.disabled = False
+        stdlib_logger.setLevel(logging.NOTSET)

@@ -80,7 +80,9 @@ async def world(tmp_path: Path, faults: FaultConfig | None = None,
     store = await open_store(f"sqlite:///{tmp_path / 'e2e.db'}", PROJECTIONS)
     settings = Settings(agora_ncs_secret=[NCS_SECRET])  # type: ignore[list-item]
     intake = create_app(settings, store=store)
-    async with intake.router.lifespan_context(intake):
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(store.close)  # even when the test fails: no thread left behind
+        await stack.enter_async_context(intake.router.lifespan_context(intake))
         sender = httpx.AsyncClient(transport=httpx.ASGITransport(app=intake))
         emu = AgoraEmulator(
             EmulatorConfig(speed=0, qps_limit=None, ncs_secret=NCS_SECRET, seed=7,
@@ -104,4 +106,3 @@ async def world(tmp_path: Path, faults: FaultConfig | None = None,
             finally:
                 await provider.aclose()
                 await sender.aclose()
-    await store.close()
