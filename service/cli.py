@@ -73,11 +73,11 @@ def _add_serve(subparsers: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.app import create_app
+    from service.runtime import build_app
 
     settings = load_settings()
     uvicorn.run(
-        create_app(settings),
+        build_app(settings),
         host=args.host,
         port=args.port,
         log_config=None,  # ours, set up by load_settings: JSON, redacted
