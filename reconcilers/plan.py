@@ -244,7 +244,10 @@ def _check_live(
     if live and s.state == "recording" and s.applied_live != live_hash(live):
         actions.append(Action("update", "spec changed live options", sid=s.sid, options=live))
     fresh = min(_age(now_ms, s.last_query_ms), progress_age)
-    interval = cfg.first_query_delay if s.state == "starting" else cfg.query_interval
+    interval = cfg.query_interval
+    if s.state == "starting":
+        # Agora advises the first query about 5 s after the sid, not at once.
+        fresh, interval = min(fresh, _age(now_ms, cur.started_ms)), cfg.first_query_delay
     if fresh >= interval:
         actions.append(Action("query", "refresh", sid=s.sid))
         return s.state == "recording", interval, "healthy: refreshing"

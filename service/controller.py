@@ -135,7 +135,9 @@ class Controller:
 
     async def keys_for(self, event: Event) -> list[str]:
         """The keys an event concerns: its room, or the rooms (else the channel) it names."""
-        if event.source in ("api", "reconciler"):
+        if event.source == "reconciler":
+            return []  # our own intents and results: the pass that wrote them requeues itself
+        if event.source == "api":
             return [event.room] if event.room else []
         if not event.room:
             return []
