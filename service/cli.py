@@ -27,7 +27,11 @@ from service.logging import configure_logging
 
 Handler = Callable[[argparse.Namespace], int]
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "service.commands.reconcile",
+    "service.commands.status",
+    "service.commands.demo",
+)
 """Modules exposing ``add_parser(subparsers)``, added after the built-in subcommands."""
 
 EMULATORS = {

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from reconcilers.engine import Reconciler
+from reconcilers.events import Store
 from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.base import Provider
@@ -56,6 +57,16 @@ def build_providers(
     return {"agora": agora}
 
 
+def build_reconciler(
+    settings: Settings,
+    store: Store,
+    providers: Mapping[str, Provider],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Reconciler:
+    """The reconciler as the service runs it; ``recctl reconcile`` builds the same one."""
+    return Reconciler(store, providers, storage_resolver(settings), plan_config(settings), clock)
+
+
 @dataclass
 class Runtime:
     """Started by the app's lifespan once the store is open; stopped before it closes."""
@@ -72,13 +83,7 @@ class Runtime:
         settings = self.settings
         limiter = TokenBucket(settings.agora_rate_limit_qps)
         self.providers = build_providers(settings, limiter, self.transport)
-        reconciler = Reconciler(
-            ctx.store,
-            self.providers,
-            storage_resolver(settings),
-            plan_config(settings),
-            self.clock,
-        )
+        reconciler = build_reconciler(settings, ctx.store, self.providers, self.clock)
         self.controller = Controller(
             reconciler,
             ctx.metrics.registry,

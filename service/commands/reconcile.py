@@ -6,15 +6,17 @@ see exactly what the controller would do, and make it so now.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler, RoomState
 from reconcilers.events import Store
 from reconcilers.plan import Plan
+from reconcilers.ratelimit import TokenBucket
 
 HEADERS = ("ROOM", "DESIRED", "OBSERVED", "ACTION", "REASON")
 
@@ -83,9 +85,12 @@ def rows_for(key: str, state: RoomState, plan: Plan) -> list[tuple[str, ...]]:
     ]
 
 
-def render(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
-    table = [HEADERS, *rows]
-    widths = [min(max(len(r[i]) for r in table), 48) for i in range(len(HEADERS))]
+def render(
+    rows: Sequence[tuple[str, ...]], out: TextIO, headers: tuple[str, ...] = HEADERS
+) -> None:
+    """A plain table, columns sized to their content (at most 48 characters)."""
+    table = [headers, *rows]
+    widths = [min(max(len(r[i]) for r in table), 48) for i in range(len(headers))]
     for r in table:
         out.write("  ".join(c[:48].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         out.write("\n")
@@ -131,3 +136,35 @@ async def reconcile_command(
     acted = sum(1 for r in table if r[3] != "-")
     err.write(f"{verb} {acted} action(s) over {len(keys)} key(s); {failures} failed\n")
     return 1 if failures else 0
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "reconcile", help="show the plan for every room (or one) and apply it"
+    )
+    parser.add_argument("--room", help="only this room (tenant/room)")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    parser.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from service.cli import load_settings
+    from service.runtime import build_providers, build_reconciler
+    from service.store import open_store
+
+    settings = load_settings(quiet=True)
+
+    async def run() -> int:
+        from reconcilers.projections import PROJECTIONS
+
+        store = await open_store(settings.database_url, PROJECTIONS)
+        providers = build_providers(settings, TokenBucket(settings.agora_rate_limit_qps))
+        try:
+            reconciler = build_reconciler(settings, store, providers)
+            return await reconcile_command(reconciler, args.room, args.dry_run)
+        finally:
+            for provider in providers.values():
+                await provider.aclose()
+            await store.close()
+
+    return asyncio.run(run())
