@@ -143,7 +143,7 @@ class Executor:
             "generation": desired.generation,
             "provider": self.provider.name,
         }
-        key = intent_id(room, desired.generation, action.segment or 0, "reserve")
+        key = intent_id(room, desired.generation, action.segment or 0, "reserve", action.attempt)
         await self._append(room, "intent.reserve", key, base)
         result = await self.provider.reserve(self._request(room, desired, action))
         if isinstance(result, Reservation):

@@ -50,6 +50,7 @@ class SegmentObs:
     start_failed: str | None = None  # outcome kind of a failed start
     sid: str | None = None
     started_ms: int | None = None
+    attempts: int = 0  # reservations made for this segment so far
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def observe(
                 start_failed=seg.get("start_failed"),
                 sid=seg.get("sid"),
                 started_ms=seg.get("started_ms"),
+                attempts=int(seg.get("attempts") or 0),
             )
             for n, seg in sorted(room_row.get("segments", {}).items(), key=lambda kv: int(kv[0]))
         )

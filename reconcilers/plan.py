@@ -29,6 +29,8 @@ class Action:
     sid: str | None = None
     resource_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: The how-many-th reservation of this segment: part of the intent id, so a retry is new.
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,25 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         actions.append(_start_new(o, cfg, room, reason))
         requeue, summary = cfg.first_query_delay, reason
 
+    def retry(reason: str) -> None:
+        """Reserve again for the *same* segment and uid: if an earlier start landed unseen
+        (a crash, a timeout), Agora's cname+uid uniqueness refuses the new one (53) instead of
+        recording twice, and the task is adopted when its notifications name it."""
+        nonlocal requeue, summary
+        if empty:
+            requeue = None if o.channel_empty else cfg.query_interval
+            summary = "waiting: channel is empty; will start on the next join"
+            return
+        assert cur is not None
+        actions.append(
+            Action("reserve", reason, segment=cur.segment, uid=cur.uid, attempt=cur.attempts)
+        )
+        requeue, summary = cfg.first_query_delay, reason
+
     if cur is None:
         begin("start: nothing running")
     elif cur.sid is None:
-        pending = _pending_segment(cur, o, now_ms, cfg, actions, begin)
+        pending = _pending_segment(cur, o, now_ms, cfg, actions, retry)
         if pending is not None:  # otherwise ``begin`` has set requeue and summary
             requeue, summary = pending
     elif session is None or session.state == "ended":
@@ -171,9 +188,13 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
 
 
 def _pending_segment(
-    cur: SegmentObs, o: Observed, now_ms: int, cfg: PlanConfig, actions: list[Action], begin: Any
+    cur: SegmentObs, o: Observed, now_ms: int, cfg: PlanConfig, actions: list[Action], retry: Any
 ) -> tuple[float | None, str] | None:
-    """A segment with no sid yet: reserved, or started with the result not recorded (a crash)."""
+    """A segment with no sid yet: reserved, or started with the result not recorded (a crash).
+
+    It never moves on to a new segment (a new uid): whatever failed, it retries this one, so
+    that a start that landed unseen can only be adopted, never doubled.
+    """
     adoptable = next(
         (
             s
@@ -199,8 +220,10 @@ def _pending_segment(
     if cur.start_failed == "already_recording":
         if _age(now_ms, cur.start_intent_ms) < cfg.adoption_window:
             return cfg.first_query_delay, "waiting to adopt a session the provider already runs"
-    elif cur.start_failed is not None:
-        begin(f"retry: start failed ({cur.start_failed})")
+        retry("probe: is the unadopted session still there?")
+        return None
+    if cur.start_failed is not None:
+        retry(f"retry: start failed ({cur.start_failed})")
         return None
     fresh = cur.resource_id is not None and _age(now_ms, cur.reserved_ms) < cfg.reservation_ttl
     if fresh and (cur.start_intent_ms is None or cur.start_failed is None):
@@ -209,7 +232,7 @@ def _pending_segment(
         )
         actions.append(start)
         return cfg.first_query_delay, "starting"
-    begin("retry: reservation expired or start lost")
+    retry("retry: reservation expired or start lost")
     return None
 
 

@@ -78,7 +78,8 @@ class Rooms:
         at = event_ms(event)
         failed = p.get("outcome")
         if event.type == "intent.reserve":
-            seg.update(uid=p.get("uid"), reserve_intent_ms=at)
+            attempts = int(seg.get("attempts") or 0) + 1
+            seg.update(uid=p.get("uid"), reserve_intent_ms=at, attempts=attempts)
         elif event.type == "result.reserve":
             seg.update(resource_id=p.get("resource_id"), reserved_ms=at, start_failed=failed)
         elif event.type == "intent.start":

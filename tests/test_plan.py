@@ -55,10 +55,10 @@ def test_reserved_resource_is_started() -> None:
     assert kinds(p) == ["start"] and p.actions[0].resource_id == "res"
 
 
-def test_expired_resource_is_reserved_again_in_a_new_segment() -> None:
-    o = Observed((SegmentObs(0, UID0, "res", NOW - 250_000),))
+def test_expired_resource_is_reserved_again_for_the_same_segment() -> None:
+    o = Observed((SegmentObs(0, UID0, "res", NOW - 250_000, attempts=1),))
     p = plan(desired(), o, NOW, CFG)
-    assert kinds(p) == ["reserve"] and p.actions[0].segment == 1
+    assert kinds(p) == ["reserve"] and (p.actions[0].segment, p.actions[0].attempt) == (0, 1)
 
 
 def test_channel_known_empty_waits_for_a_join_without_requeue() -> None:
@@ -280,6 +280,9 @@ def test_properties_of_every_plan(d: Desired | None, o: Observed) -> None:
             for s in o.sessions
             if s.uid == a.uid and s.alive and s.sid not in stops and s.state != "missing"
         ]
+        cur = o.current
+        if a.kind == "reserve" and cur is not None and cur.sid is None:
+            assert a.segment == cur.segment, "an unconfirmed start is retried, never replaced"
         if a.kind == "reserve":
             assert (
                 not live_same_uid
@@ -299,3 +302,16 @@ def test_failed_start_into_an_empty_channel_does_not_hot_loop() -> None:
     seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000, "retryable")
     p = plan(desired(), Observed((seg,), channel_empty=True), NOW, CFG)
     assert kinds(p) == [] and p.requeue_after is None
+
+
+def test_uncertain_start_is_retried_on_the_same_segment_and_uid() -> None:
+    """A start that timed out may have landed: a new uid could record twice; the same cannot."""
+    seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000, "retryable", attempts=1)
+    (action,) = plan(desired(), Observed((seg,)), NOW, CFG).actions
+    assert (action.kind, action.segment, action.uid, action.attempt) == ("reserve", 0, UID0, 1)
+
+
+def test_unadopted_session_is_probed_with_the_same_uid_after_the_adoption_window() -> None:
+    seg = SegmentObs(0, UID0, "res", NOW - 100_000, NOW - 99_000, "already_recording", attempts=2)
+    (action,) = plan(desired(), Observed((seg,)), NOW, CFG).actions
+    assert (action.kind, action.segment, action.uid, action.attempt) == ("reserve", 0, UID0, 2)
