@@ -21,8 +21,20 @@ from reconcilers.providers.agora import notifications as ncs
 KEEP_SEGMENTS = 6
 
 
+_PROVIDER_SOURCES = frozenset({"agora", "cloudflare", "storage"})
+
+
 def event_ms(event: Event) -> int:
-    when = event.occurred_at or event.received_at
+    """When an event counts as having happened, in our time.
+
+    A provider's own clock (``occurred_at``) may be skewed against ours, and liveness compares
+    against our clock: so what a provider says counts from when we *received* it. Our own
+    events (API, reconciler) carry our clock in ``occurred_at``.
+    """
+    if event.source in _PROVIDER_SOURCES:
+        when = event.received_at
+    else:
+        when = event.occurred_at or event.received_at
     return int(when.timestamp() * 1000)
 
 

@@ -8,8 +8,9 @@ order, lets hook tasks finish, and closes the store after it has drained its pen
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -55,15 +56,19 @@ def create_app(
     on_event: EventHook | None = None,
     projections: Sequence[Projection] | None = None,
     exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """Build the ASGI app.
 
     ``store``: use this open store and leave closing it to the caller (tests); otherwise the
     lifespan opens ``settings.database_url`` with ``projections`` (default: the domain's).
     ``on_event`` and the hooks components subscribe get every newly stored notification.
+    ``clock`` is "our time" (default: the system's), stamped on what the intake receives.
     Handlers in ``extra_routes`` reach the store through ``request.app.state.context.store``.
     """
     ctx = AppContext(settings=settings, metrics=Metrics())
+    if clock is not None:
+        ctx.clock = clock
     if on_event is not None:
         ctx.subscribe(on_event)
     webhook = AgoraWebhook(ctx)

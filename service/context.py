@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 
@@ -32,6 +33,8 @@ LifespanComponent = Callable[["AppContext"], AbstractAsyncContextManager[object]
 class AppContext:
     settings: Settings
     metrics: Metrics
+    #: "Our time": it stamps what the intake receives; the reconciler reads the same clock.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     hooks: list[EventHook] = field(default_factory=list)
     _store: Store | None = None
     _tasks: set[asyncio.Future[None]] = field(default_factory=set)

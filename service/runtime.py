@@ -135,6 +135,7 @@ def build_app(settings: Settings, **runtime_options: Any) -> Starlette:
     runtime = Runtime(settings, **runtime_options)
     app = create_app(
         settings,
+        clock=runtime.clock,
         extra_routes=runtime.routes(),
         lifespan_components=[runtime.component],
         exception_handlers={ApiError: api_error_handler},

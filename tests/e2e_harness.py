@@ -79,7 +79,9 @@ async def world(tmp_path: Path, faults: FaultConfig | None = None,
                 config: PlanConfig | None = None) -> AsyncIterator[World]:
     store = await open_store(f"sqlite:///{tmp_path / 'e2e.db'}", PROJECTIONS)
     settings = Settings(agora_ncs_secret=[NCS_SECRET])  # type: ignore[list-item]
-    intake = create_app(settings, store=store)
+    intake = create_app(
+        settings, store=store, clock=lambda: datetime.fromtimestamp(emu.clock.now(), UTC)
+    )
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)  # even when the test fails: no thread left behind
         await stack.enter_async_context(intake.router.lifespan_context(intake))

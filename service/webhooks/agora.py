@@ -76,10 +76,12 @@ def is_healthcheck(n: Notification) -> bool:
     return n.channel == HEALTHCHECK_CHANNEL and n.uid in (None, HEALTHCHECK_UID)
 
 
-def to_event(n: Notification, body: dict[str, Any]) -> NewEvent:
+def to_event(
+    n: Notification, body: dict[str, Any], received_at: datetime | None = None
+) -> NewEvent:
     """The log's record of a notification: the raw JSON object, indexed by channel and sid."""
     if is_healthcheck(n):
-        return NewEvent(SOURCE, n.notice_id, HEALTHCHECK_TYPE, body)
+        return NewEvent(SOURCE, n.notice_id, HEALTHCHECK_TYPE, body, received_at=received_at)
     return NewEvent(
         source=SOURCE,
         dedup_key=n.notice_id,
@@ -88,6 +90,7 @@ def to_event(n: Notification, body: dict[str, Any]) -> NewEvent:
         room=n.channel,
         session=n.sid,
         occurred_at=_from_ms(n.occurred_ms),
+        received_at=received_at,
     )
 
 
@@ -137,7 +140,7 @@ class AgoraWebhook:
             notification = parse_notification(document)
         except NotificationError as exc:
             return self._reject(422, "invalid", exc.message, exc.field)
-        event = to_event(notification, document)
+        event = to_event(notification, document, self._ctx.clock())
         started = time.perf_counter()
         try:
             appended = await self._ctx.store.append(event)

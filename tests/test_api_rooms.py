@@ -1,0 +1,153 @@
+"""The desired-state API: auth, validation, generations, optimistic concurrency, idempotency,
+listing, deletion, tenant scoping, and the controller acting on what the API declares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.service_harness import Service, service
+
+SPEC: dict[str, Any] = {
+    "state": "recording",
+    "mode": "mix",
+    "options": {"recordingConfig": {"maxIdleTime": 30}},
+}
+
+
+async def put(svc: Service, room: str, body: Any, **headers: str) -> Any:
+    return await svc.a.put(f"/v1/rooms/{room}/recording", json=body, headers=headers)
+
+
+async def test_every_route_needs_a_valid_token(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        for method, path in [
+            ("GET", "/v1/rooms"),
+            ("GET", "/v1/rooms/r/recording"),
+            ("PUT", "/v1/rooms/r/recording"),
+            ("DELETE", "/v1/rooms/r/recording"),
+        ]:
+            missing = await svc.anonymous.request(method, path, json=SPEC)
+            wrong = await svc.anonymous.request(
+                method, path, json=SPEC, headers={"Authorization": "Bearer nope"}
+            )
+            for response in (missing, wrong):
+                assert response.status_code == 401, (method, path)
+                assert response.json()["error"]["field"] == "Authorization"
+        assert (await svc.a.get("/v1/rooms")).json()["items"] == []
+
+
+async def test_put_creates_then_changes_with_generations_and_etags(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        created = await put(svc, "standup", SPEC)
+        assert created.status_code == 201
+        assert created.headers["etag"] == '"1"'
+        view = created.json()
+        assert view["generation"] == 1 and view["spec"]["channel"] == "standup"
+        assert {c["type"] for c in view["conditions"]} == {"Recording", "Progressing", "Degraded"}
+        same = await put(svc, "standup", SPEC)
+        assert same.status_code == 200 and same.json()["generation"] == 1
+        changed = await put(svc, "standup", {**SPEC, "state": "stopped"})
+        assert changed.status_code == 200 and changed.json()["generation"] == 2
+
+
+async def test_if_match_guards_against_lost_updates(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        await put(svc, "standup", SPEC)
+        stale = await put(svc, "standup", {**SPEC, "state": "stopped"}, **{"If-Match": '"7"'})
+        assert stale.status_code == 412
+        assert stale.json()["error"]["field"] == "If-Match"
+        assert (await svc.a.get("/v1/rooms/standup/recording")).json()["generation"] == 1
+        fresh = await put(svc, "standup", {**SPEC, "state": "stopped"}, **{"If-Match": '"1"'})
+        assert fresh.status_code == 200 and fresh.json()["generation"] == 2
+
+
+async def test_idempotency_key_makes_a_retried_put_one_change(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        await put(svc, "standup", SPEC)
+        body = {**SPEC, "state": "stopped"}
+        first = await put(svc, "standup", body, **{"Idempotency-Key": "k1"})
+        again = await put(svc, "standup", body, **{"Idempotency-Key": "k1"})
+        assert first.json()["generation"] == again.json()["generation"] == 2
+
+
+async def test_bad_specs_are_422_naming_the_field_and_change_nothing(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({**SPEC, "state": "paused"}, "state"),
+            ({**SPEC, "mode": "stereo"}, "mode"),
+            ({**SPEC, "storage": "nowhere"}, "storage"),
+            ({**SPEC, "surprise": 1}, "surprise"),
+            ({**SPEC, "options": {"token": "x"}}, "options"),
+            ({**SPEC, "options": {"recordingFileConfig": {"avFileType": ["mp4"]}}}, "options"),
+            ({**SPEC, "mode": "individual"}, "options"),  # subscribeUidGroup is required
+        ]
+        for body, field in cases:
+            response = await put(svc, "standup", body)
+            assert response.status_code == 422, body
+            assert response.json()["error"]["field"].startswith(field), response.json()
+        bad_json = await svc.a.put(
+            "/v1/rooms/standup/recording",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        assert bad_json.status_code == 400 and bad_json.json()["error"]["field"] == "body"
+        bad_room = await put(svc, "no spaces allowed", SPEC)
+        assert bad_room.status_code == 422 and bad_room.json()["error"]["field"] == "room"
+        assert (await svc.a.get("/v1/rooms/standup/recording")).status_code == 404
+        assert (await svc.a.get("/v1/rooms")).json()["items"] == []
+
+
+async def test_tenants_never_see_each_others_rooms(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        await put(svc, "standup", SPEC)
+        assert (await svc.b.get("/v1/rooms/standup/recording")).status_code == 404
+        assert (await svc.b.delete("/v1/rooms/standup/recording")).status_code == 404
+        assert (await svc.b.get("/v1/rooms")).json()["items"] == []
+        assert [i["room"] for i in (await svc.a.get("/v1/rooms")).json()["items"]] == ["standup"]
+
+
+async def test_a_channel_belongs_to_one_room(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        await put(svc, "standup", SPEC)
+        clash = await put(svc, "other", {**SPEC, "channel": "standup"})
+        assert clash.status_code == 409 and clash.json()["error"]["field"] == "channel"
+
+
+async def test_list_filters_and_pages(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        for i in range(5):
+            state = "recording" if i % 2 == 0 else "stopped"
+            await put(svc, f"room{i}", {**SPEC, "state": state})
+        page = (await svc.a.get("/v1/rooms", params={"limit": 2})).json()
+        assert [i["room"] for i in page["items"]] == ["room0", "room1"]
+        rest = (await svc.a.get("/v1/rooms", params={"cursor": page["next_cursor"]})).json()
+        assert [i["room"] for i in rest["items"]] == ["room2", "room3", "room4"]
+        stopped = (await svc.a.get("/v1/rooms", params={"state": "stopped"})).json()
+        assert [i["room"] for i in stopped["items"]] == ["room1", "room3"]
+        assert (await svc.a.get("/v1/rooms", params={"limit": 0})).status_code == 422
+
+
+async def test_declared_room_records_and_delete_stops_it(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        svc.emu.join("standup", 11)
+        await put(svc, "standup", SPEC)
+
+        async def recording() -> bool:
+            svc.emu.advance(1)
+            view = (await svc.a.get("/v1/rooms/standup/recording")).json()
+            return any(
+                c["type"] == "Recording" and c["status"] == "True" for c in view["conditions"]
+            )
+
+        await svc.until(recording, what="standup recording")
+        assert len(svc.emu.tasks(cname="standup", live=True)) == 1
+        assert (await svc.a.delete("/v1/rooms/standup/recording")).status_code == 204
+        assert (await svc.a.get("/v1/rooms/standup/recording")).status_code == 404
+
+        async def stopped() -> bool:
+            svc.emu.advance(1)
+            return not svc.emu.tasks(cname="standup", live=True)
+
+        await svc.until(stopped, what="standup's recorder stopped after DELETE")
+        assert len(svc.emu.tasks(cname="standup")) == 1, "one task in all: nothing doubled"
