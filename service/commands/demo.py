@@ -191,10 +191,11 @@ def narrate(event: Event, start: float) -> str | None:
     return None if text is None else f"  {when}  {room:<10} {text}"
 
 
-async def demo(db: Path, keep: bool, out: TextIO = sys.stdout) -> int:
+async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
     from service.emulators.agora import AgoraEmulator, EmulatorConfig
     from service.runtime import build_app
 
+    out = out or sys.stdout
     emulator_port, service_port = _free_port(), _free_port()
     ncs_secret, key, secret, token, s3_key, s3_secret = (secrets.token_hex(16) for _ in range(6))
     emulator = AgoraEmulator(

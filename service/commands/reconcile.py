@@ -100,11 +100,12 @@ async def reconcile_command(
     reconciler: Reconciler,
     room: str | None,
     dry_run: bool,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     concurrency: int = 8,
 ) -> int:
     """Print the plan table; apply it unless ``dry_run``. Returns the process exit code."""
+    out, err = out or sys.stdout, err or sys.stderr
     keys = await all_keys(reconciler.store, room)
     if room is not None and await reconciler.store.get_row("rooms", room) is None:
         err.write(f"error: no such room {room!r} (use tenant/room)\n")

@@ -20,9 +20,10 @@ HEADERS = ("ROOM", "DESIRED", "PROVIDER", "SESSION", "RECORDING", "REASON")
 
 
 async def status_command(
-    reconciler: Reconciler, room: str | None, as_json: bool, out: TextIO = sys.stdout
+    reconciler: Reconciler, room: str | None, as_json: bool, out: TextIO | None = None
 ) -> int:
     """Print the rooms' status; 1 when the named room does not exist."""
+    out = out or sys.stdout
     keys = [room] if room else [k for k in await all_keys(reconciler.store) if "/" in k]
     views = []
     for key in keys:

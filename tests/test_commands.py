@@ -1,0 +1,71 @@
+"""The operator's commands: ``recctl demo``, ``status`` and ``reconcile``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from service import cli
+from service.commands.demo import demo
+from service.commands.reconcile import reconcile_command
+from service.commands.status import status_command
+from tests.e2e_harness import world
+
+
+def test_the_demo_tells_a_true_story_and_leaves_a_log_to_explore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "demo.db"
+    out = io.StringIO()
+    assert asyncio.run(demo(db, keep=False, out=out)) == 0
+    text = out.getvalue()
+    assert "healed: standup records again" in text
+    story = text.split("The story, from the event log:")[1]
+    assert "standup    reconciler: started segment 1" in story, "the killed recorder replaced"
+    assert "lecture    reconciler: stopped sid" in story
+    assert story.count("reconciler: started segment") == 4, "three rooms, one heal, no doubles"
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
+    capsys.readouterr()
+    assert cli.main(["status", "--json"]) == 0
+    views = {v["key"]: v for v in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(views) == {"demo/standup", "demo/lecture", "demo/townhall"}
+    assert views["demo/lecture"]["spec"]["state"] == "stopped"
+    assert views["demo/standup"]["observed"]["segment"] == 1
+    assert cli.main(["status"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["ROOM", "DESIRED", "PROVIDER", "SESSION", "RECORDING", "REASON"]
+    assert len(table) == 4
+    assert cli.main(["status", "demo/nowhere"]) == 1
+
+
+async def test_reconcile_shows_the_plan_and_applies_it_unless_dry_run(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        out, err = io.StringIO(), io.StringIO()
+        assert await reconcile_command(w.reconciler, None, True, out, err) == 0
+        header, row = out.getvalue().splitlines()
+        assert header.split() == ["ROOM", "DESIRED", "OBSERVED", "ACTION", "REASON"]
+        assert row.split()[:5] == ["standup", "recording", "(g1)", "nothing", "reserve"]
+        assert "planned 1 action(s) over 1 key(s)" in err.getvalue()
+        assert not w.live_tasks("standup"), "a dry run changes nothing"
+
+        assert await reconcile_command(w.reconciler, key, False, io.StringIO(), err) == 0
+        assert len(w.live_tasks("standup")) == 1
+        assert await reconcile_command(w.reconciler, "acme/nowhere", True, out, err) == 1
+        assert "no such room 'acme/nowhere'" in err.getvalue()
+
+
+async def test_status_of_one_room_is_its_whole_view(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        key = await w.declare("standup")
+        out = io.StringIO()
+        assert await status_command(w.reconciler, key, False, out) == 0
+        view = json.loads(out.getvalue())
+        assert view["key"] == key and view["generation"] == 1
+        assert [c["type"] for c in view["conditions"]] == ["Recording", "Progressing", "Degraded"]
