@@ -66,15 +66,15 @@ class Server:
         command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
         return cls.start(command, port, env, log_path)
 
-    async def wait_healthy(self, within: float = 30.0) -> None:
-        """Poll ``/healthz`` until it answers 200, the process dies, or the deadline passes."""
+    async def wait_healthy(self, within: float = 30.0, path: str = "/healthz") -> None:
+        """Poll ``path`` until it answers 200, the process dies, or the deadline passes."""
         deadline = time.monotonic() + within
         async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"server exited {self.process.returncode}: {self.log()}")
                 try:
-                    if (await client.get("/healthz")).status_code == 200:
+                    if (await client.get(path)).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
