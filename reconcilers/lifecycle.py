@@ -48,6 +48,7 @@ class RecordingView:
     duration_seconds: int
     size_bytes: int
     files: tuple[FileView, ...]
+    objects: tuple[str, ...]  # every stored object of the recording: files and companions
     sids: tuple[str, ...]
     reason: str | None
     deleted_ms: int | None
@@ -107,8 +108,11 @@ def derive(
     """``objects`` maps an object key (relative to the recording's bucket) to its row data."""
     stopped = stop_ms(rec, room)
     segs = members(rec, stopped, segments)
+    if stopped is None and rec.get("origin") == "sync" and segs:
+        ends = [s.get("ended_ms") for s in segs]
+        stopped = max(int(e) for e in ends if e) if all(ends) else None
     files: list[FileView] = []
-    counted: set[str] = set()
+    counted: dict[str, None] = {}
     size = 0
     duration_ms = 0
     for seg in segs:
@@ -119,9 +123,11 @@ def derive(
             files.append(FileView(name, present, int(obj.get("size") or 0), str(seg.get("sid"))))
             for key, other in objects.items():
                 same_dir = directory(key) == directory(name)
-                if key not in counted and same_dir and stem(key).startswith(stem(name)):
-                    counted.add(key)
-                    size += int(other.get("size") or 0) if other.get("present") else 0
+                if key in counted or not other.get("present"):
+                    continue
+                if same_dir and stem(key).startswith(stem(name)):
+                    counted[key] = None
+                    size += int(other.get("size") or 0)
         if seg.get("ended_ms"):
             starts = [f.get("slice_start_ms") for f in seg_files.values()]
             first = min([s for s in starts if s], default=seg.get("started_ms") or 0)
@@ -138,6 +144,7 @@ def derive(
         duration_seconds=duration_ms // 1000,
         size_bytes=size,
         files=tuple(files),
+        objects=tuple(counted),
         sids=tuple(str(s.get("sid")) for s in segs),
         reason=reason,
         deleted_ms=rec.get("deleted_ms"),
