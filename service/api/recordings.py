@@ -144,7 +144,7 @@ class RecordingsApi:
             appended = await self.store.append(
                 NewEvent(
                     source="api",
-                    dedup_key=f"{key}|import|{provider}:{sid}",
+                    dedup_key=f"catalog|{key}|import|{provider}:{sid}",
                     type=catalog.IMPORTED,
                     room=key,
                     payload={
@@ -367,7 +367,7 @@ class RecordingsApi:
         appended = await self.store.append(
             NewEvent(
                 source="api",
-                dedup_key=dedup,
+                dedup_key=f"catalog|{dedup}",
                 type=type_,
                 room=room,
                 payload=payload,
