@@ -141,3 +141,11 @@ def s3_event(key: str, size: int, sequencer: str, name: str = "ObjectCreated:Put
         },
     }
     return json.dumps({"Records": [record]}).encode()
+
+
+@contextlib.contextmanager
+def bucket() -> Iterator[str]:
+    """A moto server with the bucket made: the ``s3`` fixture of the catalog tests."""
+    with moto_server() as endpoint:
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
