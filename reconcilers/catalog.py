@@ -77,6 +77,7 @@ class Recordings:
                 "origin": "sync" if event.type == IMPORTED else "api",
                 "sids": list(p.get("sids", [])),
                 "created_ms": at,
+                "created_seq": event.seq,
                 "started_ms": p.get("started_ms") or at,
                 "stopped_ms": p.get("stopped_ms"),
             }

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.webhooks.agora import to_event
 from reconcilers.providers.agora.notifications import parse_notification
+from service.webhooks.agora import to_event
 from tests.catalog_harness import AUTH, OTHER, bucket, catalog_app
 from tests.e2e_harness import world
 

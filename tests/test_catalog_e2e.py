@@ -10,7 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.catalog_harness import AUTH, BUCKET, HOOK, OTHER, catalog_app, moto_server, s3_client, s3_event
+from tests.catalog_harness import (
+    AUTH,
+    BUCKET,
+    HOOK,
+    OTHER,
+    catalog_app,
+    moto_server,
+    s3_client,
+    s3_event,
+)
 from tests.e2e_harness import world
 
 

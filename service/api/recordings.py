@@ -172,7 +172,8 @@ class RecordingsApi:
         limit = _int_param(request, "limit", 20, 1, 100)
         offset = _int_param(request, "offset", 0, 0, 10**9)
         rows = [r for r in await self._tenant_rows(tenant) if not r.data.get("deleted_ms")]
-        rows.sort(key=lambda r: (r.data.get("created_ms") or 0, r.key), reverse=True)
+        rows.sort(key=lambda r: (r.data.get("created_ms") or 0, r.data.get("created_seq", 0)))
+        rows.reverse()  # newest first
         items = []
         for row in rows[offset : offset + limit]:
             view = await self._derive(row)
