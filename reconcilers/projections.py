@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from reconcilers.catalog import CATALOG_PROJECTIONS
 from reconcilers.events import Event, Projection, Row
 from reconcilers.providers.agora import notifications as ncs
 
@@ -319,4 +320,4 @@ class Presence:
 
 _RTC_TYPES = frozenset(f"agora.{name}" for name in ncs.RTC_EVENTS.values())
 
-PROJECTIONS: tuple[Projection, ...] = (Rooms(), Sessions(), Presence())
+PROJECTIONS: tuple[Projection, ...] = (Rooms(), Sessions(), Presence(), *CATALOG_PROJECTIONS)

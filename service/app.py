@@ -34,6 +34,7 @@ from service.http import (
 from service.metrics import Metrics
 from service.store import ObservableStore, open_store
 from service.webhooks.agora import AgoraWebhook
+from service.webhooks.storage import StorageWebhook
 
 log = structlog.get_logger("app")
 
@@ -72,6 +73,7 @@ def create_app(
     if on_event is not None:
         ctx.subscribe(on_event)
     webhook = AgoraWebhook(ctx)
+    storage_webhook = StorageWebhook(ctx)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -110,6 +112,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", ctx.metrics.endpoint, methods=["GET"]),
         Route("/webhooks/agora", webhook.handle, methods=["POST"]),
+        Route("/webhooks/storage", storage_webhook.handle, methods=["POST", "HEAD"]),
         *extra_routes,
     ]
     handlers: dict[Any, ExceptionHandler] = {

@@ -69,7 +69,13 @@ class Settings(BaseModel):
     stall_threshold_seconds: float = Field(default=180.0, gt=0)
     failover_window_seconds: float = Field(default=90.0, ge=0)
 
-    @field_validator("agora_ncs_secret", mode="before")
+    # Recordings catalog and storage (storage credentials: only in STORAGE_PROFILES).
+    storage_webhook_secret: list[SecretStr] = Field(default_factory=list)
+    download_url_expiry_seconds: int = Field(default=3600, ge=1, le=604_800)
+    archive_storage_class: Literal["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"] = "GLACIER"
+    archive_bucket: str | None = None  # None: archive in place (a copy onto itself)
+
+    @field_validator("agora_ncs_secret", "storage_webhook_secret", mode="before")
     @classmethod
     def _split_secrets(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -114,6 +120,7 @@ class Settings(BaseModel):
     def secret_values(self) -> list[str]:
         """Every configured secret, so that the log redactor can hide them wherever they appear."""
         found = [s.get_secret_value() for s in self.agora_ncs_secret]
+        found += [s.get_secret_value() for s in self.storage_webhook_secret]
         found += [
             self.agora_customer_key.get_secret_value(),
             self.agora_customer_secret.get_secret_value(),

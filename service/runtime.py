@@ -26,12 +26,14 @@ from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.base import Provider
 from reconcilers.ratelimit import TokenBucket
+from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
 from service.api.rooms import RoomsApi
 from service.app import create_app
 from service.config import Settings
 from service.context import AppContext
 from service.controller import Controller
+from service.storage.s3 import build_storages
 from service.wiring import plan_config, storage_resolver
 
 log = structlog.get_logger("runtime")
@@ -76,6 +78,7 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     controller: Controller | None = None
     api: RoomsApi | None = None
+    catalog: recordings.RecordingsApi | None = None
     providers: Mapping[str, Provider] = field(default_factory=dict)
 
     @asynccontextmanager
@@ -99,6 +102,16 @@ class Runtime:
             settings.api_tokens,
             settings.storage_profiles.keys(),
             self.controller,
+            self.clock,
+        )
+        self.catalog = recordings.RecordingsApi(
+            ctx.store,
+            self.api,
+            reconciler,
+            build_storages(settings),
+            {name: p.bucket for name, p in settings.storage_profiles.items()},
+            settings.api_tokens,
+            settings.download_url_expiry_seconds,
             self.clock,
         )
         ctx.subscribe(self.controller.notify)
@@ -127,6 +140,7 @@ class Runtime:
             Route("/v1/rooms/{room}/recording", delegate("get"), methods=["GET"]),
             Route("/v1/rooms/{room}/recording", delegate("put"), methods=["PUT"]),
             Route("/v1/rooms/{room}/recording", delegate("delete"), methods=["DELETE"]),
+            *recordings.routes(lambda: self.catalog),
         ]
 
 

@@ -135,7 +135,7 @@ def test_replay_reports_what_it_folded(db_url: str, capsys: pytest.CaptureFixtur
     seed(db_url, 4)
     assert cli.main(["replay"]) == 0
     out = capsys.readouterr().out
-    assert re.fullmatch(r"replayed 4 events into 3 projections \(.+\) in [0-9.]+s\n", out)
+    assert re.fullmatch(r"replayed 4 events into [0-9]+ projections \(.+\) in [0-9.]+s\n", out)
 
 
 def test_emulate_delegates_to_the_emulator_cli(monkeypatch: pytest.MonkeyPatch) -> None:

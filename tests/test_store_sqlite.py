@@ -447,8 +447,34 @@ def _control(draw: st.DrawFn) -> NewEvent:
     return NewEvent(source, key, kind, payload, room=room)
 
 
+@st.composite
+def _catalog(draw: st.DrawFn) -> NewEvent:
+    """The catalog's events: its API actions, stop results with files, storage events."""
+    rid = draw(st.sampled_from(["rec1", "rec2"]))
+    sid = draw(st.sampled_from(["s1", "s2"]))
+    key = draw(st.sampled_from(["a.m3u8", "a_1.ts", "b.mp4"]))
+    kind = draw(st.sampled_from(["started", "stopped", "archived", "deleted", "failed", "stop",
+                                 "created", "removed", "checked"]))
+    dedup = draw(st.sampled_from([f"c{i}" for i in range(10)]))
+    at = _base + timedelta(seconds=draw(st.integers(0, 1000)))
+    if kind in ("created", "removed", "checked"):
+        payload = {"bucket": "b", "key": key, "size": draw(st.integers(0, 99)),
+                   "sequencer": draw(st.sampled_from([None, "0A", "0B", "0A1"])),
+                   "present": draw(st.booleans())}
+        type_ = "storage.checked" if kind == "checked" else f"storage.object_{kind}"
+        return NewEvent("storage", dedup, type_, payload, occurred_at=at)
+    if kind == "stop":
+        payload = {"sid": sid, "files": [key], "upload_status": "uploaded",
+                   "outcome": draw(st.sampled_from([None, "ended"])), "code": 435}
+        return NewEvent("reconciler", dedup, "result.stop", payload, room="t/r1", occurred_at=at)
+    payload = {"recording_id": rid, "channel_key": "agora/c1", "reason": "files_lost"}
+    return NewEvent("api", dedup, f"recording.{kind}", payload, room="t/r1", occurred_at=at)
+
+
 @pytest.mark.skipif(not DOMAIN_PROJECTIONS, reason="reconcilers.projections.PROJECTIONS missing")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=st.lists(st.lists(st.one_of(_agora(), _control()), min_size=1, max_size=6)))
+@given(
+    batches=st.lists(st.lists(st.one_of(_agora(), _control(), _catalog()), min_size=1, max_size=6))
+)
 def test_replay_equals_live_domain_projections(batches: list[list[NewEvent]]) -> None:
     check_replay(BACKENDS["sqlite"], DOMAIN_PROJECTIONS, batches)

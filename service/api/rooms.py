@@ -52,8 +52,15 @@ class RoomsApi:
     # -- handlers ----------------------------------------------------------------------------
 
     async def put(self, request: Request) -> Response:
-        tenant, name, key = self._room(request)
-        body = await _json_body(request)
+        tenant, name, _ = self._room(request)
+        spec = self.spec_from(await _json_body(request), name)
+        view, status = await self.declare(
+            tenant, name, spec, request.headers.get("idempotency-key"), request
+        )
+        return self._respond(view, status)
+
+    def spec_from(self, body: Any, name: str) -> dict[str, Any]:
+        """Validate a spec body (422 naming the field); fill in the channel and options."""
         try:
             spec_in = RecordingSpecIn.model_validate(body)
         except ValidationError as exc:
@@ -72,17 +79,29 @@ class RoomsApi:
         spec = spec_in.model_dump()
         spec["channel"] = spec_in.channel or name
         spec["options"] = options
-        ckey = channel_key(spec_in.provider, spec["channel"])
+        return spec
+
+    async def declare(
+        self,
+        tenant: str,
+        name: str,
+        spec: dict[str, Any],
+        idem: str | None = None,
+        request: Request | None = None,
+    ) -> tuple[RoomView, int]:
+        """Append ``room.desired`` (unless unchanged) and enqueue: the one write path."""
+        key = f"{tenant}/{name}"
+        ckey = channel_key(spec["provider"], spec["channel"])
         async with self._write_lock:
             row = await self.store.get_row("rooms", key)
             current = row.data if row and not row.data.get("deleted") else None
-            self._check_if_match(request, current)
+            if request is not None:
+                self._check_if_match(request, current)
             for other in await self.store.rows("rooms", room=ckey):
                 if other.key != key and not other.data.get("deleted"):
                     raise ApiError(409, "conflict", "channel: used by another room", "channel")
             if current is not None and current.get("spec") == spec:
-                return self._respond(await self._view(key), 200)
-            idem = request.headers.get("idempotency-key")
+                return await self._view(key), 200
             dedup = f"{key}|{idem}" if idem else f"{key}|{uuid.uuid4()}"
             appended = await self.store.append(
                 NewEvent(
@@ -96,7 +115,7 @@ class RoomsApi:
             )
         self.scheduler.enqueue(key)
         status = 201 if current is None and not appended.duplicate else 200
-        return self._respond(await self._view(key), status)
+        return await self._view(key), status
 
     async def get(self, request: Request) -> Response:
         _, _, key = self._room(request)

@@ -1,0 +1,199 @@
+"""The catalog's projections: ``recordings`` (what users asked for) and ``recording_segments``
+(what each provider session recorded and uploaded). :mod:`reconcilers.lifecycle` joins them.
+
+Why two projections and a join at read time? A projection sees one event at a time, and only
+the catalog's own API events know a recording's id. The reconciler's intents and results know
+the room and the sid, notifications know only the sid, storage events only a bucket and a key.
+So each fact is folded where one event can route it:
+
+- ``recordings`` (key ``tenant/recording_id``, index: room key): from ``recording.*`` API
+  events, which carry the id. A key that starts with the tenant makes every lookup
+  tenant-scoped by construction.
+- ``recording_segments`` (key ``provider:sid``, index: channel key ``provider/channel``): the
+  files, upload state, start and end of each provider session, from the reconciler's results
+  (provider-neutral: ``result.start``, ``result.stop``, ``observed.query``, ``session.adopted``)
+  and from Agora's upload and exit notifications.
+- ``storage_objects`` (:mod:`reconcilers.objects`): what the buckets hold.
+
+A recording's segments are the sessions the reconciler started for its room between its start
+and its stop (or the sids it imported); :func:`reconcilers.lifecycle.derive` decides its status
+from those rows. Everything is a pure fold with times from events, so ``replay`` equals live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from reconcilers.events import Event, Projection, Row
+from reconcilers.objects import StorageObjects
+from reconcilers.providers.agora import notifications as ncs
+
+STARTED = "recording.started"
+IMPORTED = "recording.imported"
+STOPPED = "recording.stopped"
+RECOVERY = "recording.recovery"
+FAILED = "recording.failed"
+ARCHIVED = "recording.archived"
+DELETED = "recording.deleted"
+
+
+def event_ms(event: Event) -> int:
+    when = event.occurred_at or event.received_at
+    return int(when.timestamp() * 1000)
+
+
+def recording_key(tenant: str, recording_id: str) -> str:
+    return f"{tenant}/{recording_id}"
+
+
+class Recordings:
+    """One row per recording: one continuous wish to record a room, from start to stop."""
+
+    name = "recordings"
+
+    def keys(self, event: Event) -> Sequence[str]:
+        rid = event.payload.get("recording_id")
+        if event.source == "api" and event.type.startswith("recording.") and rid and event.room:
+            tenant = event.room.split("/", 1)[0]
+            return [recording_key(tenant, str(rid))]
+        return []
+
+    def apply(self, row: Row | None, event: Event) -> Row | None:
+        p = event.payload
+        at = event_ms(event)
+        if row is None:
+            if event.type not in (STARTED, IMPORTED):
+                return None
+            tenant, _, name = (event.room or "").partition("/")
+            data: dict[str, Any] = {
+                "id": p["recording_id"],
+                "tenant": tenant,
+                "room": event.room,
+                "room_name": name,
+                "channel_key": p.get("channel_key"),
+                "provider": p.get("provider", "agora"),
+                "storage": p.get("storage", "default"),
+                "origin": "sync" if event.type == IMPORTED else "api",
+                "sids": list(p.get("sids", [])),
+                "created_ms": at,
+                "created_seq": event.seq,
+                "started_ms": p.get("started_ms") or at,
+                "stopped_ms": p.get("stopped_ms"),
+            }
+        else:
+            data = dict(row.data)
+        if event.type == STOPPED:
+            data["stopped_ms"] = data.get("stopped_ms") or at
+        elif event.type == RECOVERY:
+            data["recovered_ms"] = at
+        elif event.type == FAILED and not data.get("archived_ms"):
+            data["failed"] = {"reason": p.get("reason", "failed"), "at_ms": at}
+        elif event.type == ARCHIVED:
+            data.setdefault("archived_ms", at)
+            data["archive"] = {
+                "storage_class": p.get("storage_class"),
+                "bucket": p.get("bucket"),
+                "keys": list(p.get("keys", [])),
+            }
+        elif event.type == DELETED:
+            data.setdefault("deleted_ms", at)
+        key = recording_key(data["tenant"], data["id"])
+        return Row(self.name, key, data["room"], data, event.seq)
+
+
+_RECONCILER_TYPES = frozenset({"result.start", "session.adopted", "result.stop", "observed.query"})
+_AGORA_TYPES = frozenset(
+    f"agora.{ncs.RECORDING_EVENTS[n]}" for n in (4, 11, 31, 32, 71, 90) if n in ncs.RECORDING_EVENTS
+)
+
+
+class RecordingSegments:
+    """What each provider session recorded: files, upload state, start and end."""
+
+    name = "recording_segments"
+
+    def keys(self, event: Event) -> Sequence[str]:
+        p = event.payload
+        if event.source == "reconciler" and event.type in _RECONCILER_TYPES and p.get("sid"):
+            return [f"{p.get('provider', 'agora')}:{p['sid']}"]
+        if event.source == "agora" and event.session and event.type in _AGORA_TYPES:
+            return [f"agora:{event.session}"]
+        return []
+
+    def apply(self, row: Row | None, event: Event) -> Row | None:
+        data: dict[str, Any] = dict(row.data) if row else {"files": {}}
+        data["files"] = {k: dict(v) for k, v in data["files"].items()}
+        at = event_ms(event)
+        if event.source == "agora":
+            _agora(data, event, at)
+        else:
+            _reconciler(data, event, at)
+        if not data.get("sid"):
+            return row
+        data.setdefault("started_ms", at)
+        key = f"{data['provider']}:{data['sid']}"
+        index = f"{data['provider']}/{data.get('channel') or ''}"
+        return Row(self.name, key, index, data, event.seq)
+
+
+def _add_files(data: dict[str, Any], files: list[Any]) -> None:
+    for item in files:
+        if isinstance(item, str):
+            name, start = item, None
+        else:
+            name, start = item.name, item.slice_start_ms
+        if not name:
+            continue
+        entry = data["files"].setdefault(name, {})
+        if start is not None:
+            entry["slice_start_ms"] = start
+
+
+def _reconciler(data: dict[str, Any], event: Event, at: int) -> None:
+    p = event.payload
+    data.setdefault("provider", p.get("provider", "agora"))
+    data.setdefault("sid", p["sid"])
+    if event.type in ("result.start", "session.adopted"):
+        data["room"] = event.room
+        data["channel"] = p.get("channel") or data.get("channel")
+        data["started_ms"] = min(at, data.get("started_ms") or at)
+    elif event.type == "result.stop":
+        outcome = p.get("outcome")
+        if outcome is None:
+            _add_files(data, list(p.get("files", [])))
+            data["upload"] = p.get("upload_status") or data.get("upload") or "unknown"
+            data.setdefault("ended_ms", at)
+        elif outcome == "ended":
+            if p.get("code") == 435:
+                data["no_data"] = True  # Agora: "no recorded data", nobody published
+            data.setdefault("ended_ms", at)
+    elif event.type == "observed.query":
+        _add_files(data, list(p.get("files", [])))
+        if p.get("not_found") or p.get("state") == "ended":
+            data.setdefault("ended_ms", at)
+
+
+def _agora(data: dict[str, Any], event: Event, at: int) -> None:
+    n = ncs.parse_notification({"sid": event.session, **event.payload})
+    d = ncs.details_of(n)
+    data.setdefault("provider", "agora")
+    data.setdefault("sid", n.sid)
+    data["channel"] = data.get("channel") or n.channel
+    if isinstance(d, ncs.Uploaded):
+        _add_files(data, list(d.files))
+        data["upload"] = "backuped" if d.backuped else "uploaded"
+        data.setdefault("ended_ms", at)
+    elif isinstance(d, ncs.FileInfos) and d.playlist:
+        _add_files(data, [d.playlist])
+    elif isinstance(d, ncs.WebRecorderStopped):
+        _add_files(data, list(d.files))
+    elif isinstance(d, ncs.SessionExit):
+        data.setdefault("ended_ms", at)
+        if d.abnormal:
+            data["abnormal_exit"] = True
+    elif isinstance(d, ncs.DownloadFailed):
+        data["lost"] = sorted(set(data.get("lost", [])) | set(d.files))
+
+
+CATALOG_PROJECTIONS: tuple[Projection, ...] = (Recordings(), RecordingSegments(), StorageObjects())

@@ -1,0 +1,462 @@
+"""The recordings API (``recordings-api.md``): a catalog of a room's recordings, on top of the
+reconciler.
+
+``start``/``stop`` append a ``recording.*`` event and then set the room's desired state through
+:meth:`RoomsApi.declare`, the same write path as ``PUT /v1/rooms/{room}/recording``; the
+reconciler does the work. Reads join the catalog rows with :func:`reconcilers.lifecycle.derive`.
+Every lookup goes through the key ``tenant/recording_id``, so another tenant's recording is a
+404, never a leak. Storage is reached only through :class:`reconcilers.storage.ObjectStorage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from reconcilers import catalog
+from reconcilers.engine import CHANNEL_PREFIX, Reconciler
+from reconcilers.events import NewEvent, Row, Store
+from reconcilers.executor import Executor
+from reconcilers.lifecycle import RecordingView, derive, directory
+from reconcilers.objects import CHECKED, directory_index
+from reconcilers.plan import Action
+from reconcilers.projections import channel_key
+from reconcilers.storage import ObjectStorage, StorageError, StoredObject
+from service.api.auth import tenant_of
+from service.api.errors import ApiError
+from service.api.rooms import RoomsApi
+
+PROCESSING_MESSAGE = "Recording is still being processed. Please try again later."
+RECOVER_MESSAGE = "Recovery initiated. Recording will be reprocessed."
+MAX_BODY = 64 * 1024
+
+
+def iso(ms: int | None) -> str | None:
+    """ISO 8601 UTC with seconds, as the API documents (``2026-01-06T10:30:00Z``)."""
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def data(payload: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse({"data": payload}, status_code=status)
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "not_found", "recording not found", "id")
+
+
+@dataclass
+class RecordingsApi:
+    store: Store
+    rooms: RoomsApi
+    reconciler: Reconciler
+    storages: Mapping[str, ObjectStorage]
+    buckets: Mapping[str, str]
+    tokens: Mapping[str, str]
+    url_expiry_seconds: int = 3600
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # -- per room ----------------------------------------------------------------------------
+
+    async def start(self, request: Request) -> Response:
+        tenant, name, key = self.rooms._room(request)
+        body = await _optional_json(request)
+        async with self._lock:
+            room = await self.store.get_row("rooms", key)
+            current = room.data if room and not room.data.get("deleted") else None
+            if current and current.get("spec", {}).get("state") == "recording":
+                raise ApiError(409, "conflict", "room already being recorded", "id")
+            base = dict(current["spec"]) if current else {}
+            spec = self.rooms.spec_from({**base, **body, "state": "recording"}, name)
+            idem = request.headers.get("idempotency-key")
+            rid = "rec_" + secrets.token_hex(10)
+            appended = await self._append(
+                catalog.STARTED,
+                key,
+                f"{key}|start|{idem or rid}",
+                {
+                    "recording_id": rid,
+                    "channel_key": channel_key(spec["provider"], spec["channel"]),
+                    "provider": spec["provider"],
+                    "storage": spec["storage"],
+                },
+            )
+            rid = appended.payload["recording_id"]
+            await self.rooms.declare(tenant, name, spec, f"start|{rid}")
+        _, view = await self._view(tenant, rid)
+        return data(
+            {"id": rid, "room_id": name, "status": view.status, "started_at": iso(view.started_ms)},
+            201,
+        )
+
+    async def stop(self, request: Request) -> Response:
+        tenant, name, key = self.rooms._room(request)
+        async with self._lock:
+            open_ = [v for v in await self._room_views(tenant, key) if v.status == "recording"]
+            if not open_:
+                raise ApiError(404, "not_found", "no active recording for this room", "id")
+            room = await self.store.get_row("rooms", key)
+            for view in open_:
+                await self._append(
+                    catalog.STOPPED, key, f"{view.id}|stop", {"recording_id": view.id}
+                )
+            if room and not room.data.get("deleted"):
+                spec = {**room.data["spec"], "state": "stopped"}
+                await self.rooms.declare(tenant, name, spec, f"stop|{open_[-1].id}")
+        _, view = await self._view(tenant, open_[-1].id)
+        status = "processing" if view.status == "recording" else view.status
+        return data(
+            {"id": view.id, "room_id": name, "status": status, "stopped_at": iso(view.stopped_ms)}
+        )
+
+    async def sync(self, request: Request) -> Response:
+        """Import the sessions on the room's channel that the reconciler did not start."""
+        tenant, name, key = self.rooms._room(request)
+        room = await self.store.get_row("rooms", key)
+        ckey = (room.data.get("channel_key") if room else None) or channel_key("agora", name)
+        state = await self.reconciler.state(CHANNEL_PREFIX + ckey)
+        sessions = await self.store.rows("sessions", room=ckey)
+        imported: list[dict[str, str]] = []
+        for session in sessions:
+            d = session.data
+            if d.get("room") or not d.get("sid"):
+                continue  # ours: already in a recording of this room
+            provider, sid = d.get("provider", "agora"), str(d["sid"])
+            handle = state.handles.get(sid)
+            if handle is not None and provider in self.rooms.providers:
+                executor = self._executor(provider)
+                query = Action("query", "sync: re-query the provider", sid=sid)
+                await executor.run(CHANNEL_PREFIX + ckey, None, (query,), {sid: handle})
+            digest = hashlib.sha256(f"{tenant}|{provider}:{sid}".encode()).hexdigest()[:20]
+            rid = f"rec_{digest}"
+            appended = await self.store.append(
+                NewEvent(
+                    source="api",
+                    dedup_key=f"catalog|{key}|import|{provider}:{sid}",
+                    type=catalog.IMPORTED,
+                    room=key,
+                    payload={
+                        "recording_id": rid,
+                        "channel_key": ckey,
+                        "provider": provider,
+                        "storage": (room.data.get("spec", {}) if room else {}).get(
+                            "storage", "default"
+                        ),
+                        "sids": [sid],
+                        "started_ms": d.get("started_ms") or d.get("last_seen_ms"),
+                    },
+                    occurred_at=self.clock(),
+                )
+            )
+            if not appended.duplicate:
+                _, view = await self._view(tenant, rid)
+                imported.append({"id": rid, "status": view.status})
+        return data({"synced_count": len(imported), "recordings": imported})
+
+    # -- per recording -----------------------------------------------------------------------
+
+    async def list_recordings(self, request: Request) -> Response:
+        tenant = tenant_of(request, self.tokens)
+        limit = _int_param(request, "limit", 20, 1, 100)
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        rows = [r for r in await self._tenant_rows(tenant) if not r.data.get("deleted_ms")]
+        rows.sort(key=lambda r: (r.data.get("created_ms") or 0, r.data.get("created_seq", 0)))
+        rows.reverse()  # newest first
+        items = []
+        for row in rows[offset : offset + limit]:
+            view = await self._derive(row)
+            items.append(
+                {
+                    "id": view.id,
+                    "room_id": view.room_name,
+                    "status": view.status,
+                    "duration_seconds": view.duration_seconds,
+                    "size_bytes": view.size_bytes,
+                    "created_at": iso(view.created_ms),
+                }
+            )
+        return JSONResponse(
+            {"data": items, "meta": {"total": len(rows), "limit": limit, "offset": offset}}
+        )
+
+    async def get(self, request: Request) -> Response:
+        _, view = await self._view(*self._ids(request))
+        return data(
+            {
+                "id": view.id,
+                "room_id": view.room_name,
+                "room": {"id": view.room_name, "name": view.room_name},
+                "status": view.status,
+                "duration_seconds": view.duration_seconds,
+                "size_bytes": view.size_bytes,
+                "started_at": iso(view.started_ms),
+                "stopped_at": iso(view.stopped_ms),
+            }
+        )
+
+    async def download(self, request: Request) -> Response:
+        row, view = await self._view(*self._ids(request))
+        if view.status in ("recording", "processing"):
+            return JSONResponse(
+                {"recording_id": view.id, "status": "processing", "message": PROCESSING_MESSAGE}
+            )
+        if view.status != "ready":
+            message = f"recording is {view.status}: nothing to download"
+            raise ApiError(400, "not_ready", message, "id")
+        storage = self._storage(row)
+        files = []
+        for f in view.files:
+            url = await _storage_call(storage.presign_get(f.name, self.url_expiry_seconds))
+            files.append({"name": f.name, "download_url": url, "size_bytes": f.size})
+        return JSONResponse(
+            {
+                "recording_id": view.id,
+                "download_url": files[0]["download_url"],
+                "status": "ready",
+                "duration": view.duration_seconds,
+                "file_size": view.size_bytes,
+                "provider": storage.kind,
+                "files": files,
+            }
+        )
+
+    async def archive(self, request: Request) -> Response:
+        tenant, rid = self._ids(request)
+        row, view = await self._view(tenant, rid)
+        if view.status != "ready":
+            reason = "already archived" if view.status == "archived" else f"is {view.status}"
+            raise ApiError(400, "not_ready", f"recording {reason}: not ready in primary storage")
+        storage = self._storage(row)
+        copies: list[StoredObject] = []
+        for key in view.objects:
+            copies.append(await _storage_call(storage.archive(key)))
+        for copy in copies:  # confirmed by a HEAD of each copy: now say so in the log
+            await self._checked(storage.bucket, copy, True, f"{rid}|archive")
+        appended = await self._append(
+            catalog.ARCHIVED,
+            view.room,
+            f"{rid}|archive",
+            {
+                "recording_id": rid,
+                "storage_class": copies[0].storage_class if copies else None,
+                "bucket": storage.bucket,
+                "keys": [c.key for c in copies],
+            },
+        )
+        at = int(appended.occurred_at.timestamp() * 1000) if appended.occurred_at else None
+        return data({"id": rid, "status": "archived", "archived_at": iso(at)})
+
+    async def recover(self, request: Request) -> Response:
+        """Re-query the provider and re-check storage; finish or fail the recording."""
+        tenant, rid = self._ids(request)
+        row, view = await self._view(tenant, rid)
+        if view.status != "processing" or not view.sids:
+            raise ApiError(
+                400, "not_recoverable", "recording is not processing or has no provider id", "id"
+            )
+        attempt = self.clock().strftime("%Y%m%dT%H%M%S.%f")
+        await self._append(
+            catalog.RECOVERY, view.room, f"{rid}|recover|{attempt}", {"recording_id": rid}
+        )
+        segments = await self.store.rows("recording_segments", room=row.data.get("channel_key"))
+        live = {s.data["sid"] for s in segments if s.data["sid"] in view.sids}
+        live = {sid for sid in live if not _ended(segments, sid)}
+        if live:
+            ckey = str(row.data.get("channel_key"))
+            state = await self.reconciler.state(CHANNEL_PREFIX + ckey)
+            executor = self._executor(str(row.data.get("provider", "agora")))
+            for sid in sorted(live & set(state.handles)):
+                query = Action("query", "recover: re-query the provider", sid=sid)
+                await executor.run(view.room, None, (query,), {sid: state.handles[sid]})
+        storage = self._storage(row)
+        for f in view.files:
+            prefix = f.name.rpartition(".")[0] or f.name
+            found = await _storage_call(storage.list(prefix))
+            for obj in found:
+                await self._checked(storage.bucket, obj, True, f"{rid}|recover|{attempt}")
+            if not any(o.key == f.name for o in found):
+                gone = StoredObject(f.name, 0)
+                await self._checked(storage.bucket, gone, False, f"{rid}|recover|{attempt}")
+        _, after = await self._view(tenant, rid)
+        segments = await self.store.rows("recording_segments", room=row.data.get("channel_key"))
+        all_ended = all(_ended(segments, sid) for sid in after.sids)
+        if after.status == "processing" and all_ended and not after.backuped:
+            reason = "files_lost" if after.files else "nothing_recorded"
+            await self._append(
+                catalog.FAILED, view.room, f"{rid}|failed", {"recording_id": rid, "reason": reason}
+            )
+            _, after = await self._view(tenant, rid)
+        return data({"id": rid, "status": after.status, "message": RECOVER_MESSAGE})
+
+    async def delete(self, request: Request) -> Response:
+        tenant, rid = self._ids(request)
+        _, view = await self._view(tenant, rid)
+        appended = await self._append(
+            catalog.DELETED, view.room, f"{rid}|delete", {"recording_id": rid}
+        )
+        at = int(appended.occurred_at.timestamp() * 1000) if appended.occurred_at else None
+        return data({"id": rid, "deleted": True, "deleted_at": iso(at)})
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _ids(self, request: Request) -> tuple[str, str]:
+        return tenant_of(request, self.tokens), str(request.path_params["id"])
+
+    async def _tenant_rows(self, tenant: str) -> list[Row]:
+        prefix, after, found = f"{tenant}/", f"{tenant}/", []
+        while True:
+            rows = await self.store.rows("recordings", after_key=after, limit=500)
+            mine = [r for r in rows if r.key.startswith(prefix)]
+            found += mine
+            if len(mine) < len(rows) or len(rows) < 500:
+                return found
+            after = rows[-1].key
+
+    async def _room_views(self, tenant: str, room: str) -> list[RecordingView]:
+        rows = await self.store.rows("recordings", room=room)
+        views = [await self._derive(r) for r in rows if r.key.startswith(f"{tenant}/")]
+        return sorted(views, key=lambda v: v.created_ms)
+
+    async def _view(self, tenant: str, rid: str) -> tuple[Row, RecordingView]:
+        row = await self.store.get_row("recordings", catalog.recording_key(tenant, rid))
+        if row is None or row.data.get("deleted_ms"):
+            raise not_found()
+        return row, await self._derive(row)
+
+    async def _derive(self, row: Row) -> RecordingView:
+        rec = row.data
+        room = await self.store.get_row("rooms", rec["room"])
+        room_data = room.data if room else None
+        segs = [
+            s.data for s in await self.store.rows("recording_segments", room=rec["channel_key"])
+        ]
+        first = derive(rec, room_data, segs, {})
+        bucket = self.buckets.get(rec.get("storage", "default"), "")
+        objects: dict[str, dict[str, Any]] = {}
+        for folder in sorted({directory(f.name) for f in first.files}):
+            index = directory_index(bucket, f"{folder}/x" if folder else "x")
+            for obj in await self.store.rows("storage_objects", room=index):
+                objects[obj.data["key"]] = obj.data
+        return derive(rec, room_data, segs, objects)
+
+    def _storage(self, row: Row) -> ObjectStorage:
+        storage = self.storages.get(str(row.data.get("storage", "default")))
+        if storage is None:
+            raise ApiError(
+                400, "no_storage", "the recording's storage profile is not S3-compatible"
+            )
+        return storage
+
+    def _executor(self, provider: str) -> Executor:
+        return Executor(
+            self.store, self.rooms.providers[provider], self.reconciler.storage_for, self.clock
+        )
+
+    async def _append(self, type_: str, room: str, dedup: str, payload: dict[str, Any]) -> Any:
+        appended = await self.store.append(
+            NewEvent(
+                source="api",
+                dedup_key=f"catalog|{dedup}",
+                type=type_,
+                room=room,
+                payload=payload,
+                occurred_at=self.clock(),
+            )
+        )
+        return appended.event
+
+    async def _checked(self, bucket: str, obj: StoredObject, present: bool, why: str) -> None:
+        await self.store.append(
+            NewEvent(
+                source="storage",
+                dedup_key=f"check|{why}|{bucket}/{obj.key}|{obj.storage_class}|{present}",
+                type=CHECKED,
+                payload={
+                    "bucket": bucket,
+                    "key": obj.key,
+                    "present": present,
+                    "size": obj.size,
+                    "etag": obj.etag,
+                    "storage_class": obj.storage_class if present else None,
+                },
+                occurred_at=self.clock(),
+            )
+        )
+
+
+def _ended(segments: list[Row], sid: str) -> bool:
+    return any(s.data.get("sid") == sid and s.data.get("ended_ms") for s in segments)
+
+
+async def _storage_call(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except StorageError as exc:
+        raise ApiError(502, "storage_unavailable", str(exc)) from None
+
+
+async def _optional_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "too_large", f"body: over {MAX_BODY} bytes", "body")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "bad_json", "body: not valid JSON", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid", "body: expected an object", "body")
+    return body
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid", f"{name}: not an integer", name) from None
+    if not low <= value <= high:
+        raise ApiError(422, "invalid", f"{name}: must be {low}-{high}", name)
+    return value
+
+
+def routes(api: Callable[[], RecordingsApi | None]) -> list[BaseRoute]:
+    """The API's routes; ``api`` gives the instance once the app's lifespan has built it."""
+
+    def delegate(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            target = api()
+            if target is None:
+                raise ApiError(503, "starting", "the service is starting")
+            method: Callable[[Request], Awaitable[Response]] = getattr(target, name)
+            return await method(request)
+
+        return handler
+
+    base = "/api/v1"
+    return [
+        Route(f"{base}/rooms/{{room}}/recordings/start", delegate("start"), methods=["POST"]),
+        Route(f"{base}/rooms/{{room}}/recordings/stop", delegate("stop"), methods=["POST"]),
+        Route(f"{base}/rooms/{{room}}/recordings/sync", delegate("sync"), methods=["POST"]),
+        Route(f"{base}/recordings", delegate("list_recordings"), methods=["GET"]),
+        Route(f"{base}/recordings/{{id}}", delegate("get"), methods=["GET"]),
+        Route(f"{base}/recordings/{{id}}", delegate("delete"), methods=["DELETE"]),
+        Route(f"{base}/recordings/{{id}}/download", delegate("download"), methods=["GET"]),
+        Route(f"{base}/recordings/{{id}}/archive", delegate("archive"), methods=["POST"]),
+        Route(f"{base}/recordings/{{id}}/recover", delegate("recover"), methods=["POST"]),
+    ]

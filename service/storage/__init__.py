@@ -1,0 +1,1 @@
+"""Object storage adapters (boto3) behind :class:`reconcilers.storage.ObjectStorage`."""
