@@ -246,7 +246,9 @@ def _check_live(
     begin: Any,
 ) -> tuple[bool, float | None, str]:
     """A session that the provider reports as starting or recording."""
-    progress_age = _age(now_ms, s.last_progress_ms)
+    # No progress seen yet counts from the start: a session only just reported recording
+    # (a status update before its first slice) is young, not stalled.
+    progress_age = _age(now_ms, s.last_progress_ms or cur.started_ms)
     if s.state == "starting" and _age(now_ms, cur.started_ms) > cfg.start_confirm:
         actions.append(_stop(s, "stalled: never reached recording"))
         begin("recover: stalled start")

@@ -315,3 +315,10 @@ def test_unadopted_session_is_probed_with_the_same_uid_after_the_adoption_window
     seg = SegmentObs(0, UID0, "res", NOW - 100_000, NOW - 99_000, "already_recording", attempts=2)
     (action,) = plan(desired(), Observed((seg,)), NOW, CFG).actions
     assert (action.kind, action.segment, action.uid, action.attempt) == ("reserve", 0, UID0, 2)
+
+
+def test_a_session_that_just_reported_recording_is_young_not_stalled() -> None:
+    """Seen under load: a status update (4) arrived before any slice or upload event."""
+    seg = SegmentObs(0, UID0, "res", NOW - 4_000, NOW - 3_000, None, "sid0", NOW - 2_000)
+    sess = SessionObs("sid0", UID0, "recording", True, 0, NOW - 2_000)
+    assert kinds(plan(desired(), Observed((seg,), (sess,)), NOW, CFG)) == []
