@@ -5,7 +5,8 @@ state and one timer heap, deterministically for a seed. Use it in process
 (``AgoraEmulator(config).app`` behind ``httpx.ASGITransport``) or as a server (``cli.py``).
 """
 
-from .clock import Clock
+from service.emulators.common.clock import Clock
+
 from .config import EmulatorConfig
 from .emulator import AgoraEmulator
 from .engine import ControlError

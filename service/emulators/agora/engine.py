@@ -10,6 +10,8 @@ notifications Agora documents for it (agora.md §7, §8, §10).
 
 from __future__ import annotations
 
+from service.emulators.common.clock import Clock
+
 from .channels import (
     AUDIENCE,
     COMMUNICATION,
@@ -23,7 +25,6 @@ from .channels import (
     ChannelRegistry,
     Participant,
 )
-from .clock import Clock
 from .config import EmulatorConfig
 from .events import EventSink
 from .faults import FaultInjector
