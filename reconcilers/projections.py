@@ -17,6 +17,7 @@ from typing import Any
 
 from reconcilers.events import Event, Projection, Row
 from reconcilers.providers.agora import notifications as ncs
+from reconcilers.providers.cloudflare import folds as cloudflare
 
 KEEP_SEGMENTS = 6
 
@@ -123,6 +124,8 @@ class Sessions:
     name = "sessions"
 
     def keys(self, event: Event) -> Sequence[str]:
+        if event.source == "cloudflare":
+            return cloudflare.session_keys(event)
         if event.source == "agora" and event.session:
             return [f"agora:{event.session}"]
         if event.source == "reconciler" and event.payload.get("sid"):
@@ -134,6 +137,10 @@ class Sessions:
         at = event_ms(event)
         if event.source == "agora":
             self._notification(data, event, at)
+        elif event.source == "cloudflare":
+            cloudflare.fold_session(data, event, at)
+            if "sid" not in data:
+                return row
         else:
             self._reconciler(data, event, at)
         data["last_seen_ms"] = max(at, data.get("last_seen_ms") or 0)
@@ -262,12 +269,19 @@ class Presence:
     name = "presence"
 
     def keys(self, event: Event) -> Sequence[str]:
+        if event.source == "cloudflare":
+            return cloudflare.presence_keys(event)
         if event.source == "agora" and event.type in _RTC_TYPES and event.room:
             return [channel_key("agora", event.room)]
         return []
 
     def apply(self, row: Row | None, event: Event) -> Row | None:
         data: dict[str, Any] = dict(row.data) if row else {"users": {}}
+        if event.source == "cloudflare":
+            if not cloudflare.fold_presence(data, event, event_ms(event)):
+                return row
+            key = channel_key("cloudflare", event.room or "")
+            return Row(self.name, key, key, data, event.seq)
         users: dict[str, Any] = {k: dict(v) for k, v in data.get("users", {}).items()}
         d = ncs.details_of(ncs.parse_notification(event.payload))
         at = event_ms(event)

@@ -33,6 +33,7 @@ from service.http import (
 from service.metrics import Metrics
 from service.store import ObservableStore, open_store
 from service.webhooks.agora import AgoraWebhook
+from service.webhooks.cloudflare import CloudflareWebhook
 
 log = structlog.get_logger("app")
 
@@ -67,6 +68,7 @@ def create_app(
     if on_event is not None:
         ctx.subscribe(on_event)
     webhook = AgoraWebhook(ctx)
+    cloudflare_webhook = CloudflareWebhook(ctx)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,6 +87,7 @@ def create_app(
             for component in lifespan_components:
                 await stack.enter_async_context(component(ctx))
             webhook.log_startup()
+            cloudflare_webhook.log_startup()
             log.info("started", store=settings.database_url.partition(":")[0])
             yield
             log.info("stopping")
@@ -105,6 +108,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", ctx.metrics.endpoint, methods=["GET"]),
         Route("/webhooks/agora", webhook.handle, methods=["POST"]),
+        Route("/webhooks/cloudflare", cloudflare_webhook.handle, methods=["POST"]),
         *extra_routes,
     ]
     handlers: dict[Any, ExceptionHandler] = {

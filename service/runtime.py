@@ -24,6 +24,8 @@ from reconcilers.engine import Reconciler
 from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.base import Provider
+from reconcilers.providers.cloudflare.adapter import CloudflareProvider
+from reconcilers.providers.cloudflare.client import CloudflareConfig
 from reconcilers.ratelimit import TokenBucket
 from service.api.errors import ApiError, api_error_handler
 from service.api.rooms import RoomsApi
@@ -40,8 +42,10 @@ def build_providers(
     settings: Settings,
     limiter: TokenBucket,
     transport: httpx.AsyncBaseTransport | None = None,
+    cloudflare_transport: httpx.AsyncBaseTransport | None = None,
 ) -> dict[str, Provider]:
-    """One adapter per configured provider; every call waits for the shared rate limiter."""
+    """One adapter per configured provider, each behind its provider's rate limit (``limiter``
+    is Agora's; Cloudflare, when its account and app are set, gets its own bucket)."""
     agora = AgoraProvider(
         AgoraConfig(
             app_id=settings.agora_app_id,
@@ -53,7 +57,19 @@ def build_providers(
         transport=transport,
         before_request=limiter.acquire,
     )
-    return {"agora": agora}
+    providers: dict[str, Provider] = {"agora": agora}
+    if settings.cloudflare_configured:
+        providers["cloudflare"] = CloudflareProvider(
+            CloudflareConfig(
+                account_id=settings.cloudflare_account_id,
+                app_id=settings.cloudflare_app_id,
+                api_token=settings.cloudflare_api_token.get_secret_value(),
+                base_url=settings.cloudflare_api_base_url,
+            ),
+            transport=cloudflare_transport,
+            before_request=TokenBucket(settings.cloudflare_rate_limit_qps).acquire,
+        )
+    return providers
 
 
 @dataclass
@@ -62,6 +78,7 @@ class Runtime:
 
     settings: Settings
     transport: httpx.AsyncBaseTransport | None = None
+    cloudflare_transport: httpx.AsyncBaseTransport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     controller: Controller | None = None
     api: RoomsApi | None = None
@@ -71,7 +88,9 @@ class Runtime:
     async def component(self, ctx: AppContext) -> AsyncIterator[Runtime]:
         settings = self.settings
         limiter = TokenBucket(settings.agora_rate_limit_qps)
-        self.providers = build_providers(settings, limiter, self.transport)
+        self.providers = build_providers(
+            settings, limiter, self.transport, self.cloudflare_transport
+        )
         reconciler = Reconciler(
             ctx.store,
             self.providers,
