@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
 from service.emulators.common.clock import Clock
+from service.emulators.common.control import ControlError
 from service.emulators.common.notifier import Notifier, RetryPolicy
 from service.emulators.common.ratelimit import RateLimiter, RequestStats
 
@@ -28,7 +29,7 @@ from .api import AgoraGateway
 from .channels import LEAVE_QUIT, ChannelRegistry
 from .config import EmulatorConfig
 from .control import control_routes
-from .engine import ControlError, RecordingEngine
+from .engine import RecordingEngine
 from .events import EventSink, Notice, Routes
 from .faults import FaultConfig, FaultInjector
 from .ids import IdSource
