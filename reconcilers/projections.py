@@ -184,6 +184,10 @@ class Sessions:
             data["not_found_since_ms"] = None
             data["state"] = p.get("state", data["state"])
             data["raw_status"] = p.get("raw_status")
+            if p.get("exit_reason") == "no_users" or (
+                p.get("exit_reason") and not data.get("exit_reason")
+            ):
+                data["exit_reason"] = p["exit_reason"]  # a query can tell why it ended
             if p.get("state") == "recording":
                 data["last_progress_ms"] = at
             if p.get("files"):

@@ -116,3 +116,20 @@ async def test_a_start_lost_in_a_crash_is_adopted_not_doubled(tmp_path: Path) ->
         state = await w.reconciler.state(key)
         assert state.observed.current is not None
         assert state.observed.current.sid == recordings[0]["id"]
+
+
+async def test_an_empty_meeting_without_webhooks_is_not_restarted_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    async with mixed_world(tmp_path) as w:
+        w.cloudflare.set_faults(FaultConfig(callback_drop_rate=1.0, side_effect_rate=0.0))
+        w.cloudflare.join("m-quiet", "p1")  # no webhook ever arrives: presence is unknown
+        key = await w.declare("m-quiet", "cloudflare")
+        await w.run(key, passes=4)
+        assert len(w.live("m-quiet")) == 1
+        w.cloudflare.leave("m-quiet", "p1")
+        for _ in range(12):
+            await w.run(key, step=30)
+        # The query saw ALL_PEERS_LEFT: the plan waits for people instead of restarting.
+        assert len(w.cloudflare.recordings(meeting_id="m-quiet")) == 1
+        assert not w.live("m-quiet")
