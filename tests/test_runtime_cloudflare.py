@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from reconcilers.ratelimit import TokenBucket
 from service import cli
@@ -45,14 +46,17 @@ def test_the_cloudflare_provider_is_built_only_when_configured(tmp_path: Path) -
     assert TOKEN not in repr(settings(tmp_path))
 
 
+Service = tuple[httpx.AsyncClient, CloudflareEmulator, Starlette]
+
+
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, CloudflareEmulator]]:
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
     emu = CloudflareEmulator(manual())
     async with emu:
         app = build_app(settings(tmp_path), cloudflare_transport=transport(emu))
         async with running(app) as client:
             client.headers["Authorization"] = "Bearer t0ken"
-            yield client, emu
+            yield client, emu, app
 
 
 async def put(client: httpx.AsyncClient, room: str, **spec: Any) -> httpx.Response:
@@ -60,17 +64,14 @@ async def put(client: httpx.AsyncClient, room: str, **spec: Any) -> httpx.Respon
     return await client.put(f"/v1/rooms/{room}/recording", json=body)
 
 
-async def test_a_cloudflare_room_is_declared_and_recorded(
-    service: tuple[httpx.AsyncClient, CloudflareEmulator],
-) -> None:
-    client, emu = service
+async def test_a_cloudflare_room_is_declared_and_recorded(service: Service) -> None:
+    client, emu, app = service
     emu.join("meeting-1", "p1")
     created = await put(client, "weekly", channel="meeting-1",
                         options={"video_config": {"codec": "H264"}})
     assert created.status_code == 201, created.text
     assert created.json()["spec"]["provider"] == "cloudflare"
-    runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
-    result = await runtime.controller.reconciler.reconcile("acme/weekly")
+    result = await app.state.runtime.controller.reconciler.reconcile("acme/weekly")
     assert [a.kind for a in result.plan.actions] == ["reserve"]
     (recording,) = emu.recordings(meeting_id="meeting-1")
     assert recording["status"] == "INVOKED"
@@ -88,9 +89,9 @@ async def test_a_cloudflare_room_is_declared_and_recorded(
     ],
 )
 async def test_bad_cloudflare_specs_are_422_naming_the_field(
-    service: tuple[httpx.AsyncClient, CloudflareEmulator], spec: dict[str, Any], field: str
+    service: Service, spec: dict[str, Any], field: str
 ) -> None:
-    client, _ = service
+    client, _, _ = service
     response = await put(client, "weekly", **spec)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field

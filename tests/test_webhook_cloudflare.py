@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
-from reconcilers.events import Fold, NewEvent
+from reconcilers.events import Event, Fold, NewEvent
 from reconcilers.projections import PROJECTIONS
 from reconcilers.providers.cloudflare.signature import load_public_key, sign, verify
 from reconcilers.providers.cloudflare.webhooks import WebhookError, parse_webhook
 from service.app import create_app
 from service.config import ConfigError, Settings
+from service.webhooks.cloudflare import to_event
 from tests.cloudflare_helpers import KEY, OTHER_KEY, PUBLIC_PEM
 from tests.helpers import running
 
@@ -94,12 +97,17 @@ def headers(body: bytes, delivery: str = "d-1", key: Any = KEY) -> dict[str, str
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+def app(tmp_path: Path) -> Starlette:
     settings = Settings.from_env(
-        {"CLOUDFLARE_WEBHOOK_PUBLIC_KEY": PUBLIC_PEM.replace("\n", "\\n")},
+        {"CLOUDFLARE_WEBHOOK_PUBLIC_KEY": PUBLIC_PEM.replace("\n", "\\n")},  # env-file style
         database_url=f"sqlite:///{tmp_path}/events.db",
     )
-    async with running(create_app(settings)) as c:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(app) as c:
         yield c
 
 
@@ -108,8 +116,8 @@ async def post(client: httpx.AsyncClient, document: Any, **kw: Any) -> httpx.Res
     return await client.post("/webhooks/cloudflare", content=body, headers=headers(body, **kw))
 
 
-async def events(client: httpx.AsyncClient) -> list[Any]:
-    store = client._transport.app.state.context.store  # type: ignore[attr-defined]
+async def events(app: Starlette) -> list[Event]:
+    store = app.state.context.store
     return [e for e in await store.read_log() if e.source == "cloudflare"]
 
 
@@ -187,11 +195,11 @@ def test_a_bad_key_in_the_environment_is_a_config_error() -> None:
 
 
 async def test_a_signed_webhook_is_stored_once_and_acknowledged(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: Starlette
 ) -> None:
     response = await post(client, RTK_UPLOADED)
     assert response.status_code == 200 and response.json()["duplicate"] is False
-    (event,) = await events(client)
+    (event,) = await events(app)
     assert event.type == "cloudflare.recording.statusUpdate"
     assert event.room == RTK_UPLOADED["meeting"]["id"]
     assert event.session == RTK_UPLOADED["recording"]["id"]
@@ -199,7 +207,7 @@ async def test_a_signed_webhook_is_stored_once_and_acknowledged(
 
 
 async def test_replays_are_stored_once_even_with_a_new_delivery_id(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: Starlette
 ) -> None:
     assert (await post(client, RTK_UPLOADED, delivery="d-1")).json()["duplicate"] is False
     assert (await post(client, RTK_UPLOADED, delivery="d-1")).json()["duplicate"] is True
@@ -208,11 +216,11 @@ async def test_replays_are_stored_once_even_with_a_new_delivery_id(
     reserialised = {**RTK_UPLOADED, "extra": "a retry whose bytes differ"}
     same_id = await post(client, reserialised, delivery="d-1")
     assert same_id.json()["duplicate"] is True
-    assert len(await events(client)) == 1
+    assert len(await events(app)) == 1
 
 
 async def test_a_missing_or_bad_signature_is_401_and_nothing_is_stored(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: Starlette
 ) -> None:
     body = body_of(RTK_UPLOADED)
     missing = await client.post("/webhooks/cloudflare", content=body)
@@ -226,11 +234,11 @@ async def test_a_missing_or_bad_signature_is_401_and_nothing_is_stored(
         "/webhooks/cloudflare", content=body.replace(b"UPLOADED", b"ERRORED"), headers=headers(body)
     )
     assert tampered.status_code == 401
-    assert await events(client) == []
+    assert await events(app) == []
 
 
 async def test_bad_input_is_4xx_naming_the_field_and_nothing_is_stored(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: Starlette
 ) -> None:
     raw = b"{not json"
     bad_json = await client.post("/webhooks/cloudflare", content=raw, headers=headers(raw))
@@ -238,7 +246,7 @@ async def test_bad_input_is_4xx_naming_the_field_and_nothing_is_stored(
     invalid = await post(client, {"event": "recording.statusUpdate", "recording": {"id": "r"}})
     assert invalid.status_code == 422
     assert invalid.json()["error"]["field"] == "recording.status"
-    assert await events(client) == []
+    assert await events(app) == []
 
 
 async def test_without_a_configured_key_every_webhook_is_401(tmp_path: Path) -> None:
@@ -251,11 +259,6 @@ async def test_without_a_configured_key_every_webhook_is_401(tmp_path: Path) -> 
 
 
 def _fold(*documents: dict[str, Any]) -> Fold:
-    from datetime import UTC, datetime
-
-    from reconcilers.events import Event
-    from service.webhooks.cloudflare import to_event
-
     fold = Fold(PROJECTIONS)
     for seq, document in enumerate(documents, 1):
         new: NewEvent = to_event(parse_webhook(document), document)
