@@ -100,7 +100,7 @@ class Reconciler:
         the_plan = self.plan(state, config)
         if not the_plan.actions:
             return _result(key, the_plan, None)
-        provider_name = state.desired.spec.provider if state.desired else "agora"
+        provider_name = state.desired.spec.provider if state.desired else _provider_of(state)
         provider = self.providers.get(provider_name)
         if provider is None:
             return PassResult(key, the_plan, None, Terminal(f"no provider {provider_name!r}"))
@@ -110,6 +110,15 @@ class Reconciler:
 
     def with_config(self, **changes: Any) -> PlanConfig:
         return replace(self.config, **changes)
+
+
+def _provider_of(state: RoomState) -> str:
+    """The provider when nothing is desired (a deleted room, an orphan channel): the one named
+    by its channel key ``<provider>/<channel>``."""
+    ckey = state.key.removeprefix(CHANNEL_PREFIX) if state.key.startswith(CHANNEL_PREFIX) else ""
+    if state.room_row is not None:
+        ckey = state.room_row.data.get("channel_key") or ckey
+    return ckey.split("/", 1)[0] if "/" in ckey else "agora"
 
 
 def _result(key: str, the_plan: Plan, report: ExecutionReport | None) -> PassResult:

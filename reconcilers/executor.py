@@ -202,6 +202,8 @@ class Executor:
                 raw_status=result.raw_status,
                 files=[f.name for f in result.files],
             )
+            if result.detail.get("exit_reason"):
+                payload["exit_reason"] = result.detail["exit_reason"]
         elif isinstance(result, Ended):
             payload.update(not_found=True, **_failure(result))
         else:

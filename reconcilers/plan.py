@@ -227,6 +227,8 @@ def _pending_segment(
         return None
     fresh = cur.resource_id is not None and _age(now_ms, cur.reserved_ms) < cfg.reservation_ttl
     if fresh and (cur.start_intent_ms is None or cur.start_failed is None):
+        if o.channel_empty is True:  # emptied since the reserve: never start into it
+            return None, "waiting: channel is empty; will start on the next join"
         start = Action(
             "start", "start: resource reserved", cur.segment, cur.uid, resource_id=cur.resource_id
         )

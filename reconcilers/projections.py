@@ -18,6 +18,7 @@ from typing import Any
 from reconcilers.catalog import CATALOG_PROJECTIONS
 from reconcilers.events import Event, Projection, Row
 from reconcilers.providers.agora import notifications as ncs
+from reconcilers.providers.cloudflare import folds as cloudflare
 
 KEEP_SEGMENTS = 6
 
@@ -137,6 +138,8 @@ class Sessions:
     name = "sessions"
 
     def keys(self, event: Event) -> Sequence[str]:
+        if event.source == "cloudflare":
+            return cloudflare.session_keys(event)
         if event.source == "agora" and event.session:
             return [f"agora:{event.session}"]
         if event.source == "reconciler" and event.payload.get("sid"):
@@ -148,6 +151,10 @@ class Sessions:
         at = event_ms(event)
         if event.source == "agora":
             self._notification(data, event, at)
+        elif event.source == "cloudflare":
+            cloudflare.fold_session(data, event, at)
+            if "sid" not in data:
+                return row
         else:
             self._reconciler(data, event, at)
         data["last_seen_ms"] = max(at, data.get("last_seen_ms") or 0)
@@ -191,6 +198,10 @@ class Sessions:
             data["not_found_since_ms"] = None
             data["state"] = p.get("state", data["state"])
             data["raw_status"] = p.get("raw_status")
+            if p.get("exit_reason") == "no_users" or (
+                p.get("exit_reason") and not data.get("exit_reason")
+            ):
+                data["exit_reason"] = p["exit_reason"]  # a query can tell why it ended
             if p.get("state") == "recording":
                 data["last_progress_ms"] = at
             if p.get("files"):
@@ -276,12 +287,19 @@ class Presence:
     name = "presence"
 
     def keys(self, event: Event) -> Sequence[str]:
+        if event.source == "cloudflare":
+            return cloudflare.presence_keys(event)
         if event.source == "agora" and event.type in _RTC_TYPES and event.room:
             return [channel_key("agora", event.room)]
         return []
 
     def apply(self, row: Row | None, event: Event) -> Row | None:
         data: dict[str, Any] = dict(row.data) if row else {"users": {}}
+        if event.source == "cloudflare":
+            if not cloudflare.fold_presence(data, event, event_ms(event)):
+                return row
+            key = channel_key("cloudflare", event.room or "")
+            return Row(self.name, key, key, data, event.seq)
         users: dict[str, Any] = {k: dict(v) for k, v in data.get("users", {}).items()}
         d = ncs.details_of(ncs.parse_notification(event.payload))
         at = event_ms(event)

@@ -34,6 +34,7 @@ from service.http import (
 from service.metrics import Metrics
 from service.store import ObservableStore, open_store
 from service.webhooks.agora import AgoraWebhook
+from service.webhooks.cloudflare import CloudflareWebhook
 from service.webhooks.storage import StorageWebhook
 
 log = structlog.get_logger("app")
@@ -74,6 +75,7 @@ def create_app(
         ctx.subscribe(on_event)
     webhook = AgoraWebhook(ctx)
     storage_webhook = StorageWebhook(ctx)
+    cloudflare_webhook = CloudflareWebhook(ctx)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +94,7 @@ def create_app(
             for component in lifespan_components:
                 await stack.enter_async_context(component(ctx))
             webhook.log_startup()
+            cloudflare_webhook.log_startup()
             log.info("started", store=settings.database_url.partition(":")[0])
             yield
             log.info("stopping")
@@ -113,6 +116,7 @@ def create_app(
         Route("/metrics", ctx.metrics.endpoint, methods=["GET"]),
         Route("/webhooks/agora", webhook.handle, methods=["POST"]),
         Route("/webhooks/storage", storage_webhook.handle, methods=["POST", "HEAD"]),
+        Route("/webhooks/cloudflare", cloudflare_webhook.handle, methods=["POST"]),
         *extra_routes,
     ]
     handlers: dict[Any, ExceptionHandler] = {

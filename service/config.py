@@ -13,7 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from reconcilers.providers.cloudflare.signature import load_public_key
+
 AGORA_DEFAULT_BASE_URL = "https://api.sd-rtn.com"
+CLOUDFLARE_DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+_PEM_END = "-----END PUBLIC KEY-----"
 
 
 class ConfigError(Exception):
@@ -58,6 +62,18 @@ class Settings(BaseModel):
     agora_recorder_uid_base: int = Field(default=4_000_000_000, ge=1, le=2**32 - 1)
     agora_recorder_uid_span: int = Field(default=200_000_000, ge=2)
 
+    # Cloudflare RealtimeKit (the provider is built when account and app id are set).
+    cloudflare_account_id: str = Field(default="", max_length=32)
+    cloudflare_app_id: str = Field(default="", max_length=32)
+    cloudflare_api_token: SecretStr = SecretStr("")
+    cloudflare_api_base_url: str = CLOUDFLARE_DEFAULT_BASE_URL
+    # PEM public key(s) of webhooks.json; several concatenated for a rotation. Not a secret.
+    cloudflare_webhook_public_key: list[str] = Field(default_factory=list)
+    cloudflare_webhook_verify: bool = True
+    # Cloudflare's API-wide limit is 1200 requests per 5 minutes per user (not in cloudflare.md;
+    # Dyte allowed 2000/min): stay under the stricter one.
+    cloudflare_rate_limit_qps: float = Field(default=4.0, gt=0)
+
     # Desired-state API.
     api_tokens: dict[str, str] = Field(default_factory=dict)  # token -> tenant
     storage_profiles: dict[str, StorageProfile] = Field(default_factory=dict)
@@ -81,6 +97,23 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    @field_validator("cloudflare_webhook_public_key", mode="before")
+    @classmethod
+    def _split_pems(cls, value: Any) -> Any:
+        """One or more PEM blocks (``\\n`` escapes allowed, as env files often need)."""
+        if isinstance(value, str):
+            text = value.replace("\\n", "\n").strip()
+            blocks = [b.strip() + "\n" + _PEM_END for b in text.split(_PEM_END) if b.strip()]
+            value = blocks
+        if isinstance(value, list):
+            for pem in value:
+                load_public_key(pem)  # ValueError names the variable via from_env
+        return value
+
+    @property
+    def cloudflare_configured(self) -> bool:
+        return bool(self.cloudflare_account_id and self.cloudflare_app_id)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -125,6 +158,7 @@ class Settings(BaseModel):
             self.agora_customer_key.get_secret_value(),
             self.agora_customer_secret.get_secret_value(),
             self.agora_app_certificate.get_secret_value(),
+            self.cloudflare_api_token.get_secret_value(),
         ]
         found += list(self.api_tokens)
         for profile in self.storage_profiles.values():

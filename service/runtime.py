@@ -25,6 +25,8 @@ from reconcilers.events import Store
 from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.base import Provider
+from reconcilers.providers.cloudflare.adapter import CloudflareProvider
+from reconcilers.providers.cloudflare.client import CloudflareConfig
 from reconcilers.ratelimit import TokenBucket
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
@@ -43,8 +45,10 @@ def build_providers(
     settings: Settings,
     limiter: TokenBucket,
     transport: httpx.AsyncBaseTransport | None = None,
+    cloudflare_transport: httpx.AsyncBaseTransport | None = None,
 ) -> dict[str, Provider]:
-    """One adapter per configured provider; every call waits for the shared rate limiter."""
+    """One adapter per configured provider, each behind its provider's rate limit (``limiter``
+    is Agora's; Cloudflare, when its account and app are set, gets its own bucket)."""
     agora = AgoraProvider(
         AgoraConfig(
             app_id=settings.agora_app_id,
@@ -56,7 +60,19 @@ def build_providers(
         transport=transport,
         before_request=limiter.acquire,
     )
-    return {"agora": agora}
+    providers: dict[str, Provider] = {"agora": agora}
+    if settings.cloudflare_configured:
+        providers["cloudflare"] = CloudflareProvider(
+            CloudflareConfig(
+                account_id=settings.cloudflare_account_id,
+                app_id=settings.cloudflare_app_id,
+                api_token=settings.cloudflare_api_token.get_secret_value(),
+                base_url=settings.cloudflare_api_base_url,
+            ),
+            transport=cloudflare_transport,
+            before_request=TokenBucket(settings.cloudflare_rate_limit_qps).acquire,
+        )
+    return providers
 
 
 def build_reconciler(
@@ -75,6 +91,7 @@ class Runtime:
 
     settings: Settings
     transport: httpx.AsyncBaseTransport | None = None
+    cloudflare_transport: httpx.AsyncBaseTransport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     controller: Controller | None = None
     api: RoomsApi | None = None
@@ -85,7 +102,9 @@ class Runtime:
     async def component(self, ctx: AppContext) -> AsyncIterator[Runtime]:
         settings = self.settings
         limiter = TokenBucket(settings.agora_rate_limit_qps)
-        self.providers = build_providers(settings, limiter, self.transport)
+        self.providers = build_providers(
+            settings, limiter, self.transport, self.cloudflare_transport
+        )
         reconciler = build_reconciler(settings, ctx.store, self.providers, self.clock)
         self.controller = Controller(
             reconciler,

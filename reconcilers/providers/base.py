@@ -78,7 +78,12 @@ class RecordedFile:
 
 @dataclass(frozen=True)
 class SessionStatus:
-    """A provider's answer to query, in neutral terms; ``raw_status`` is the provider's own."""
+    """A provider's answer to query, in neutral terms; ``raw_status`` is the provider's own.
+
+    ``detail["exit_reason"]``, when a provider can tell, says why a session ended (``no_users``
+    for an empty-channel auto-stop), so the plan waits for people instead of restarting even
+    when the webhook that would have said so is lost.
+    """
 
     state: SessionState
     raw_status: int | str | None = None

@@ -18,7 +18,7 @@ class RecordingSpecIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: Literal["recording", "stopped"] = "recording"
-    provider: Literal["agora"] = "agora"
+    provider: Literal["agora", "cloudflare"] = "agora"
     mode: Literal["individual", "mix", "web"] = "mix"
     channel: str | None = Field(default=None, description="Defaults to the room name.")
     storage: str = "default"

@@ -5,10 +5,11 @@ state and one timer heap, deterministically for a seed. Use it in process
 (``AgoraEmulator(config).app`` behind ``httpx.ASGITransport``) or as a server (``cli.py``).
 """
 
-from .clock import Clock
+from service.emulators.common.clock import Clock
+from service.emulators.common.control import ControlError
+
 from .config import EmulatorConfig
 from .emulator import AgoraEmulator
-from .engine import ControlError
 from .faults import FaultConfig
 from .model import FileRecord, TaskRecord
 from .signing import sign_sha1, sign_sha256, signature_headers

@@ -18,10 +18,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .clock import Clock
+from service.emulators.common.clock import Clock
+from service.emulators.common.ratelimit import RateLimiter, RequestStats
+
 from .config import EmulatorConfig
 from .faults import FaultInjector
-from .ratelimit import RateLimiter, RequestStats
 from .responses import error
 from .rest import CloudRecordingApi, Reply
 

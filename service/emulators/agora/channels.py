@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .clock import Clock
+from service.emulators.common.clock import Clock
+
 from .events import EventSink
 
 COMMUNICATION = "communication"

@@ -8,11 +8,12 @@ on 127.0.0.1:8081 at real-time speed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 import uvicorn
+
+from service.emulators.common.cli import add_fault_arguments, fault_config, numbers
 
 from .config import EmulatorConfig
 from .emulator import AgoraEmulator
@@ -94,75 +95,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S,S,S",
         help="emulated seconds before each retry (default 0,2,5)",
     )
-    faults = parser.add_argument_group("faults")
-    faults.add_argument(
-        "--faults",
-        dest="faults_json",
-        default=None,
-        metavar="JSON|@FILE",
-        help="a FaultConfig JSON object (flags below override it)",
-    )
-    for name in ("error-rate", "timeout-rate"):
-        faults.add_argument(
-            f"--{name}",
-            action="append",
-            default=[],
-            metavar="[ENDPOINT=]RATE",
-            help=f"per endpoint ({', '.join(ENDPOINTS)}) or for all; repeatable",
-        )
-    faults.add_argument(
-        "--latency",
-        default=None,
-        metavar="MIN[,MAX]",
-        help="added latency per request, real seconds",
-    )
-    faults.add_argument(
-        "--callback-delay",
-        default=None,
-        metavar="MIN[,MAX]",
-        help="delay of delayed callbacks, emulated seconds (default 1,5)",
-    )
-    faults.add_argument("--fault-seed", type=int, default=None, help="seed of the fault streams")
-    for dest, kind, text in _FAULT_FLAGS:
-        faults.add_argument(_flag(dest), dest=dest, type=kind, default=None, help=text)
-
-
-def _numbers(text: str) -> list[float]:
-    return [float(part) for part in text.split(",") if part.strip()]
-
-
-def _rates(items: list[str]) -> dict[str, float]:
-    rates: dict[str, float] = {}
-    for item in items:
-        endpoint, _, rate = item.rpartition("=")
-        rates[endpoint or "*"] = float(rate)
-    return rates
+    add_fault_arguments(parser, ENDPOINTS, _FAULT_FLAGS)
 
 
 def fault_config_from_args(args: argparse.Namespace) -> FaultConfig:
-    data: dict[str, Any] = {}
-    if args.faults_json:
-        text = args.faults_json
-        if text.startswith("@"):
-            with open(text[1:], encoding="utf-8") as handle:
-                text = handle.read()
-        data.update(json.loads(text))
-    if args.error_rate:
-        data["error_rates"] = _rates(args.error_rate)
-    if args.timeout_rate:
-        data["timeout_rates"] = _rates(args.timeout_rate)
-    for name in ("latency", "callback_delay"):
-        value = getattr(args, name)
-        if value is not None:
-            numbers = _numbers(value)
-            data[name] = numbers if len(numbers) == 2 else numbers[0]
-    if args.fault_seed is not None:
-        data["seed"] = args.fault_seed
-    for dest, _, _ in _FAULT_FLAGS:
-        value = getattr(args, dest)
-        if value is not None:
-            data[dest] = value
-    return FaultConfig.from_json(data)
+    return fault_config(args, FaultConfig, _FAULT_FLAGS)
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -174,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         if getattr(args, dest) is not None:
             values[dest] = getattr(args, dest)
     if args.callback_retry_delays is not None:
-        values["callback_retry_delays"] = tuple(_numbers(args.callback_retry_delays))
+        values["callback_retry_delays"] = tuple(numbers(args.callback_retry_delays))
     values["faults"] = fault_config_from_args(args)
     return EmulatorConfig(**values)
 

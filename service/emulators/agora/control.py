@@ -6,58 +6,19 @@ emulator over HTTP. The prefix cannot collide with Agora's paths (they all start
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from .engine import ControlError
+from service.emulators.common.control import Handler, json_body, optional
+from service.emulators.common.control import endpoint as _endpoint
+
 from .faults import FaultConfig
 
 if TYPE_CHECKING:
     from .emulator import AgoraEmulator
-
-Handler = Callable[[Request], Awaitable[Any]]
-
-
-def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Turn a handler returning JSON-able data into an endpoint with uniform errors."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            result = await handler(request)
-        except ControlError as exc:
-            return JSONResponse({"error": str(exc)}, exc.status)
-        except (ValueError, TypeError, KeyError) as exc:
-            return JSONResponse({"error": str(exc)}, 400)
-        if isinstance(result, Response):
-            return result
-        return JSONResponse(result)
-
-    return endpoint
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
-    return data
-
-
-def _opt(data: dict[str, Any], key: str, *kinds: type) -> Any:
-    """An optional field of one of ``kinds`` (``true`` is not accepted as a number)."""
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise ValueError(f"{key} has the wrong type")
-    return value
 
 
 def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
@@ -91,16 +52,16 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         }
 
     async def put_clock(request: Request) -> Any:
-        data = await _body(request)
-        speed = _opt(data, "speed", int, float)
+        data = await json_body(request)
+        speed = optional(data, "speed", int, float)
         if speed is None:
             raise ValueError("speed is required")
         emu.clock.set_speed(float(speed))
         return await get_clock(request)
 
     async def advance(request: Request) -> Any:
-        data = await _body(request)
-        seconds = _opt(data, "seconds", int, float)
+        data = await json_body(request)
+        seconds = optional(data, "seconds", int, float)
         if seconds is None:
             raise ValueError("seconds is required")
         fired = emu.advance(float(seconds))
@@ -112,7 +73,7 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         return emu.fault_config.to_json()
 
     async def put_faults(request: Request) -> Any:
-        data = await _body(request)
+        data = await json_body(request)
         if request.method == "PATCH":
             emu.set_faults(emu.fault_config.merged(data))
         else:
@@ -120,8 +81,8 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         return emu.fault_config.to_json()
 
     async def put_callbacks(request: Request) -> Any:
-        data = await _body(request)
-        emu.set_callback_url(_opt(data, "url", str), _opt(data, "rtc_url", str))
+        data = await json_body(request)
+        emu.set_callback_url(optional(data, "url", str), optional(data, "rtc_url", str))
         return {"url": emu.events.routes.recording_url, "rtc_url": emu.events.routes.rtc_url}
 
     async def get_callbacks(request: Request) -> Any:
@@ -140,24 +101,24 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         return emu.channel(request.path_params["cname"])
 
     async def join(request: Request) -> Any:
-        data = await _body(request)
-        uid = _opt(data, "uid", int)
+        data = await json_body(request)
+        uid = optional(data, "uid", int)
         if uid is None or not 0 < uid < 2**32:
             raise ValueError("uid must be an integer in 1..2^32-1")
         cname = request.path_params["cname"]
         emu.join(
             cname,
             uid,
-            _opt(data, "role", str),
-            profile=_opt(data, "profile", str),
-            publish=_opt(data, "publish", bool),
-            platform=_opt(data, "platform", int) or 7,
+            optional(data, "role", str),
+            profile=optional(data, "profile", str),
+            publish=optional(data, "publish", bool),
+            platform=optional(data, "platform", int) or 7,
         )
         return JSONResponse(emu.channel(cname), 201)
 
     async def change_user(request: Request) -> Any:
-        data = await _body(request)
-        role = _opt(data, "role", str)
+        data = await json_body(request)
+        role = optional(data, "role", str)
         if role is None:
             raise ValueError("role is required")
         cname = request.path_params["cname"]
@@ -182,9 +143,9 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         return emu.task(request.path_params["sid"]).to_json()
 
     async def kill(request: Request) -> Any:
-        data = await _body(request)
-        failover = _opt(data, "failover", bool)
-        window = _opt(data, "window", int, float)
+        data = await json_body(request)
+        failover = optional(data, "failover", bool)
+        window = optional(data, "window", int, float)
         sid = request.path_params["sid"]
         emu.kill(sid, failover=True if failover is None else failover, window=window)
         return emu.task(sid).to_json()

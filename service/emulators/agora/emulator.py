@@ -20,18 +20,20 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
+from service.emulators.common.clock import Clock
+from service.emulators.common.control import ControlError
+from service.emulators.common.notifier import Notifier, RetryPolicy
+from service.emulators.common.ratelimit import RateLimiter, RequestStats
+
 from .api import AgoraGateway
 from .channels import LEAVE_QUIT, ChannelRegistry
-from .clock import Clock
 from .config import EmulatorConfig
 from .control import control_routes
-from .engine import ControlError, RecordingEngine
-from .events import EventSink, Routes
+from .engine import RecordingEngine
+from .events import EventSink, Notice, Routes
 from .faults import FaultConfig, FaultInjector
 from .ids import IdSource
 from .model import TaskRecord
-from .notifier import Notifier
-from .ratelimit import RateLimiter, RequestStats
 from .rest import CloudRecordingApi
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -52,7 +54,7 @@ class AgoraEmulator:
         self.clock = Clock(speed=cfg.speed, epoch=cfg.epoch, monotonic=monotonic)
         self.faults = FaultInjector(cfg.faults, cfg.seed)
         self.ids = IdSource(cfg.seed, cfg.app_id)
-        self.notifier = Notifier(
+        self.notifier: Notifier[Notice] = Notifier(
             self.clock,
             self.faults,
             timeout=cfg.callback_timeout,
@@ -61,6 +63,8 @@ class AgoraEmulator:
             redundant=cfg.redundant_callbacks,
             log_size=cfg.callback_log_size,
             client=http_client,
+            policy=RetryPolicy(),  # Agora resends anything but a 200 (agora.md §9)
+            name="agora-ncs",
         )
         routes = Routes(
             recording_url=cfg.callback_url,

@@ -10,6 +10,9 @@ notifications Agora documents for it (agora.md §7, §8, §10).
 
 from __future__ import annotations
 
+from service.emulators.common.clock import Clock
+from service.emulators.common.control import ControlError
+
 from .channels import (
     AUDIENCE,
     COMMUNICATION,
@@ -23,7 +26,6 @@ from .channels import (
     ChannelRegistry,
     Participant,
 )
-from .clock import Clock
 from .config import EmulatorConfig
 from .events import EventSink
 from .faults import FaultInjector
@@ -48,14 +50,6 @@ from .validation import StartSpec, UpdateRequest
 
 _WEB_STOP_CODES = {"stopped": (0, "ok"), "max_recording_hour": (1, "max_recording_hour")}
 _TOKEN_ERRORS = {109: "token_expired", 110: "token_invalid"}
-
-
-class ControlError(Exception):
-    """A control-API request that cannot be carried out; ``status`` is its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class RecordingEngine:

@@ -7,6 +7,7 @@ The engine says *what happened* (event type, details); this module adds the enve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,11 @@ from reconcilers.providers.agora.notifications import (
     PRODUCT_RTC,
     RECORDING_EVENTS,
 )
+from service.emulators.common.clock import Clock
 
-from .clock import Clock
 from .ids import IdSource
 from .model import Task
+from .signing import signature_headers
 
 #: serviceType of each recording event the emulator sends (agora.md §8).
 SERVICE_TYPES: dict[int, int] = {
@@ -48,6 +50,20 @@ class Notice:
             "eventType": self.event_type,
             "notifyMs": notify_ms,
             "payload": self.payload,
+        }
+
+    def render(self, notify_ms: int) -> tuple[bytes, dict[str, str]]:
+        """One attempt: same ``noticeId``, fresh ``notifyMs``, both signature headers."""
+        body = json.dumps(self.envelope(notify_ms), separators=(",", ":"), ensure_ascii=False)
+        raw = body.encode()
+        return raw, signature_headers(raw, self.secret)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "noticeId": self.notice_id,
+            "productId": self.product_id,
+            "eventType": self.event_type,
+            "sid": self.payload.get("sid"),
         }
 
 

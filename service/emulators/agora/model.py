@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import Timer
+from service.emulators.common.clock import Timer
+
 from .validation import StartSpec, Subscription
 
 # serverResponse.status values (agora.md §3).

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from service.emulators.common.clock import Clock
+
 from .channels import ChannelRegistry
-from .clock import Clock
 from .config import EmulatorConfig
 from .events import EventSink
 from .model import STATUS_IN_PROGRESS, STATUS_READY, Phase, Playlist, Task

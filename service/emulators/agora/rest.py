@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
+from service.emulators.common.clock import Clock
+
 from .config import EmulatorConfig
 from .engine import RecordingEngine
 from .ids import IdSource, ResourceClaim, digest_of

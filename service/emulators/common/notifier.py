@@ -1,31 +1,57 @@
-"""NCS delivery: a background sender that POSTs signed notifications, with Agora's retries.
+"""Callback delivery: a background sender that POSTs signed notices, with a retry policy.
 
-Emitting never blocks a request: notices go into a queue that ``callback_concurrency`` worker
-tasks drain. A notice that does not get HTTP 200 (within ``callback_timeout`` real seconds) is
-resent at once, then after each of ``callback_retry_delays`` (emulated seconds, so a manual
-clock controls them), and dropped after three retries; every resend keeps the ``noticeId`` and
-refreshes ``notifyMs``. Drop, duplicate, delay and reorder faults are decided when a notice is
-emitted, from seeded streams, so a run is reproducible.
+Emitting never blocks a request: notices go into a queue that ``concurrency`` worker tasks
+drain. What a notice looks like on the wire (body, signature headers) is the notice's own
+business (:class:`Outgoing`); which answers count as delivered or deserve a retry is the
+provider's (:class:`RetryPolicy`). Agora resends anything but a 200 (``agora.md`` §9); RealtimeKit
+retries only 5xx and network errors (``cloudflare.md`` §2.4). A failed attempt is resent after
+each of ``retry_delays`` (emulated seconds, so a manual clock controls them), then given up.
+Drop, duplicate, delay and reorder faults are decided when a notice is emitted, from seeded
+streams, so a run is reproducible.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
-from .clock import Clock
-from .events import Notice
-from .faults import FaultInjector
-from .signing import signature_headers
+from service.emulators.common.clock import Clock
+from service.emulators.common.faults import FaultInjector
 
 #: Emulated seconds a reordered notice waits for a successor before it is sent anyway.
 REORDER_HOLD_SECONDS = 1.0
+
+
+class Outgoing(Protocol):
+    """A notice ready to send: where to, and its bytes and headers for one attempt."""
+
+    @property
+    def url(self) -> str: ...
+
+    def render(self, notify_ms: int) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of one attempt (a retry may refresh timestamps or ids)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the control API shows of this notice."""
+        ...
+
+
+N = TypeVar("N", bound=Outgoing)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which statuses deliver, and which failures are retried (``None`` = no answer)."""
+
+    delivered: Callable[[int], bool] = lambda status: status == 200
+    retry: Callable[[int | None], bool] = lambda status: True
 
 
 @dataclass(frozen=True)
@@ -36,20 +62,17 @@ class Attempt:
 
 
 @dataclass(eq=False)
-class Delivery:
+class Delivery(Generic[N]):
     """One copy of a notice on its way: its attempts and how it ended."""
 
-    notice: Notice
+    notice: N
     copy: int = 0
     outcome: str = "pending"  # pending | delivered | failed | dropped
     attempts: list[Attempt] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "noticeId": self.notice.notice_id,
-            "productId": self.notice.product_id,
-            "eventType": self.notice.event_type,
-            "sid": self.notice.payload.get("sid"),
+            **self.notice.describe(),
             "copy": self.copy,
             "outcome": self.outcome,
             "attempts": [
@@ -59,13 +82,13 @@ class Delivery:
         }
 
 
-class Notifier:
+class Notifier(Generic[N]):
     """Queue + workers + retry policy. ``client`` may be injected (e.g. an ASGI transport)."""
 
     def __init__(
         self,
         clock: Clock,
-        faults: FaultInjector,
+        faults: FaultInjector[Any],
         *,
         timeout: float = 10.0,
         retry_delays: tuple[float, ...] = (0.0, 2.0, 5.0),
@@ -73,7 +96,11 @@ class Notifier:
         redundant: bool = False,
         log_size: int = 10_000,
         client: httpx.AsyncClient | None = None,
+        policy: RetryPolicy | None = None,
+        name: str = "callbacks",
     ) -> None:
+        self._policy = policy or RetryPolicy()
+        self._name = name
         self._clock = clock
         self._faults = faults
         self._timeout = timeout
@@ -82,15 +109,15 @@ class Notifier:
         self._redundant = redundant
         self._client = client
         self._owns_client = client is None
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._queue: asyncio.Queue[Delivery[N]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
-        self._held: list[Delivery] = []
-        self.log: deque[Delivery] = deque(maxlen=log_size)
+        self._held: list[Delivery[N]] = []
+        self.log: deque[Delivery[N]] = deque(maxlen=log_size)
         self.stats: Counter[str] = Counter()
 
     # ---- emitting (synchronous, called by the engine) -------------------------------------
 
-    def emit(self, notice: Notice) -> None:
+    def emit(self, notice: N) -> None:
         plan = self._faults.callback_plan(self._redundant)
         self.stats["emitted"] += 1
         if plan.drop:
@@ -116,7 +143,7 @@ class Notifier:
         held, self._held = self._held, []
         self._enqueue(held)
 
-    def _enqueue(self, deliveries: list[Delivery]) -> None:
+    def _enqueue(self, deliveries: list[Delivery[N]]) -> None:
         for delivery in deliveries:
             self._queue.put_nowait(delivery)
         if deliveries:
@@ -135,7 +162,7 @@ class Notifier:
             limits = httpx.Limits(max_connections=self._concurrency * 2)
             self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
         self._workers = [
-            asyncio.create_task(self._work(), name=f"agora-ncs-{i}")
+            asyncio.create_task(self._work(), name=f"{self._name}-{i}")
             for i in range(self._concurrency)
         ]
 
@@ -167,12 +194,11 @@ class Notifier:
             finally:
                 self._queue.task_done()
 
-    async def _attempt(self, delivery: Delivery) -> None:
+    async def _attempt(self, delivery: Delivery[N]) -> None:
         assert self._client is not None
         notice = delivery.notice
         notify_ms = self._clock.now_ms()
-        body = json.dumps(notice.envelope(notify_ms), separators=(",", ":"), ensure_ascii=False)
-        raw = body.encode()
+        raw, headers = notice.render(notify_ms)
         status: int | None = None
         error: str | None = None
         try:
@@ -181,7 +207,7 @@ class Notifier:
                 self._client.post(
                     notice.url,
                     content=raw,
-                    headers=signature_headers(raw, notice.secret),
+                    headers=headers,
                     timeout=self._timeout,
                 ),
                 self._timeout,
@@ -191,12 +217,12 @@ class Notifier:
             error = type(exc).__name__
         delivery.attempts.append(Attempt(notify_ms, status, error))
         self.stats["attempts"] += 1
-        if status == 200:
+        if status is not None and self._policy.delivered(status):
             delivery.outcome = "delivered"
             self.stats["delivered"] += 1
             return
         retry = len(delivery.attempts) - 1
-        if retry >= len(self._retry_delays):
+        if retry >= len(self._retry_delays) or not self._policy.retry(status):
             delivery.outcome = "failed"
             self.stats["failed"] += 1
             return

@@ -1,0 +1,5 @@
+"""``python -m service.emulators.cloudflare``: the emulator as a server."""
+
+from .cli import run
+
+raise SystemExit(run())

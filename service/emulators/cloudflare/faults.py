@@ -1,0 +1,41 @@
+"""RealtimeKit's faults: its endpoints and plausible transient errors, on the shared injector.
+
+The doc names no error bodies for RealtimeKit; the transient ones here are the gateway statuses
+any Cloudflare API may answer (500, 502, 503), and a hung request ends in 504. A 502 or 504 may
+have been carried out (``side_effect_rate``), like Agora's 65/62.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from service.emulators.common import faults as common
+from service.emulators.common.faults import ErrorTable
+
+ENDPOINTS = ("start", "get", "list", "active", "stop", "pause", "resume")
+
+_TRANSIENT = (
+    (500, 500, "Internal Server Error"),
+    (502, 502, "Bad Gateway"),
+    (503, 503, "Service Unavailable"),
+)
+TRANSIENT_ERRORS: ErrorTable = dict.fromkeys(ENDPOINTS, _TRANSIENT)
+MAY_HAVE_APPLIED = frozenset({502, 504})
+
+
+class FaultConfig(common.FaultConfig):
+    __doc__ = common.FaultConfig.__doc__
+    ENDPOINTS: ClassVar[tuple[str, ...]] = ENDPOINTS
+
+
+class FaultInjector(common.FaultInjector[FaultConfig]):
+    """The shared injector with RealtimeKit's error table."""
+
+    def __init__(self, config: FaultConfig, seed: int) -> None:
+        super().__init__(
+            config,
+            seed,
+            errors=TRANSIENT_ERRORS,
+            timeout=(504, 504, "Gateway Timeout"),
+            may_have_applied=MAY_HAVE_APPLIED,
+        )
