@@ -174,7 +174,9 @@ class Executor:
             "channel": spec.channel,
             "mode": spec.mode,
         }
-        key = intent_id(room, desired.generation, action.segment or 0, f"start:{resource_id}")
+        key = intent_id(
+            room, desired.generation, action.segment or 0, f"start:{resource_id}", action.attempt
+        )
         await self._append(room, "intent.start", key, base)
         result = await self.provider.start(
             self._request(room, desired, action), Reservation(resource_id=resource_id)

@@ -230,7 +230,12 @@ def _pending_segment(
         if o.channel_empty is True:  # emptied since the reserve: never start into it
             return None, "waiting: channel is empty; will start on the next join"
         start = Action(
-            "start", "start: resource reserved", cur.segment, cur.uid, resource_id=cur.resource_id
+            "start",
+            "start: resource reserved",
+            cur.segment,
+            cur.uid,
+            resource_id=cur.resource_id,
+            attempt=max(cur.attempts - 1, 0),  # the reservation's own attempt: the same intent
         )
         actions.append(start)
         return cfg.first_query_delay, "starting"

@@ -34,10 +34,13 @@ def event_ms(event: Event) -> int:
     events (API, reconciler) carry our clock in ``occurred_at``.
     """
     if event.source in _PROVIDER_SOURCES:
-        when = event.received_at
-    else:
-        when = event.occurred_at or event.received_at
-    return int(when.timestamp() * 1000)
+        return int(event.received_at.timestamp() * 1000)
+    return provider_ms(event)
+
+
+def provider_ms(event: Event) -> int:
+    """When the sender says the event happened: to order a provider's events among themselves."""
+    return int((event.occurred_at or event.received_at).timestamp() * 1000)
 
 
 def channel_key(provider: str, channel: str) -> str:
@@ -296,7 +299,8 @@ class Presence:
     def apply(self, row: Row | None, event: Event) -> Row | None:
         data: dict[str, Any] = dict(row.data) if row else {"users": {}}
         if event.source == "cloudflare":
-            if not cloudflare.fold_presence(data, event, event_ms(event)):
+            # Ordering among the provider's own events: its clock, not when they reached us.
+            if not cloudflare.fold_presence(data, event, provider_ms(event)):
                 return row
             key = channel_key("cloudflare", event.room or "")
             return Row(self.name, key, key, data, event.seq)

@@ -81,7 +81,9 @@ async def mixed_world(tmp_path: Path, config: PlanConfig | None = None,
         agora_ncs_secret=[NCS_SECRET],  # type: ignore[list-item]
         cloudflare_webhook_public_key=PUBLIC_PEM,  # type: ignore[arg-type]
     )
-    intake = create_app(settings, store=store)
+    intake = create_app(  # "our time" is the emulators' (kept in step): the intake's too
+        settings, store=store, clock=lambda: datetime.fromtimestamp(agora.clock.now(), UTC)
+    )
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         await stack.enter_async_context(intake.router.lifespan_context(intake))

@@ -117,7 +117,7 @@ class CloudflareWebhook:
             event = replace(event, dedup_key=self._recent[delivery])
         started = time.perf_counter()
         try:
-            appended = await self._ctx.store.append(event)
+            appended = await self._ctx.store.append(replace(event, received_at=self._ctx.clock()))
         except Exception as exc:
             log.error("append failed", dedup_key=event.dedup_key, error=repr(exc))
             return self._reject(503, "unavailable", "the event log is unavailable; retry")

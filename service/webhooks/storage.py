@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -214,7 +215,9 @@ class StorageWebhook:
         stored = duplicates = 0
         for event in events:
             try:
-                appended = await self._ctx.store.append(event)
+                appended = await self._ctx.store.append(
+                    replace(event, received_at=self._ctx.clock())
+                )
             except Exception as exc:
                 log.error("append failed", dedup_key=event.dedup_key, error=repr(exc))
                 return self._reject(503, "unavailable", "the event log is unavailable; retry")
