@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,21 +26,23 @@ def test_the_demo_tells_a_true_story_and_leaves_a_log_to_explore(
     text = out.getvalue()
     assert "healed: standup records again" in text
     story = text.split("The story, from the event log:")[1]
-    assert "standup    reconciler: started segment 1" in story, "the killed recorder replaced"
-    assert "lecture    reconciler: stopped sid" in story
-    assert story.count("reconciler: started segment") == 4, "three rooms, one heal, no doubles"
+    assert "standup       reconciler: started segment 1" in story, "the killed recorder replaced"
+    assert "design-review reconciler: started segment 1" in story, "and the Cloudflare one"
+    assert "lecture       reconciler: stopped sid" in story
+    assert story.count("reconciler: started segment") == 6, "four rooms, two heals, no doubles"
+    assert re.search(r"lecture +processing ", text), "the stopped recording is in the catalog"
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
     capsys.readouterr()
     assert cli.main(["status", "--json"]) == 0
     views = {v["key"]: v for v in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert set(views) == {"demo/standup", "demo/lecture", "demo/townhall"}
+    assert set(views) == {"demo/standup", "demo/lecture", "demo/townhall", "demo/design-review"}
     assert views["demo/lecture"]["spec"]["state"] == "stopped"
     assert views["demo/standup"]["observed"]["segment"] == 1
     assert cli.main(["status"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["ROOM", "DESIRED", "PROVIDER", "SESSION", "RECORDING", "REASON"]
-    assert len(table) == 4
+    assert len(table) == 5
     assert cli.main(["status", "demo/nowhere"]) == 1
 
 

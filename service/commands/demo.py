@@ -1,8 +1,9 @@
 """``recctl demo [--keep]``: the whole product on this machine, with no credentials.
 
-It serves the Agora emulator and the service on loopback (real HTTP, a fresh SQLite file),
-declares rooms through the API, has users join, kills a recorder, lets the service heal it,
-declares one room stopped, and tells the story from the event log. It ends by itself; ``--keep``
+It serves the Agora and Cloudflare emulators and the service on loopback (real HTTP, a fresh
+SQLite file), declares rooms through the API, has users join, kills a recorder of each provider,
+lets the service heal them, declares one room stopped, shows the recordings catalog, and tells
+the story from the event log. It ends by itself; ``--keep``
 leaves both servers running for exploring, until Ctrl-C.
 """
 
@@ -30,6 +31,8 @@ from service.config import Settings
 from service.store import open_store
 
 TENANT = "demo"
+CLOUDFLARE_ROOM = "design-review"
+MEETING = "bbb0a1c2-demo-meeting"
 WAIT_SECONDS = 60.0
 ROOMS: dict[str, dict[str, Any]] = {
     "standup": {"mode": "mix", "options": {"recordingConfig": {"maxIdleTime": 30}}},
@@ -73,6 +76,7 @@ class Demo:
 
     api: httpx.AsyncClient
     emulator: httpx.AsyncClient
+    cloudflare: httpx.AsyncClient
     out: TextIO
 
     def say(self, text: str) -> None:
@@ -110,14 +114,36 @@ class Demo:
             await asyncio.sleep(0.05)  # polling the API, as a user would
         return time.monotonic() - started
 
+    async def cloudflare_live(self, meeting: str) -> list[dict[str, Any]]:
+        response = await self.cloudflare.get(
+            "/_emulator/recordings", params={"meeting_id": meeting, "live": "true"}
+        )
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+        return found
+
     async def run(self) -> dict[str, float]:
         figures: dict[str, float] = {}
+        await self.cloudflare.post(
+            f"/_emulator/meetings/{MEETING}/participants", json={"peer_id": "p1"}
+        )
+        await self.declare(
+            CLOUDFLARE_ROOM, state="recording", provider="cloudflare", channel=MEETING, mode="mix"
+        )
+        self.say(f"declared {CLOUDFLARE_ROOM} on Cloudflare RealtimeKit (meeting {MEETING})")
         self.say("users join 'standup' (11, 12) and 'lecture' (21); nobody is in 'townhall' yet")
         for channel, uid in (("standup", 11), ("standup", 12), ("lecture", 21)):
             await self.join(channel, uid)
         for room, spec in ROOMS.items():
-            await self.declare(room, state="recording", **spec)
-        self.say(f"declared {', '.join(ROOMS)}: state=recording")
+            if room == "lecture":  # through the recordings API our users already have
+                started = await self.api.post(f"/api/v1/rooms/{room}/recordings/start", json=spec)
+                started.raise_for_status()
+            else:
+                await self.declare(room, state="recording", **spec)
+        self.say(
+            "declared standup and townhall (PUT /v1/rooms/.../recording) and started lecture "
+            "(POST /api/v1/rooms/lecture/recordings/start)"
+        )
 
         async def recording(*rooms: str) -> bool:
             return all([await self.recording_sid(r) for r in rooms])
@@ -152,13 +178,35 @@ class Demo:
             f"healed: standup records again after {figures['heal_s']:.2f}s, with the spare uid"
         )
 
-        await self.declare("lecture", state="stopped", **ROOMS["lecture"])
+        figures["cloudflare_recording_s"] = await self.until(
+            f"{CLOUDFLARE_ROOM} recording", lambda: recording(CLOUDFLARE_ROOM)
+        )
+        (cf_victim,) = await self.cloudflare_live(MEETING)
+        (
+            await self.cloudflare.post(f"/_emulator/recordings/{cf_victim['id']}/kill")
+        ).raise_for_status()
+        self.say(f"killed {CLOUDFLARE_ROOM}'s Cloudflare recording {cf_victim['id'][:8]} (ERRORED)")
+
+        async def cf_healed() -> bool:
+            sid = await self.recording_sid(CLOUDFLARE_ROOM)
+            return sid is not None and sid != cf_victim["id"]
+
+        figures["cloudflare_heal_s"] = await self.until(f"{CLOUDFLARE_ROOM} healed", cf_healed)
+        self.say(
+            f"healed: {CLOUDFLARE_ROOM} records again after {figures['cloudflare_heal_s']:.2f}s"
+        )
+
+        (await self.api.post("/api/v1/rooms/lecture/recordings/stop")).raise_for_status()
 
         async def lecture_stopped() -> bool:
             return not await self.live_tasks("lecture")
 
         figures["stop_s"] = await self.until("lecture stopped", lecture_stopped)
-        self.say(f"declared lecture stopped: its recorder left after {figures['stop_s']:.2f}s")
+        self.say(f"stopped lecture's recording: its recorder left after {figures['stop_s']:.2f}s")
+        catalog = (await self.api.get("/api/v1/recordings")).json()
+        self.say("the recordings catalog (GET /api/v1/recordings):")
+        for item in catalog["data"]:
+            self.say(f"  {item['room_id']:<14} {item['status']:<11} {item['id']}")
         return figures
 
 
@@ -166,7 +214,7 @@ def narrate(event: Event, start: float) -> str | None:
     """One line of the story for the events a person cares about; ``None`` for the rest."""
     p = event.payload
     when = f"+{(event.received_at.timestamp() - start):6.2f}s"
-    room = (event.room or "-").removeprefix(f"{TENANT}/")
+    room = (event.room or "-").removeprefix(f"{TENANT}/")[:13]
     text: str | None = None
     if event.type == "room.desired":
         spec = p.get("spec", {})
@@ -186,9 +234,12 @@ def narrate(event: Event, start: float) -> str | None:
         user = p.get("payload", {})
         who = "recorder" if user.get("clientType") == 10 else "user"
         text = f"Agora: {who} {user.get('uid')} {verb}"
+    elif event.type == "cloudflare.recording.statusUpdate":
+        recording = p.get("recording", {})
+        text = f"Cloudflare: recording {str(recording.get('id'))[:8]} {recording.get('status')}"
     elif event.type in ("agora.session_exit", "agora.recorder_leave", "agora.session_failover"):
         text = f"Agora: {event.type.removeprefix('agora.')} sid {str(event.session)[:8]}"
-    return None if text is None else f"  {when}  {room:<10} {text}"
+    return None if text is None else f"  {when}  {room:<13} {text}"
 
 
 async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
@@ -196,7 +247,10 @@ async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
     from service.runtime import build_app
 
     out = out or sys.stdout
-    emulator_port, service_port = _free_port(), _free_port()
+    from service.emulators.cloudflare import CloudflareEmulator
+    from service.emulators.cloudflare.config import EmulatorConfig as CloudflareConfig
+
+    emulator_port, service_port, cloudflare_port = _free_port(), _free_port(), _free_port()
     ncs_secret, key, secret, token, s3_key, s3_secret = (secrets.token_hex(16) for _ in range(6))
     emulator = AgoraEmulator(
         EmulatorConfig(
@@ -204,6 +258,14 @@ async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
             customer_secret=secret,
             ncs_secret=ncs_secret,
             callback_url=f"http://127.0.0.1:{service_port}/webhooks/agora",
+            seed=1,
+        )
+    )
+    cf_token = secrets.token_hex(16)
+    cloudflare = CloudflareEmulator(
+        CloudflareConfig(
+            api_token=cf_token,
+            webhook_url=f"http://127.0.0.1:{service_port}/webhooks/cloudflare",
             seed=1,
         )
     )
@@ -226,21 +288,28 @@ async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
             }
         },
         query_interval_seconds=10,
+        cloudflare_account_id=cloudflare.config.account_id,
+        cloudflare_app_id=cloudflare.config.app_id,
+        cloudflare_api_token=cf_token,
+        cloudflare_api_base_url=f"http://127.0.0.1:{cloudflare_port}/client/v4",
+        cloudflare_webhook_public_key=cloudflare.public_key_pem,
     )
     out.write(
-        f"recctl demo: Agora emulator on :{emulator_port}, service on :{service_port}, "
-        f"event log {db}\n"
+        f"recctl demo: Agora emulator on :{emulator_port}, Cloudflare emulator on "
+        f":{cloudflare_port}, service on :{service_port}, event log {db}\n"
     )
     started = time.time()
     async with (
         _serve(emulator.app, emulator_port) as emulator_url,
+        _serve(cloudflare.app, cloudflare_port) as cloudflare_url,
         _serve(build_app(settings), service_port) as service_url,
         httpx.AsyncClient(
             base_url=service_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
         ) as api,
         httpx.AsyncClient(base_url=emulator_url, timeout=10) as emulator_client,
+        httpx.AsyncClient(base_url=cloudflare_url, timeout=10) as cloudflare_client,
     ):
-        figures = await Demo(api, emulator_client, out).run()
+        figures = await Demo(api, emulator_client, cloudflare_client, out).run()
         out.write("\nThe story, from the event log:\n")
         store = await open_store(settings.database_url, PROJECTIONS)
         try:
@@ -251,7 +320,8 @@ async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
         finally:
             await store.close()
         out.write(
-            f"\nHealed a killed recorder in {figures['heal_s']:.2f}s; "
+            f"\nHealed a killed Agora recorder in {figures['heal_s']:.2f}s and a killed "
+            f"Cloudflare recording in {figures['cloudflare_heal_s']:.2f}s; "
             "nothing was started twice.\n"
             "Explore the log and the rooms (the service need not run):\n"
             f"  DATABASE_URL=sqlite:///{db} recctl events --room {TENANT}/standup\n"
