@@ -35,6 +35,7 @@ from service.app import create_app
 from service.config import Settings
 from service.context import AppContext
 from service.controller import Controller
+from service.openapi import openapi
 from service.storage.s3 import build_storages
 from service.wiring import plan_config, storage_resolver
 
@@ -155,6 +156,7 @@ class Runtime:
             return handler
 
         return [
+            Route("/openapi.json", openapi, methods=["GET"]),
             Route("/v1/rooms", delegate("list_rooms"), methods=["GET"]),
             Route("/v1/rooms/{room}/recording", delegate("get"), methods=["GET"]),
             Route("/v1/rooms/{room}/recording", delegate("put"), methods=["PUT"]),
