@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from service.config import Settings
 from service.runtime import build_app
@@ -31,10 +31,10 @@ from tests.procs import Server, clean_env, free_port
 
 TOKEN = "bad-input-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-STORAGE = {"default": {"kind": "s3", "bucket": "b", "access_key_id": "AK", "secret_access_key": "S"}}
-FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+STORAGE = {
+    "default": {"kind": "s3", "bucket": "b", "access_key_id": "AK", "secret_access_key": "S"}
+}
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def service_settings(db: Path) -> Settings:
@@ -86,7 +86,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 # -- strategies --------------------------------------------------------------------------------
 
 json_scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
 )
 json_values = st.recursive(
     json_scalars,

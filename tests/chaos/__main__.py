@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -53,7 +52,9 @@ def summarize(reports: list[RunReport], cfg: ChaosConfig) -> dict[str, Any]:
 
 def table(summary: dict[str, Any]) -> str:
     def fmt(value: Any) -> str:
-        return "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
+        return (
+            "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
+        )
 
     width = max(len(k) for k in summary)
     return "\n".join(f"{k.ljust(width)}  {fmt(v)}" for k, v in summary.items())
@@ -94,7 +95,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "summary": summary,
         "runs": [r.to_json() for r in reports],
     }
-    out.write_text(json.dumps(document, indent=2))
+    await asyncio.to_thread(out.write_text, json.dumps(document, indent=2))
     return 1 if summary["failed_runs"] else 0
 
 

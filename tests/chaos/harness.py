@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -186,22 +187,40 @@ class ChaosRun:
     def _start_emulator(self) -> Server:
         cfg = self.cfg
         command = [
-            sys.executable, "-m", "service.cli", "emulate", "agora",
-            "--port", str(self.emu_port),
-            "--ncs-secret", NCS_SECRET,
-            "--callback-url", f"{self.svc_url}/webhooks/agora",
-            "--speed", str(cfg.speed),
-            "--seed", str(cfg.seed),
-            "--fault-seed", str(cfg.seed),
-            "--failover-seconds", str(cfg.emulator_failover),
-            "--startup-seconds", "0.5",
-            "--exit-seconds", "0.5",
-            "--slice-seconds", "2",
-            "--qps-limit", "50",
-            "--callback-timeout", "2",
-            "--callback-retry-delays", "0,0.5,1",
-            "--side-effect-rate", "0.5",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "service.cli",
+            "emulate",
+            "agora",
+            "--port",
+            str(self.emu_port),
+            "--ncs-secret",
+            NCS_SECRET,
+            "--callback-url",
+            f"{self.svc_url}/webhooks/agora",
+            "--speed",
+            str(cfg.speed),
+            "--seed",
+            str(cfg.seed),
+            "--fault-seed",
+            str(cfg.seed),
+            "--failover-seconds",
+            str(cfg.emulator_failover),
+            "--startup-seconds",
+            "0.5",
+            "--exit-seconds",
+            "0.5",
+            "--slice-seconds",
+            "2",
+            "--qps-limit",
+            "50",
+            "--callback-timeout",
+            "2",
+            "--callback-retry-delays",
+            "0,0.5,1",
+            "--side-effect-rate",
+            "0.5",
+        ]
         return Server.start(command, self.emu_port, self.env, self.dir / "emulator.log")
 
     def _start_service(self) -> Server:
@@ -322,7 +341,7 @@ class ChaosRun:
             else:
                 await self._join(emu, room)
         elif roll < 0.7:
-            live = (await emu.get("/_emulator/tasks", params={"cname": room, "live": "true"}))
+            live = await emu.get("/_emulator/tasks", params={"cname": room, "live": "true"})
             ours = [t for t in live.json() if UIDS.contains(t["uid"]) and t["phase"] == "running"]
             if ours:
                 victim = rng.choice(ours)
@@ -428,9 +447,8 @@ class ChaosRun:
 
     def _check_log(self) -> None:
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as db:
-            rows = db.execute(
-                "SELECT source, dedup_key, room, type, payload, received_at FROM events ORDER BY seq"
-            ).fetchall()
+            columns = "source, dedup_key, room, type, payload, received_at"
+            rows = db.execute(f"SELECT {columns} FROM events ORDER BY seq").fetchall()
         keys = {(src, key) for src, key, *_ in rows}
         generations: dict[str, int] = {}
         desire: dict[str, list[tuple[float, str]]] = {}
@@ -522,5 +540,5 @@ def _projection_rows(db: Path) -> dict[tuple[str, str], tuple[Any, ...]]:
 
 
 async def run_seed(cfg: ChaosConfig, workdir: Path) -> RunReport:
-    workdir.mkdir(parents=True, exist_ok=True)
+    os.makedirs(workdir, exist_ok=True)
     return await ChaosRun(cfg, workdir).execute()
