@@ -71,6 +71,7 @@ async def main_async(args: argparse.Namespace) -> int:
             cfg = ChaosConfig(seed=seed, chaos_seconds=args.chaos_seconds, rooms=args.rooms)
             report = await run_seed(cfg, root / f"seed-{seed}")
             reports.append(report)
+            await write(sorted(reports, key=lambda r: r.seed))  # partial runs keep their figures
             problems = report.failures(cfg)
             status = "ok" if not problems else "FAIL " + "; ".join(problems)
             conv = "-" if report.convergence_s is None else f"{report.convergence_s:.1f}s"
@@ -80,22 +81,27 @@ async def main_async(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    started = time.monotonic()
     seeds = range(args.first, args.first + args.seeds)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    async def write(done: list[RunReport]) -> dict[str, Any]:
+        summary = summarize(done, base)
+        document = {
+            "config": {**base.__dict__, "seed": None, "seeds": list(seeds), "jobs": args.jobs},
+            "summary": summary,
+            "runs": [r.to_json() for r in done],
+        }
+        await asyncio.to_thread(out.write_text, json.dumps(document, indent=2))
+        return summary
+
+    started = time.monotonic()
     await asyncio.gather(*(one(s) for s in seeds))
     reports.sort(key=lambda r: r.seed)
-    summary = summarize(reports, base)
+    summary = await write(reports)
     print()
     print(table(summary))
     print(f"\n{len(reports)} seeds in {time.monotonic() - started:.0f}s; run dirs in {root}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "config": {**base.__dict__, "seed": None, "seeds": list(seeds), "jobs": args.jobs},
-        "summary": summary,
-        "runs": [r.to_json() for r in reports],
-    }
-    await asyncio.to_thread(out.write_text, json.dumps(document, indent=2))
     return 1 if summary["failed_runs"] else 0
 
 
