@@ -30,6 +30,13 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/pytest -q -s tests/bench -p no:cacheprovider --bench
 
+# `make chaos [SEEDS=100] [JOBS=2]`: seeded chaos runs (real processes, kill -9), a table, and
+# bench-results/chaos.json; exits 1 when a run breaks an invariant.
+SEEDS ?= 100
+JOBS ?= 2
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --seeds $(SEEDS) --jobs $(JOBS) --out bench-results/chaos.json
+
 serve: $(STAMP)
 	$(BIN)/recctl serve
 

@@ -215,7 +215,13 @@ class Sessions:
         elif event.type == "result.stop":
             data.setdefault("sid", p["sid"])
             data["stop_requested"] = True
-            if p.get("outcome") in (None, "ended"):
+            if p.get("outcome") == "ended" and p.get("http_status") == 404 and not ended:
+                # 404 is also what a task failing over answers (agora.md §3): not proof that
+                # it is gone. Missing, not ended: queried, and stopped again if it comes back.
+                data.update(state="missing", stop_requested=False)
+                if data.get("not_found_since_ms") is None:
+                    data["not_found_since_ms"] = at
+            elif p.get("outcome") in (None, "ended"):
                 data["state"] = "ended"
                 data.setdefault("exit_reason", "stopped")
             if p.get("files"):

@@ -26,6 +26,7 @@ from service.api.auth import tenant_of
 from service.api.errors import ApiError, from_validation
 from service.api.schemas import ROOM_NAME, RecordingSpecIn, RoomView
 from service.api.views import room_view
+from service.http import BodyTooLarge, read_body
 
 MAX_BODY = 64 * 1024
 
@@ -210,12 +211,13 @@ class RoomsApi:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", f"body: over {MAX_BODY} bytes", "body")
+    try:  # streamed with the limit: a huge body is refused before it is all in memory
+        raw = await read_body(request, MAX_BODY)
+    except BodyTooLarge:
+        raise ApiError(413, "too_large", f"body: over {MAX_BODY} bytes", "body") from None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting must be a 400, not a 500
         raise ApiError(400, "bad_json", "body: not valid JSON", "body") from None
 
 
