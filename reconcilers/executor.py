@@ -223,7 +223,9 @@ class Executor:
         report: ExecutionReport,
     ) -> None:
         generation = desired.generation if desired else 0
-        key = intent_id(room, generation, action.segment or -1, f"stop:{handle.sid}")
+        key = intent_id(
+            room, generation, action.segment or -1, f"stop:{handle.sid}", action.attempt
+        )
         base = {
             "sid": handle.sid,
             "provider": handle.provider,

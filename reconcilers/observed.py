@@ -29,9 +29,11 @@ class SessionObs:
     last_progress_ms: int | None = None
     last_query_ms: int | None = None
     not_found_since_ms: int | None = None
-    stop_requested: bool = False
+    stop_requested: bool = False  # a stop succeeded (the provider took it)
     exit_reason: str | None = None
     applied_live: str | None = None
+    stop_intent_ms: int | None = None  # a stop was begun and its result is not in yet
+    stop_attempts: int = 0
 
     @property
     def alive(self) -> bool:
@@ -129,6 +131,8 @@ def observe(
             last_query_ms=row.get("last_query_ms"),
             not_found_since_ms=row.get("not_found_since_ms"),
             stop_requested=bool(row.get("stop_requested")),
+            stop_intent_ms=row.get("stop_intent_ms"),
+            stop_attempts=int(row.get("stop_attempts") or 0),
             exit_reason=row.get("exit_reason"),
             applied_live=row.get("applied_live"),
         )

@@ -59,6 +59,7 @@ class PlanConfig:
     reservation_ttl: float = 240.0  # Agora's resource lives 300 s; keep a margin
     adoption_window: float = 60.0
     rollover_margin: float = 300.0
+    stop_retry_after: float = 30.0  # a stop intent with no result (a crash): stop again
 
 
 def live_hash(options: dict[str, Any]) -> str:
@@ -81,7 +82,23 @@ def _age(now_ms: int, then_ms: int | None) -> float:
 
 
 def _stop(session: SessionObs, reason: str) -> Action:
-    return Action("stop", reason, segment=session.segment, uid=session.uid, sid=session.sid)
+    return Action(
+        "stop",
+        reason,
+        segment=session.segment,
+        uid=session.uid,
+        sid=session.sid,
+        attempt=session.stop_attempts,
+    )
+
+
+def _stopping(s: SessionObs, now_ms: int, cfg: PlanConfig) -> bool:
+    """A stop was taken by the provider, or begun so recently that its result may be coming.
+
+    A stop intent without a result (the service died mid-call) ages out, and is tried again.
+    """
+    pending = s.stop_intent_ms is not None and _age(now_ms, s.stop_intent_ms) < cfg.stop_retry_after
+    return s.stop_requested or pending
 
 
 def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
@@ -89,7 +106,7 @@ def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanCo
     actions: list[Action] = [
         _stop(s, "not desired")
         for s in o.sessions
-        if s.alive and not s.stop_requested and (s.ours or own) and s.state != "missing"
+        if s.alive and not _stopping(s, now_ms, cfg) and (s.ours or own) and s.state != "missing"
     ]
     cur = o.current
     pending = (
@@ -99,14 +116,24 @@ def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanCo
         and cur.start_failed is None
         and _age(now_ms, cur.start_intent_ms) < cfg.adoption_window
     )
-    missing = [s for s in o.sessions if s.ours and s.state == "missing" and not s.stop_requested]
+    missing = [
+        s
+        for s in o.sessions
+        if s.ours and s.state == "missing" and not _stopping(s, now_ms, cfg)
+    ]
     requeue: float | None = None
     if pending:
         requeue = cfg.first_query_delay  # a start may have landed: wait to adopt, then stop it
+    if any(s.alive and s.stop_intent_ms is not None and not s.stop_requested for s in o.sessions):
+        requeue = cfg.stop_retry_after  # a stop without a result: look again, stop again
     for s in missing:
-        if _age(now_ms, s.not_found_since_ms) < cfg.failover_window:
+        # A 404 may be a failover (agora.md §3): look until the window ends, and once after.
+        left = cfg.failover_window - _age(now_ms, s.not_found_since_ms)
+        if left > -cfg.first_query_delay:
             actions.append(Action("query", "missing: confirm before giving up", sid=s.sid))
-            requeue = cfg.first_query_delay * 2
+            if left > 0:
+                nxt = min(cfg.first_query_delay * 2, left + 1.0)
+                requeue = nxt if requeue is None else min(requeue, nxt)
     summary = f"stop {len(actions)} session(s)" if actions else "stopped"
     return Plan(tuple(actions), requeue, summary)
 
@@ -169,7 +196,7 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         begin("restart: session ended" if session else "restart: session unknown")
     elif session.state == "missing":
         window_left = cfg.failover_window - _age(now_ms, session.not_found_since_ms)
-        if d.spec.recovery == "aggressive" and not session.stop_requested:
+        if d.spec.recovery == "aggressive" and not _stopping(session, now_ms, cfg):
             actions.append(_stop(session, "aggressive recovery: replace a missing recorder"))
             begin("recover: 404, aggressive")
         elif window_left > 0:
@@ -178,12 +205,12 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
             summary = f"waiting for failover ({window_left:.0f}s left)"
         else:
             begin("restart: gone after the failover window")
-    elif session.state in ("stopping",) or session.stop_requested:
+    elif session.state in ("stopping",) or _stopping(session, now_ms, cfg):
         begin("restart: session is stopping")
     else:
         healthy, requeue, summary = _check_live(d, cur, session, now_ms, cfg, actions, begin)
 
-    _retire_others(d, o, cur, healthy, actions)
+    _retire_others(d, o, cur, healthy, actions, now_ms, cfg)
     return _finish(actions, requeue, summary, o, d)
 
 
@@ -287,13 +314,21 @@ def _check_live(
 
 
 def _retire_others(
-    d: Desired, o: Observed, cur: SegmentObs | None, healthy: bool, actions: list[Action]
+    d: Desired,
+    o: Observed,
+    cur: SegmentObs | None,
+    healthy: bool,
+    actions: list[Action],
+    now_ms: int,
+    cfg: PlanConfig,
 ) -> None:
     """Stop what is redundant: older segments once the current one records, foreign recorders
     only where the spec owns the channel."""
     current_sid = cur.sid if cur is not None else None
     for s in o.sessions:
-        if s.sid == current_sid or not s.alive or s.stop_requested or s.state == "missing":
+        if s.sid == current_sid or not s.alive or s.state == "missing":
+            continue
+        if _stopping(s, now_ms, cfg):
             continue
         if cur is not None and cur.sid is None and s.uid == cur.uid:
             continue  # about to be adopted

@@ -211,10 +211,15 @@ class Sessions:
                 data["files"] = sorted(set(data.get("files", [])) | set(p["files"]))
         elif event.type == "intent.stop":
             data.setdefault("sid", p["sid"])
-            data["stop_requested"] = True
+            data["stop_intent_ms"] = at
+            data["stop_attempts"] = int(data.get("stop_attempts") or 0) + 1
         elif event.type == "result.stop":
             data.setdefault("sid", p["sid"])
-            data["stop_requested"] = True
+            data["stop_intent_ms"] = None
+            # Only a stop the provider took counts: a failed one is tried again.
+            data["stop_requested"] = p.get("outcome") in (None, "ended") or bool(
+                data.get("stop_requested")
+            )
             if p.get("outcome") == "ended" and p.get("http_status") == 404 and not ended:
                 # 404 is also what a task failing over answers (agora.md §3): not proof that
                 # it is gone. Missing, not ended: queried, and stopped again if it comes back.

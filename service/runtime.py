@@ -37,7 +37,7 @@ from service.context import AppContext
 from service.controller import Controller
 from service.openapi import openapi
 from service.storage.s3 import build_storages
-from service.wiring import plan_config, storage_resolver
+from service.wiring import plan_config, provider_limiter, safe_rate, storage_resolver
 
 log = structlog.get_logger("runtime")
 
@@ -71,7 +71,7 @@ def build_providers(
                 base_url=settings.cloudflare_api_base_url,
             ),
             transport=cloudflare_transport,
-            before_request=TokenBucket(settings.cloudflare_rate_limit_qps).acquire,
+            before_request=provider_limiter(settings.cloudflare_rate_limit_qps).acquire,
         )
     return providers
 
@@ -102,7 +102,7 @@ class Runtime:
     @asynccontextmanager
     async def component(self, ctx: AppContext) -> AsyncIterator[Runtime]:
         settings = self.settings
-        limiter = TokenBucket(settings.agora_rate_limit_qps)
+        limiter = provider_limiter(settings.agora_rate_limit_qps)
         self.providers = build_providers(
             settings, limiter, self.transport, self.cloudflare_transport
         )
@@ -110,7 +110,7 @@ class Runtime:
         self.controller = Controller(
             reconciler,
             ctx.metrics.registry,
-            rate_per_s=settings.agora_rate_limit_qps,
+            rate_per_s=safe_rate(settings.agora_rate_limit_qps),
             workers=settings.reconcile_workers,
             resync_interval=settings.resync_interval_seconds,
             clock=self.clock,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from reconcilers.identity import UidRange
 from reconcilers.plan import PlanConfig
 from reconcilers.providers.base import StorageTarget
+from reconcilers.ratelimit import TokenBucket
 from service.config import Settings, StorageProfile
 
 
@@ -44,3 +45,18 @@ def plan_config(settings: Settings) -> PlanConfig:
         stall_threshold=settings.stall_threshold_seconds,
         failover_window=settings.failover_window_seconds,
     )
+
+
+def safe_rate(limit: float) -> float:
+    """The steady rate that keeps every one-second window at or under a provider's ``limit``.
+
+    A bucket holding one token admits ``1 + rate`` calls in any second, so it runs at
+    ``limit - 1``: Agora counts requests per second per App ID, and how it draws its windows
+    is not documented, so no window may see more than the limit.
+    """
+    return limit - 1 if limit >= 2 else limit / 2
+
+
+def provider_limiter(limit: float, clock: Callable[[], float] | None = None) -> TokenBucket:
+    """The token bucket in front of every call to one provider account (see :func:`safe_rate`)."""
+    return TokenBucket(safe_rate(limit), burst=1, clock=clock)

@@ -226,6 +226,9 @@ def observations(draw: st.DrawFn) -> Observed:
             draw(times),
             draw(st.booleans()),
             draw(st.sampled_from([None, "no_users"])),
+            None,
+            draw(times),
+            draw(st.integers(0, 2)),
         )
         for sid in draw(st.lists(st.sampled_from(sids), unique=True))
         for uid in [draw(uids)]
@@ -265,6 +268,7 @@ def test_properties_of_every_plan(d: Desired | None, o: Observed) -> None:
     for sid in stops:
         s = by_sid[sid]
         assert s.alive and not s.stop_requested
+        assert s.stop_intent_ms is None or NOW - s.stop_intent_ms >= CFG.stop_retry_after * 1000
         ours = s.ours or sid in {seg.sid for seg in o.segments}
         assert ours or (d is not None and d.spec.own_channel), "never stop a foreign recorder"
     if d is None or d.spec.state == "stopped":
@@ -322,3 +326,26 @@ def test_a_session_that_just_reported_recording_is_young_not_stalled() -> None:
     seg = SegmentObs(0, UID0, "res", NOW - 4_000, NOW - 3_000, None, "sid0", NOW - 2_000)
     sess = SessionObs("sid0", UID0, "recording", True, 0, NOW - 2_000)
     assert kinds(plan(desired(), Observed((seg,), (sess,)), NOW, CFG)) == []
+
+
+def test_seed_7_stop_intent_without_result_is_stopped_again() -> None:
+    """Chaos seed 7: the service died between a stop's intent and its result; the stop was
+    never retried and the recorder of a stopped room lived on."""
+    young = running(stop_intent_ms=NOW - 5_000, stop_attempts=1)
+    assert kinds(plan(desired(state="stopped"), young, NOW, CFG)) == []
+    old = running(stop_intent_ms=NOW - 60_000, stop_attempts=1)
+    (stop,) = plan(desired(state="stopped"), old, NOW, CFG).actions
+    assert (stop.kind, stop.attempt) == ("stop", 1), "a new attempt: a new intent id"
+
+
+def test_seed_10_missing_after_a_stop_is_checked_at_the_window_end_and_once_after() -> None:
+    """Chaos seed 10: with re-checks every 10 s a short failover window got one look at most,
+    and a task back from failover (its notifications dropped) lived on."""
+    cfg = PlanConfig(failover_window=4.0)
+    o = running("missing", not_found_since_ms=NOW - 1_000)
+    p = plan(desired(state="stopped"), o, NOW, cfg)
+    assert kinds(p) == ["query"] and p.requeue_after == 4.0  # at the window's end, not 10 s
+    just_after = running("missing", not_found_since_ms=NOW - 6_000)
+    assert kinds(plan(desired(state="stopped"), just_after, NOW, cfg)) == ["query"]
+    long_gone = running("missing", not_found_since_ms=NOW - 20_000)
+    assert kinds(plan(desired(state="stopped"), long_gone, NOW, cfg)) == []

@@ -258,3 +258,21 @@ async def test_on_a_real_loop_acquires_are_spaced_by_the_rate() -> None:
     start = loop.time()
     await asyncio.wait_for(asyncio.gather(*(bucket.acquire() for _ in range(4))), 5)
     assert loop.time() - start >= 3 / 200 - 1e-3
+
+
+@pytest.mark.parametrize("limit", [1.0, 2.0, 5.0, 10.0, 200.0])
+def test_provider_limiter_never_lets_a_one_second_window_exceed_the_limit(limit: float) -> None:
+    """A full bucket plus a second's refill would be ``burst + rate`` calls in one window: the
+    provider's limiter holds one token and runs one call per second under the limit."""
+    from service.wiring import provider_limiter
+
+    now = [0.0]
+    bucket = provider_limiter(limit, clock=lambda: now[0])
+    admitted: list[float] = []
+    for step in range(5_000):  # five seconds of greedy demand, every millisecond
+        now[0] = step / 1000
+        while bucket.try_acquire():
+            admitted.append(now[0])
+    for start in (t / 100 for t in range(400)):  # sliding windows, 10 ms apart
+        assert sum(1 for t in admitted if start <= t < start + 1) <= limit
+    assert len(admitted) >= (limit - 1 if limit >= 2 else limit / 2) * 4

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,12 +32,12 @@ from reconcilers.plan import Action
 from reconcilers.projections import channel_key
 from reconcilers.storage import ObjectStorage, StorageError, StoredObject
 from service.api.auth import tenant_of
+from service.api.bodies import json_body
 from service.api.errors import ApiError
 from service.api.rooms import RoomsApi
 
 PROCESSING_MESSAGE = "Recording is still being processed. Please try again later."
 RECOVER_MESSAGE = "Recovery initiated. Recording will be reprocessed."
-MAX_BODY = 64 * 1024
 
 
 def iso(ms: int | None) -> str | None:
@@ -408,15 +407,7 @@ async def _storage_call(call: Awaitable[Any]) -> Any:
 
 
 async def _optional_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", f"body: over {MAX_BODY} bytes", "body")
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "bad_json", "body: not valid JSON", "body") from None
+    body = await json_body(request, optional=True)
     if not isinstance(body, dict):
         raise ApiError(422, "invalid", "body: expected an object", "body")
     return body

@@ -7,7 +7,6 @@ projection folds it, and the room is enqueued for the reconciler. Nothing here c
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -23,12 +22,10 @@ from reconcilers.events import NewEvent, Store
 from reconcilers.projections import channel_key
 from reconcilers.providers.base import Provider
 from service.api.auth import tenant_of
+from service.api.bodies import json_body
 from service.api.errors import ApiError, from_validation
 from service.api.schemas import ROOM_NAME, RecordingSpecIn, RoomView
 from service.api.views import room_view
-from service.http import BodyTooLarge, read_body
-
-MAX_BODY = 64 * 1024
 
 
 class Scheduler(Protocol):
@@ -54,7 +51,7 @@ class RoomsApi:
 
     async def put(self, request: Request) -> Response:
         tenant, name, _ = self._room(request)
-        spec = self.spec_from(await _json_body(request), name)
+        spec = self.spec_from(await json_body(request), name)
         view, status = await self.declare(
             tenant, name, spec, request.headers.get("idempotency-key"), request
         )
@@ -208,17 +205,6 @@ class RoomsApi:
         return JSONResponse(
             view.model_dump(), status_code=status, headers={"ETag": f'"{view.generation}"'}
         )
-
-
-async def _json_body(request: Request) -> Any:
-    try:  # streamed with the limit: a huge body is refused before it is all in memory
-        raw = await read_body(request, MAX_BODY)
-    except BodyTooLarge:
-        raise ApiError(413, "too_large", f"body: over {MAX_BODY} bytes", "body") from None
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # deep nesting must be a 400, not a 500
-        raise ApiError(400, "bad_json", "body: not valid JSON", "body") from None
 
 
 def _field_of(message: str) -> str:

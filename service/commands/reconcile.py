@@ -16,7 +16,6 @@ from typing import Any, TextIO
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler, RoomState
 from reconcilers.events import Store
 from reconcilers.plan import Plan
-from reconcilers.ratelimit import TokenBucket
 
 HEADERS = ("ROOM", "DESIRED", "OBSERVED", "ACTION", "REASON")
 
@@ -152,6 +151,7 @@ def _handler(args: argparse.Namespace) -> int:
     from service.cli import load_settings
     from service.runtime import build_providers, build_reconciler
     from service.store import open_store
+    from service.wiring import provider_limiter
 
     settings = load_settings(quiet=True)
 
@@ -159,7 +159,7 @@ def _handler(args: argparse.Namespace) -> int:
         from reconcilers.projections import PROJECTIONS
 
         store = await open_store(settings.database_url, PROJECTIONS)
-        providers = build_providers(settings, TokenBucket(settings.agora_rate_limit_qps))
+        providers = build_providers(settings, provider_limiter(settings.agora_rate_limit_qps))
         try:
             reconciler = build_reconciler(settings, store, providers)
             return await reconcile_command(reconciler, args.room, args.dry_run)
