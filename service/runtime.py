@@ -134,6 +134,7 @@ class Runtime:
             settings.download_url_expiry_seconds,
             self.clock,
         )
+        self.api.ledger = self.catalog  # every change of a room's wish keeps the catalog
         ctx.subscribe(self.controller.notify)
         await self.controller.start()
         try:

@@ -108,6 +108,7 @@ async def catalog_app(
         store, rooms, reconciler, {"default": storage}, {"default": BUCKET},
         settings.api_tokens, expiry, reconciler.clock,
     )
+    rooms.ledger = api  # as the runtime wires it
     app = create_app(
         settings,
         store=store,

@@ -151,3 +151,19 @@ async def test_declared_room_records_and_delete_stops_it(tmp_path: Path) -> None
 
         await svc.until(stopped, what="standup's recorder stopped after DELETE")
         assert len(svc.emu.tasks(cname="standup")) == 1, "one task in all: nothing doubled"
+
+
+async def test_a_room_declared_through_v1_is_a_recording_in_the_catalog(tmp_path: Path) -> None:
+    """One wish, whichever API expressed it: PUT opens a recording, stopping closes it."""
+    async with service(tmp_path) as svc:
+        await put(svc, "standup", SPEC)
+        (listed,) = (await svc.a.get("/api/v1/recordings")).json()["data"]
+        assert (listed["room_id"], listed["status"]) == ("standup", "recording")
+        again = await svc.a.post("/api/v1/rooms/standup/recordings/start")
+        assert again.status_code == 409, "already recording, whichever API started it"
+        await put(svc, "standup", {**SPEC, "state": "stopped"})
+        (closed,) = (await svc.a.get("/api/v1/recordings")).json()["data"]
+        assert closed["id"] == listed["id"] and closed["status"] != "recording"
+        await put(svc, "standup", SPEC)
+        assert len((await svc.a.get("/api/v1/recordings")).json()["data"]) == 2
+        assert (await svc.b.get("/api/v1/recordings")).json()["data"] == []

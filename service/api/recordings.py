@@ -80,25 +80,14 @@ class RecordingsApi:
             base = dict(current["spec"]) if current else {}
             spec = self.rooms.spec_from({**base, **body, "state": "recording"}, name)
             idem = request.headers.get("idempotency-key")
-            rid = "rec_" + secrets.token_hex(10)
-            appended = await self._append(
-                catalog.STARTED,
-                key,
-                f"{key}|start|{idem or rid}",
-                {
-                    "recording_id": rid,
-                    "channel_key": channel_key(spec["provider"], spec["channel"]),
-                    "provider": spec["provider"],
-                    "storage": spec["storage"],
-                },
-            )
-            rid = appended.payload["recording_id"]
-            await self.rooms.declare(tenant, name, spec, f"start|{rid}")
-        _, view = await self._view(tenant, rid)
-        return data(
-            {"id": rid, "room_id": name, "status": view.status, "started_at": iso(view.started_ms)},
-            201,
-        )
+            # The one write path: the rooms API opens the recording (``opened``) as it writes.
+            await self.rooms.declare(tenant, name, spec, f"start|{idem}" if idem else None)
+            opened = [v for v in await self._room_views(tenant, key) if v.status == "recording"]
+        if not opened:
+            raise ApiError(409, "conflict", "the recording this start opened has ended", "id")
+        view = opened[-1]
+        started = {"started_at": iso(view.started_ms)}
+        return data({"id": view.id, "room_id": name, "status": view.status, **started}, 201)
 
     async def stop(self, request: Request) -> Response:
         tenant, name, key = self.rooms._room(request)
@@ -107,18 +96,36 @@ class RecordingsApi:
             if not open_:
                 raise ApiError(404, "not_found", "no active recording for this room", "id")
             room = await self.store.get_row("rooms", key)
-            for view in open_:
-                await self._append(
-                    catalog.STOPPED, key, f"{view.id}|stop", {"recording_id": view.id}
-                )
             if room and not room.data.get("deleted"):
                 spec = {**room.data["spec"], "state": "stopped"}
                 await self.rooms.declare(tenant, name, spec, f"stop|{open_[-1].id}")
+            else:
+                await self.closed(tenant, key)
         _, view = await self._view(tenant, open_[-1].id)
         status = "processing" if view.status == "recording" else view.status
         return data(
             {"id": view.id, "room_id": name, "status": status, "stopped_at": iso(view.stopped_ms)}
         )
+
+    # -- the ledger the rooms API keeps (``service.api.rooms.Ledger``) -----------------------
+
+    async def opened(self, tenant: str, key: str, spec: dict[str, Any], idem: str | None) -> None:
+        """A room began to want a recording: open one (a retried write opens it once)."""
+        rid = "rec_" + secrets.token_hex(10)
+        payload = {
+            "recording_id": rid,
+            "channel_key": channel_key(spec["provider"], spec["channel"]),
+            "provider": spec["provider"],
+            "storage": spec["storage"],
+        }
+        await self._append(catalog.STARTED, key, f"{key}|start|{idem or rid}", payload)
+
+    async def closed(self, tenant: str, key: str) -> None:
+        """A room stopped wanting a recording: close what it has open."""
+        for view in await self._room_views(tenant, key):
+            if view.status == "recording":
+                payload = {"recording_id": view.id}
+                await self._append(catalog.STOPPED, key, f"{view.id}|stop", payload)
 
     async def sync(self, request: Request) -> Response:
         """Import the sessions on the room's channel that the reconciler did not start."""

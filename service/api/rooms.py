@@ -28,6 +28,18 @@ from service.api.schemas import ROOM_NAME, RecordingSpecIn, RoomView
 from service.api.views import room_view
 
 
+class Ledger(Protocol):
+    """Told, inside the room's write lock and before the write, when a room's wish to record
+    begins or ends: the recordings catalog opens and closes its recordings there, whichever
+    API changed the room."""
+
+    async def opened(
+        self, tenant: str, key: str, spec: dict[str, Any], idem: str | None
+    ) -> None: ...
+
+    async def closed(self, tenant: str, key: str) -> None: ...
+
+
 class Scheduler(Protocol):
     """What the API needs of the controller: enqueue a key, and tell its reconcile times."""
 
@@ -45,6 +57,7 @@ class RoomsApi:
     storage_profiles: Collection[str]
     scheduler: Scheduler
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    ledger: Ledger | None = None
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # -- handlers ----------------------------------------------------------------------------
@@ -100,6 +113,12 @@ class RoomsApi:
                     raise ApiError(409, "conflict", "channel: used by another room", "channel")
             if current is not None and current.get("spec") == spec:
                 return await self._view(key), 200
+            was = current is not None and current["spec"].get("state") == "recording"
+            wants = spec.get("state") == "recording"
+            if self.ledger is not None and wants and not was:
+                await self.ledger.opened(tenant, key, spec, idem)
+            elif self.ledger is not None and was and not wants:
+                await self.ledger.closed(tenant, key)
             dedup = f"{key}|{idem}" if idem else f"{key}|{uuid.uuid4()}"
             appended = await self.store.append(
                 NewEvent(
@@ -126,6 +145,8 @@ class RoomsApi:
             if row is None or row.data.get("deleted"):
                 raise ApiError(404, "not_found", "no such room", "room")
             self._check_if_match(request, row.data)
+            if self.ledger is not None and row.data["spec"].get("state") == "recording":
+                await self.ledger.closed(key.split("/", 1)[0], key)
             await self.store.append(
                 NewEvent(
                     source="api",
