@@ -34,6 +34,7 @@ class SessionObs:
     applied_live: str | None = None
     stop_intent_ms: int | None = None  # a stop was begun and its result is not in yet
     stop_attempts: int = 0
+    idle_exit_ms: int | None = None  # when we learned it left an empty channel
 
     @property
     def alive(self) -> bool:
@@ -76,6 +77,8 @@ class Observed:
     sessions: tuple[SessionObs, ...] = ()
     channel_empty: bool | None = None
     rejected_generation: int | None = None
+    #: When we last learned who is in the channel (our clock), if ever.
+    presence_seen_ms: int | None = None
 
     @property
     def current(self) -> SegmentObs | None:
@@ -133,6 +136,7 @@ def observe(
             stop_requested=bool(row.get("stop_requested")),
             stop_intent_ms=row.get("stop_intent_ms"),
             stop_attempts=int(row.get("stop_attempts") or 0),
+            idle_exit_ms=row.get("idle_exit_ms"),
             exit_reason=row.get("exit_reason"),
             applied_live=row.get("applied_live"),
         )
@@ -142,4 +146,5 @@ def observe(
     empty: bool | None = None
     if presence_row is not None and presence_row.get("known"):
         empty = not any(u.get("present") for u in presence_row.get("users", {}).values())
-    return desired, Observed(segments, sessions, empty, rejected)
+    seen = presence_row.get("seen_ms") if presence_row else None
+    return desired, Observed(segments, sessions, empty, rejected, seen)

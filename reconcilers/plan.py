@@ -157,8 +157,19 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
     session = o.session(cur.sid) if cur is not None else None
     healthy = False
 
-    left_idle = session is not None and session.exit_reason == "no_users"
-    empty = o.channel_empty is True or (o.channel_empty is None and left_idle)
+    # The recorder left an empty channel after the last we heard of who is in it: what we
+    # know of the channel is stale (a leave event lost), so it counts as empty until someone
+    # joins again. Never a loop of start and idle exit.
+    seen = o.presence_seen_ms
+    left_idle = (
+        session is not None
+        and session.exit_reason == "no_users"
+        and (
+            o.channel_empty is None  # no presence at all: the idle exit is all we know
+            or (seen is not None and (session.idle_exit_ms or 0) >= seen)
+        )
+    )
+    empty = o.channel_empty is True or left_idle
 
     def begin(reason: str) -> None:
         nonlocal requeue, summary

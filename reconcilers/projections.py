@@ -161,6 +161,8 @@ class Sessions:
         else:
             self._reconciler(data, event, at)
         data["last_seen_ms"] = max(at, data.get("last_seen_ms") or 0)
+        if data.get("exit_reason") == "no_users" and data.get("idle_exit_ms") is None:
+            data["idle_exit_ms"] = at  # compared with presence: see ``plan`` on empty channels
         index = channel_key(data.get("provider", "agora"), data.get("channel") or "")
         return Row(
             self.name, f"{data.get('provider', 'agora')}:{data['sid']}", index, data, event.seq
@@ -313,6 +315,7 @@ class Presence:
             # Ordering among the provider's own events: its clock, not when they reached us.
             if not cloudflare.fold_presence(data, event, provider_ms(event)):
                 return row
+            data["seen_ms"] = event_ms(event)
             key = channel_key("cloudflare", event.room or "")
             return Row(self.name, key, key, data, event.seq)
         users: dict[str, Any] = {k: dict(v) for k, v in data.get("users", {}).items()}
@@ -346,7 +349,7 @@ class Presence:
                 user["present"] = d.role == "broadcaster"
         else:
             return row
-        data.update(users=users, known=True, changed_ms=at)
+        data.update(users=users, known=True, changed_ms=at, seen_ms=at)
         key = channel_key("agora", event.room or "")
         return Row(self.name, key, key, data, event.seq)
 

@@ -349,3 +349,15 @@ def test_seed_10_missing_after_a_stop_is_checked_at_the_window_end_and_once_afte
     assert kinds(plan(desired(state="stopped"), just_after, NOW, cfg)) == ["query"]
     long_gone = running("missing", not_found_since_ms=NOW - 20_000)
     assert kinds(plan(desired(state="stopped"), long_gone, NOW, cfg)) == []
+
+
+def test_an_idle_exit_newer_than_presence_waits_for_a_join() -> None:
+    """The channel looks occupied (a leave event was lost) but the recorder left it for want of
+    users: restarting would idle out again, in a loop. Wait for news of the channel."""
+    seg = SegmentObs(0, UID0, "res", NOW - 90_000, NOW - 89_000, None, "sid0", NOW - 89_000)
+    gone = SessionObs("sid0", UID0, "ended", True, 0, NOW - 89_000, exit_reason="no_users",
+                      idle_exit_ms=NOW - 5_000)
+    stale = Observed((seg,), (gone,), channel_empty=False, presence_seen_ms=NOW - 60_000)
+    assert kinds(plan(desired(), stale, NOW, CFG)) == []
+    rejoined = Observed((seg,), (gone,), channel_empty=False, presence_seen_ms=NOW - 1_000)
+    assert kinds(plan(desired(), rejoined, NOW, CFG)) == ["reserve"]
