@@ -82,6 +82,7 @@ class Controller:
         self._last: dict[str, datetime] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._ids = itertools.count(1)
+        self._resync_lock = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -104,6 +105,11 @@ class Controller:
 
     async def stop(self) -> None:
         if self._scheduler is not None:
+            # Let a resync under way finish: cancelled, APScheduler would log it as an error.
+            self._scheduler.pause()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0), self._resync_lock:
+                    pass
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         self.queue.shutdown(drain=False)
@@ -148,6 +154,10 @@ class Controller:
 
     async def resync(self) -> None:
         """Enqueue every key, and size the query interval to the live sessions we have."""
+        async with self._resync_lock:
+            await self._resync()
+
+    async def _resync(self) -> None:
         store = self.reconciler.store
         keys = await all_keys(store)
         live, after = 0, ""
