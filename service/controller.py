@@ -23,7 +23,7 @@ from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import Event
 from reconcilers.plan import PlanConfig
 from reconcilers.workqueue import Result, Workers, WorkQueue
-from service.commands.reconcile import all_keys
+from service.commands.reconcile import all_keys, live_sessions
 
 log = structlog.get_logger("controller")
 
@@ -160,10 +160,7 @@ class Controller:
     async def _resync(self) -> None:
         store = self.reconciler.store
         keys = await all_keys(store)
-        live, after = 0, ""
-        while rows := await store.rows("sessions", after_key=after, limit=2000):
-            after = rows[-1].key
-            live += sum(1 for r in rows if r.data.get("state") != "ended")
+        live = await live_sessions(store)
         interval = self.budget.interval(live)
         self.plan_config = replace(self.reconciler.config, query_interval=interval)
         self.metrics.query_interval.set(interval)

@@ -42,7 +42,8 @@ def test_the_demo_tells_a_true_story_and_leaves_a_log_to_explore(
     assert cli.main(["status"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["ROOM", "DESIRED", "PROVIDER", "SESSION", "RECORDING", "REASON"]
-    assert len(table) == 5
+    assert len(table) == 7  # the rooms, a blank line, the query budget
+    assert re.match(r"3 live session\(s\): each queried every 60s \(as configured", table[-1])
     assert cli.main(["status", "demo/nowhere"]) == 1
 
 

@@ -57,6 +57,18 @@ async def orphan_channels(store: Store, room_keys: set[str]) -> list[str]:
     return sorted(found)
 
 
+LIVE_STATES = frozenset({"starting", "recording", "stopping"})
+
+
+async def live_sessions(store: Store) -> int:
+    """Sessions the provider runs for us now: what the query budget must cover."""
+    live, after = 0, ""
+    while rows := await store.rows("sessions", after_key=after, limit=2000):
+        after = rows[-1].key
+        live += sum(1 for r in rows if r.data.get("state") in LIVE_STATES)
+    return live
+
+
 def describe(state: RoomState) -> tuple[str, str]:
     """Short 'desired' and 'observed' cells for the plan table."""
     d = state.desired

@@ -12,17 +12,24 @@ import json
 import sys
 from typing import Any, TextIO
 
+from reconcilers.budget import QueryBudget
 from reconcilers.engine import Reconciler
 from service.api.views import room_view
-from service.commands.reconcile import all_keys, render
+from service.commands.reconcile import all_keys, live_sessions, render
 
 HEADERS = ("ROOM", "DESIRED", "PROVIDER", "SESSION", "RECORDING", "REASON")
 
 
 async def status_command(
-    reconciler: Reconciler, room: str | None, as_json: bool, out: TextIO | None = None
+    reconciler: Reconciler,
+    room: str | None,
+    as_json: bool,
+    out: TextIO | None = None,
+    budget: QueryBudget | None = None,
 ) -> int:
-    """Print the rooms' status; 1 when the named room does not exist."""
+    """Print the rooms' status; 1 when the named room does not exist. With ``budget``, the
+    table ends with the query interval the live sessions get, and whether the provider's rate
+    limit stretches it."""
     out = out or sys.stdout
     keys = [room] if room else [k for k in await all_keys(reconciler.store) if "/" in k]
     views = []
@@ -40,6 +47,13 @@ async def status_command(
             out.write("\n")
         return 0
     render([_row(key, view.model_dump()) for key, view in views], out, HEADERS)
+    if budget is not None:
+        live = await live_sessions(reconciler.store)
+        stretched = "stretched by the rate limit" if budget.stretched(live) else "as configured"
+        out.write(
+            f"\n{live} live session(s): each queried every {budget.interval(live):.0f}s "
+            f"({stretched}; {budget.rate_per_s:g} provider calls/s)\n"
+        )
     return 0
 
 
@@ -72,13 +86,19 @@ def _handler(args: argparse.Namespace) -> int:
     from service.cli import load_settings
     from service.runtime import build_reconciler
     from service.store import open_store
+    from service.wiring import safe_rate
 
     settings = load_settings(quiet=True)
 
     async def run() -> int:
         store = await open_store(settings.database_url, PROJECTIONS)
         try:
-            return await status_command(build_reconciler(settings, store, {}), args.room, args.json)
+            budget = QueryBudget(
+                rate_per_s=safe_rate(settings.agora_rate_limit_qps),
+                min_interval=settings.query_interval_seconds,
+            )
+            reconciler = build_reconciler(settings, store, {})
+            return await status_command(reconciler, args.room, args.json, None, budget)
         finally:
             await store.close()
 
