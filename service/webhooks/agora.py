@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hmac
 import json
-import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from reconcilers.events import NewEvent, Source
 from reconcilers.providers.agora.notifications import (
@@ -33,6 +32,7 @@ from reconcilers.providers.agora.notifications import (
 )
 from service.context import AppContext
 from service.http import BodyTooLarge, error_response, read_body
+from service.webhooks.intake import append_timed, from_ms, stored
 
 log = structlog.get_logger("webhooks.agora")
 
@@ -89,18 +89,9 @@ def to_event(
         payload=body,
         room=n.channel,
         session=n.sid,
-        occurred_at=_from_ms(n.occurred_ms),
+        occurred_at=from_ms(n.occurred_ms),
         received_at=received_at,
     )
-
-
-def _from_ms(ms: int | None) -> datetime | None:
-    if ms is None:
-        return None
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None  # a nonsense provider clock must not cost us the event
 
 
 class AgoraWebhook:
@@ -141,13 +132,11 @@ class AgoraWebhook:
         except NotificationError as exc:
             return self._reject(422, "invalid", exc.message, exc.field)
         event = to_event(notification, document, self._ctx.clock())
-        started = time.perf_counter()
         try:
-            appended = await self._ctx.store.append(event)
+            appended = await append_timed(self._ctx, event)
         except Exception as exc:
             log.error("append failed", notice_id=event.dedup_key, error=repr(exc))
             return self._reject(503, "unavailable", "the event log is unavailable; retry")
-        self._ctx.metrics.append_seconds.observe(time.perf_counter() - started)
         if appended.duplicate:
             outcome = "duplicate"
         else:
@@ -161,9 +150,7 @@ class AgoraWebhook:
             type=event.type,
             outcome=outcome,
         )
-        return JSONResponse(
-            {"ok": True, "seq": appended.event.seq, "duplicate": appended.duplicate}
-        )
+        return stored(appended)
 
     def _reject(self, status: int, code: str, message: str, field: str | None = None) -> Response:
         self._ctx.metrics.webhook(SOURCE, code)

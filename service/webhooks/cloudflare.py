@@ -19,14 +19,12 @@ bad one alike (both mean "not proven to be RealtimeKit", and neither will ever s
 from __future__ import annotations
 
 import json
-import time
 from collections import OrderedDict
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from reconcilers.events import NewEvent, Source
 from reconcilers.providers.cloudflare.signature import (
@@ -38,6 +36,7 @@ from reconcilers.providers.cloudflare.signature import (
 from reconcilers.providers.cloudflare.webhooks import Webhook, WebhookError, parse_webhook
 from service.context import AppContext
 from service.http import BodyTooLarge, error_response, read_body
+from service.webhooks.intake import append_timed, from_ms, stored
 
 log = structlog.get_logger("webhooks.cloudflare")
 
@@ -55,17 +54,8 @@ def to_event(hook: Webhook, body: dict[str, object]) -> NewEvent:
         payload=dict(body),
         room=hook.meeting_id,
         session=hook.recording.id if hook.recording else None,
-        occurred_at=_from_ms(hook.occurred_ms),
+        occurred_at=from_ms(hook.occurred_ms),
     )
-
-
-def _from_ms(ms: int | None) -> datetime | None:
-    if ms is None:
-        return None
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 class CloudflareWebhook:
@@ -115,13 +105,11 @@ class CloudflareWebhook:
         event = to_event(hook, document)
         if delivery and self._recent.get(delivery, event.dedup_key) != event.dedup_key:
             event = replace(event, dedup_key=self._recent[delivery])
-        started = time.perf_counter()
         try:
-            appended = await self._ctx.store.append(replace(event, received_at=self._ctx.clock()))
+            appended = await append_timed(self._ctx, replace(event, received_at=self._ctx.clock()))
         except Exception as exc:
             log.error("append failed", dedup_key=event.dedup_key, error=repr(exc))
             return self._reject(503, "unavailable", "the event log is unavailable; retry")
-        self._ctx.metrics.append_seconds.observe(time.perf_counter() - started)
         if delivery:
             self._remember(delivery, event.dedup_key)
         outcome = "duplicate" if appended.duplicate else "accepted"
@@ -136,9 +124,7 @@ class CloudflareWebhook:
             type=event.type,
             outcome=outcome,
         )
-        return JSONResponse(
-            {"ok": True, "seq": appended.event.seq, "duplicate": appended.duplicate}
-        )
+        return stored(appended)
 
     def _remember(self, delivery: str, dedup_key: str) -> None:
         self._recent[delivery] = dedup_key

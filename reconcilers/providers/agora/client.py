@@ -15,12 +15,19 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from reconcilers.outcomes import Outcome, Retryable
 from reconcilers.providers.agora.errors import Endpoint, classify
+from reconcilers.providers.http import (
+    connection_pool,
+    decode_json,
+    default_timeout,
+    elapsed_ms,
+    retry_after,
+    segment,
+)
 
 DEFAULT_BASE_URL = "https://api.sd-rtn.com"
 #: A synchronous stop waits for uploads, which Agora expects within 20 s.
@@ -69,19 +76,14 @@ class AgoraClient:
         transport: httpx.AsyncBaseTransport | None = None,
         before_request: BeforeRequest | None = None,
     ) -> None:
-        if http is not None and transport is not None:
-            raise ValueError("pass either http or transport, not both")
+        self._timeout = default_timeout(config.timeout)
+        self._http, self._owns_http = connection_pool(http, transport, self._timeout)
         self.config = config
         self._before_request = before_request
         self._auth = httpx.BasicAuth(config.customer_key, config.customer_secret)
-        self._timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 5.0))
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            transport=transport,
-            timeout=self._timeout,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        self._root = (
+            f"{config.base_url.rstrip('/')}/v1/apps/{segment(config.app_id)}/cloud_recording"
         )
-        self._root = f"{config.base_url.rstrip('/')}/v1/apps/{_seg(config.app_id)}/cloud_recording"
 
     async def acquire(self, cname: str, uid: str, client_request: JSON) -> Reply | Outcome:
         return await self._call("acquire", "POST", "/acquire", _body(cname, uid, client_request))
@@ -89,7 +91,7 @@ class AgoraClient:
     async def start(
         self, resource_id: str, mode: str, cname: str, uid: str, client_request: JSON
     ) -> Reply | Outcome:
-        path = f"/resourceid/{_seg(resource_id)}/mode/{_seg(mode)}/start"
+        path = f"/resourceid/{segment(resource_id)}/mode/{segment(mode)}/start"
         return await self._call("start", "POST", path, _body(cname, uid, client_request))
 
     async def query(self, resource_id: str, sid: str, mode: str) -> Reply | Outcome:
@@ -130,7 +132,7 @@ class AgoraClient:
     # -- plumbing --------------------------------------------------------------------------
 
     def _session(self, resource_id: str, sid: str, mode: str, verb: str) -> str:
-        return f"/resourceid/{_seg(resource_id)}/sid/{_seg(sid)}/mode/{_seg(mode)}/{verb}"
+        return f"/resourceid/{segment(resource_id)}/sid/{segment(sid)}/mode/{segment(mode)}/{verb}"
 
     def _stop_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(max(self.config.timeout, STOP_TIMEOUT_FLOOR), connect=5.0)
@@ -163,15 +165,15 @@ class AgoraClient:
             return self._transport_failure(endpoint, "timeout", exc, started)
         except httpx.HTTPError as exc:
             return self._transport_failure(endpoint, "transport", exc, started)
-        data = _decode(response)
-        outcome = classify(endpoint, response.status_code, data, _retry_after(response))
+        data = decode_json(response)
+        outcome = classify(endpoint, response.status_code, data, retry_after(response))
         _log.log(
             logging.DEBUG if outcome is None else logging.INFO,
             "agora %s -> %s%s (%.0f ms)",
             endpoint,
             response.status_code,
             "" if outcome is None else f" {type(outcome).__name__} code={outcome.code}",
-            _ms(started),
+            elapsed_ms(started),
         )
         return Reply(response.status_code, data) if outcome is None else outcome
 
@@ -182,34 +184,9 @@ class AgoraClient:
         """The request may or may not have reached Agora: safe to repeat (start then answers
         7 or 53, and the task is adopted)."""
         message = f"{endpoint}: {type(exc).__name__}"
-        _log.warning("agora %s failed: %s (%.0f ms)", endpoint, message, _ms(started))
+        _log.warning("agora %s failed: %s (%.0f ms)", endpoint, message, elapsed_ms(started))
         return Retryable(code=code, message=message)
-
-
-def _ms(started: float) -> float:
-    return (time.monotonic() - started) * 1000
 
 
 def _body(cname: str, uid: str, client_request: JSON) -> JSON:
     return {"cname": cname, "uid": uid, "clientRequest": client_request}
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="-_.~")
-
-
-def _decode(response: httpx.Response) -> dict[str, Any]:
-    """The JSON object, or the start of the text under ``text`` (gateways answer in plain text)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]} if response.text else {}
-    return data if isinstance(data, dict) else {"value": data}
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None

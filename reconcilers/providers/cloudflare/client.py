@@ -15,13 +15,20 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
 from reconcilers.outcomes import Outcome, Retryable
 from reconcilers.providers.cloudflare.errors import Endpoint, classify
 from reconcilers.providers.cloudflare.recordings import envelope_data
+from reconcilers.providers.http import (
+    connection_pool,
+    decode_json,
+    default_timeout,
+    elapsed_ms,
+    retry_after,
+    segment,
+)
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 
@@ -67,25 +74,22 @@ class CloudflareClient:
         transport: httpx.AsyncBaseTransport | None = None,
         before_request: BeforeRequest | None = None,
     ) -> None:
-        if http is not None and transport is not None:
-            raise ValueError("pass either http or transport, not both")
+        self._http, self._owns_http = connection_pool(
+            http, transport, default_timeout(config.timeout)
+        )
         self.config = config
         self._before_request = before_request
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 5.0)),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        )
         base = config.base_url.rstrip("/")
-        self._root = f"{base}/accounts/{_seg(config.account_id)}/realtime/kit/{_seg(config.app_id)}"
+        self._root = (
+            f"{base}/accounts/{segment(config.account_id)}/realtime/kit/{segment(config.app_id)}"
+        )
 
     async def start(self, body: JSON) -> Reply | Outcome:
         """``POST /recordings``: ``data`` is the new recording."""
         return await self._call("start", "POST", "/recordings", json=body)
 
     async def get(self, recording_id: str) -> Reply | Outcome:
-        return await self._call("get", "GET", f"/recordings/{_seg(recording_id)}")
+        return await self._call("get", "GET", f"/recordings/{segment(recording_id)}")
 
     async def list(
         self, meeting_id: str, *, page_no: int = 1, per_page: int = 50, status: str | None = None
@@ -100,7 +104,7 @@ class CloudflareClient:
     async def active(self, meeting_id: str) -> Reply | Outcome | None:
         """The meeting's active recording; ``None`` when it has none (a 404, §1.2)."""
         result = await self._call(
-            "active", "GET", f"/recordings/active-recording/{_seg(meeting_id)}"
+            "active", "GET", f"/recordings/active-recording/{segment(meeting_id)}"
         )
         if not isinstance(result, Reply) and result.http_status == 404:
             return None
@@ -108,7 +112,7 @@ class CloudflareClient:
 
     async def action(self, recording_id: str, action: Action) -> Reply | Outcome:
         """``PUT /recordings/{id}`` with ``{"action": "stop" | "pause" | "resume"}``."""
-        path = f"/recordings/{_seg(recording_id)}"
+        path = f"/recordings/{segment(recording_id)}"
         return await self._call(action, "PUT", path, json={"action": action})
 
     async def stop(self, recording_id: str) -> Reply | Outcome:
@@ -148,41 +152,19 @@ class CloudflareClient:
             )
         except httpx.HTTPError as exc:
             message = f"{endpoint}: {type(exc).__name__}"
-            _log.warning("cloudflare %s failed: %s (%.0f ms)", endpoint, message, _ms(started))
+            _log.warning(
+                "cloudflare %s failed: %s (%.0f ms)", endpoint, message, elapsed_ms(started)
+            )
             return Retryable(code="transport", message=message)
-        body = _decode(response)
-        outcome = classify(endpoint, response.status_code, body, _retry_after(response))
+        body = decode_json(response)
+        outcome = classify(endpoint, response.status_code, body, retry_after(response))
         _log.debug(
             "cloudflare %s -> %s %s (%.0f ms)",
             endpoint,
             response.status_code,
             "ok" if outcome is None else type(outcome).__name__,
-            _ms(started),
+            elapsed_ms(started),
         )
         if outcome is not None:
             return outcome
         return Reply(response.status_code, body, envelope_data(body))
-
-
-def _ms(started: float) -> float:
-    return (time.monotonic() - started) * 1000
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="-_.~")
-
-
-def _decode(response: httpx.Response) -> JSON:
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]} if response.text else {}
-    return data if isinstance(data, dict) else {"value": data}
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None

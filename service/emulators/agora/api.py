@@ -6,7 +6,6 @@ documented body; then injected latency/errors/timeouts; then :class:`CloudRecord
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
@@ -18,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.emulators.common import gateway
 from service.emulators.common.clock import Clock
 from service.emulators.common.ratelimit import RateLimiter, RequestStats
 
@@ -28,7 +28,7 @@ from .rest import CloudRecordingApi, Reply
 
 _BASE = r"^/v1/apps/(?P<app>[^/]+)/cloud_recording"
 _SID = _BASE + r"/resourceid/(?P<rid>[^/]+)/sid/(?P<sid>[^/]+)/mode/(?P<mode>[^/]+)"
-_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+_ROUTES: gateway.RouteTable = (
     ("POST", re.compile(_BASE + r"/acquire$"), "acquire"),
     (
         "POST",
@@ -49,11 +49,7 @@ RATE_LIMITED = {"message": "API rate limit exceeded"}
 
 
 def match_route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    for route_method, pattern, endpoint in _ROUTES:
-        found = pattern.match(path)
-        if found is not None and route_method == method:
-            return endpoint, found.groupdict()
-    return None
+    return gateway.match_route(_ROUTES, method, path)
 
 
 class AgoraGateway:
@@ -124,17 +120,14 @@ class AgoraGateway:
             if isinstance(decoded, Reply):
                 return decoded
             body = decoded
-        latency = self._faults.latency()
-        if latency > 0:
-            await asyncio.sleep(latency)
-        fault = self._faults.api_fault(endpoint)
+        fault = await gateway.inject_faults(
+            self._faults,
+            self._stats,
+            self._clock,
+            endpoint,
+            lambda: self._dispatch(endpoint, params, body),
+        )
         if fault is not None:
-            self._stats.faults[f"{endpoint} {fault.code}{' hang' if fault.hang else ''}"] += 1
-            if fault.apply:
-                self._clock.run_due()
-                self._dispatch(endpoint, params, body)
-            if fault.hang > 0:
-                await asyncio.sleep(fault.hang)
             ids = {"resourceId": params.get("rid", ""), "sid": params.get("sid", "")}
             for key in ("cname", "uid"):
                 value = body.get(key)

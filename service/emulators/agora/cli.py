@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-import uvicorn
-
-from service.emulators.common.cli import add_fault_arguments, fault_config, numbers
+from service.emulators.common.cli import (
+    Flags,
+    add_config_arguments,
+    add_fault_arguments,
+    add_server_arguments,
+    config_values,
+    fault_config,
+    serve,
+)
 
 from .config import EmulatorConfig
 from .emulator import AgoraEmulator
 from .faults import ENDPOINTS, FaultConfig
 
 # (flag dest == EmulatorConfig field, type, help)
-_CONFIG_FLAGS: tuple[tuple[str, Any, str], ...] = (
+_CONFIG_FLAGS: Flags = (
     ("app_id", str, "App ID served (default emulator-app)"),
     ("customer_key", str, "Basic auth customer ID (default emulator-key)"),
     ("customer_secret", str, "Basic auth customer secret (default emulator-secret)"),
@@ -49,7 +54,7 @@ _CONFIG_FLAGS: tuple[tuple[str, Any, str], ...] = (
     ("callback_log_size", int, "deliveries kept for GET /_emulator/callbacks"),
 )
 
-_FAULT_FLAGS: tuple[tuple[str, Any, str], ...] = (
+_FAULT_FLAGS: Flags = (
     ("side_effect_rate", float, "chance a 65/62/timeout start or stop was carried out"),
     ("hang_seconds", float, "how long a timeout fault hangs, real seconds (default 30)"),
     ("kill_rate_per_hour", float, "random kills per task-hour (emulated)"),
@@ -64,18 +69,10 @@ _FAULT_FLAGS: tuple[tuple[str, Any, str], ...] = (
 )
 
 
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every emulator flag to ``parser`` (the host command owns the parser)."""
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8081, help="listen port; 0 = any free one")
-    parser.add_argument("--log-level", default="warning", help="uvicorn log level")
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    for dest, kind, text in _CONFIG_FLAGS:
-        parser.add_argument(_flag(dest), dest=dest, type=kind, default=None, help=text)
+    add_server_arguments(parser, port=8081)
+    add_config_arguments(parser, _CONFIG_FLAGS)
     parser.add_argument(
         "--no-rtc-events",
         dest="rtc_events",
@@ -104,14 +101,7 @@ def fault_config_from_args(args: argparse.Namespace) -> FaultConfig:
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """The :class:`EmulatorConfig` the flags describe (unset flags keep the defaults)."""
-    values: dict[str, Any] = {
-        dest: getattr(args, dest) for dest, _, _ in _CONFIG_FLAGS if getattr(args, dest) is not None
-    }
-    for dest in ("rtc_events", "redundant_callbacks"):
-        if getattr(args, dest) is not None:
-            values[dest] = getattr(args, dest)
-    if args.callback_retry_delays is not None:
-        values["callback_retry_delays"] = tuple(numbers(args.callback_retry_delays))
+    values = config_values(args, _CONFIG_FLAGS, ("rtc_events", "redundant_callbacks"))
     values["faults"] = fault_config_from_args(args)
     return EmulatorConfig(**values)
 
@@ -123,19 +113,7 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"agora emulator: {exc}", file=sys.stderr)
         return 2
-    emulator = AgoraEmulator(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            emulator.app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=args.access_log,
-            lifespan="on",
-        )
-    )
-    server.run()
-    return 0
+    return serve(AgoraEmulator(config).app, args)
 
 
 def run(argv: list[str] | None = None) -> int:

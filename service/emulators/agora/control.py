@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from service.emulators.common.control import Handler, json_body, optional
-from service.emulators.common.control import endpoint as _endpoint
+from service.emulators.common.clock import Clock
+from service.emulators.common.control import json_body, optional, query_flag, route, shared_routes
 
 from .faults import FaultConfig
 
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
 def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
     """Routes relative to ``/_emulator``."""
-
-    async def health(request: Request) -> Any:
-        return {"ok": True, "now": emu.clock.now()}
 
     async def config(request: Request) -> Any:
         cfg = emu.config
@@ -40,45 +37,6 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
             "failover_seconds": cfg.failover_seconds,
             "seed": cfg.seed,
         }
-
-    async def get_clock(request: Request) -> Any:
-        clock = emu.clock
-        return {
-            "now": clock.now(),
-            "now_ms": clock.now_ms(),
-            "speed": clock.speed,
-            "manual": clock.manual,
-            "pending_timers": clock.pending,
-        }
-
-    async def put_clock(request: Request) -> Any:
-        data = await json_body(request)
-        speed = optional(data, "speed", int, float)
-        if speed is None:
-            raise ValueError("speed is required")
-        emu.clock.set_speed(float(speed))
-        return await get_clock(request)
-
-    async def advance(request: Request) -> Any:
-        data = await json_body(request)
-        seconds = optional(data, "seconds", int, float)
-        if seconds is None:
-            raise ValueError("seconds is required")
-        fired = emu.advance(float(seconds))
-        if data.get("settle"):
-            await emu.settle()
-        return {"now": emu.clock.now(), "fired": fired}
-
-    async def get_faults(request: Request) -> Any:
-        return emu.fault_config.to_json()
-
-    async def put_faults(request: Request) -> Any:
-        data = await json_body(request)
-        if request.method == "PATCH":
-            emu.set_faults(emu.fault_config.merged(data))
-        else:
-            emu.set_faults(FaultConfig.from_json(data))
-        return emu.fault_config.to_json()
 
     async def put_callbacks(request: Request) -> Any:
         data = await json_body(request)
@@ -132,10 +90,8 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         return emu.channel(cname)
 
     async def tasks(request: Request) -> Any:
-        live = request.query_params.get("live")
         records = emu.tasks(
-            cname=request.query_params.get("cname"),
-            live=None if live is None else live.lower() in ("1", "true", "yes"),
+            cname=request.query_params.get("cname"), live=query_flag(request, "live")
         )
         return [r.to_json() for r in records]
 
@@ -150,20 +106,9 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         emu.kill(sid, failover=True if failover is None else failover, window=window)
         return emu.task(sid).to_json()
 
-    async def stats(request: Request) -> Any:
-        return emu.stats_json()
-
-    def route(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(path, _endpoint(handler), methods=methods)
-
     return [
-        route("/health", health, ["GET"]),
+        *shared_routes(emu, FaultConfig, _clock_json),
         route("/config", config, ["GET"]),
-        route("/clock", get_clock, ["GET"]),
-        route("/clock", put_clock, ["PUT"]),
-        route("/clock/advance", advance, ["POST"]),
-        route("/faults", get_faults, ["GET"]),
-        route("/faults", put_faults, ["PUT", "PATCH"]),
         route("/callbacks", get_callbacks, ["GET"]),
         route("/callbacks", put_callbacks, ["PUT"]),
         route("/channels", channels, ["GET"]),
@@ -174,5 +119,14 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         route("/tasks", tasks, ["GET"]),
         route("/tasks/{sid}/kill", kill, ["POST"]),
         route("/tasks/{sid}", task, ["GET"]),
-        route("/stats", stats, ["GET"]),
     ]
+
+
+def _clock_json(clock: Clock) -> dict[str, Any]:
+    return {
+        "now": clock.now(),
+        "now_ms": clock.now_ms(),
+        "speed": clock.speed,
+        "manual": clock.manual,
+        "pending_timers": clock.pending,
+    }

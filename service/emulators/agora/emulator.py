@@ -10,10 +10,8 @@ lazily on the first request or notification when the app is mounted without one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from starlette.routing import Mount, Route
 
 from service.emulators.common.clock import Clock
 from service.emulators.common.control import ControlError
+from service.emulators.common.lifecycle import EmulatorLifecycle
 from service.emulators.common.notifier import Notifier, RetryPolicy
 from service.emulators.common.ratelimit import RateLimiter, RequestStats
 
@@ -39,8 +38,10 @@ from .rest import CloudRecordingApi
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-class AgoraEmulator:
+class AgoraEmulator(EmulatorLifecycle):
     """One emulated Agora project. Deterministic for a given ``config.seed`` and inputs."""
+
+    DRIVER_NAME = "agora-emulator-clock"
 
     def __init__(
         self,
@@ -98,51 +99,6 @@ class AgoraEmulator:
             ],
             lifespan=self._lifespan,
         )
-
-    # ---- lifecycle ------------------------------------------------------------------------
-
-    def _ensure_driver(self) -> None:
-        """Start the clock driver if a loop is running and it is not (lazy start)."""
-        if self._driver is not None and not self._driver.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._driver = loop.create_task(self.clock.run(), name="agora-emulator-clock")
-
-    async def start(self) -> None:
-        """Start the clock driver and the callback sender (idempotent)."""
-        self._ensure_driver()
-        await self.notifier.start()
-
-    async def aclose(self) -> None:
-        driver, self._driver = self._driver, None
-        if driver is not None:
-            driver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await driver
-        await self.notifier.aclose()
-
-    async def __aenter__(self) -> AgoraEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.aclose()
 
     # ---- channels -------------------------------------------------------------------------
 

@@ -11,18 +11,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-import uvicorn
-
-from service.emulators.common.cli import add_fault_arguments, fault_config, flag, numbers
+from service.emulators.common.cli import (
+    Flags,
+    add_config_arguments,
+    add_fault_arguments,
+    add_server_arguments,
+    config_values,
+    fault_config,
+    serve,
+)
 
 from .config import EmulatorConfig
 from .emulator import CloudflareEmulator
 from .faults import ENDPOINTS, FaultConfig
 
 # (flag dest == EmulatorConfig field, type, help)
-_CONFIG_FLAGS: tuple[tuple[str, Any, str], ...] = (
+_CONFIG_FLAGS: Flags = (
     ("account_id", str, "account id served (default emulator-account)"),
     ("app_id", str, "RealtimeKit app id served (default emulator-app)"),
     ("api_token", str, "Bearer API token accepted (default emulator-token)"),
@@ -41,7 +46,7 @@ _CONFIG_FLAGS: tuple[tuple[str, Any, str], ...] = (
     ("callback_concurrency", int, "parallel webhook senders (default 8)"),
 )
 
-_FAULT_FLAGS: tuple[tuple[str, Any, str], ...] = (
+_FAULT_FLAGS: Flags = (
     ("side_effect_rate", float, "chance a 502/504/timeout start or stop was carried out"),
     ("hang_seconds", float, "how long a timeout fault hangs, real seconds (default 30)"),
     ("kill_rate_per_hour", float, "random recorder deaths (ERRORED) per recording-hour"),
@@ -54,12 +59,8 @@ _FAULT_FLAGS: tuple[tuple[str, Any, str], ...] = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every emulator flag to ``parser`` (the host command owns the parser)."""
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8082, help="listen port; 0 = any free one")
-    parser.add_argument("--log-level", default="warning", help="uvicorn log level")
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    for dest, kind, text in _CONFIG_FLAGS:
-        parser.add_argument(flag(dest), dest=dest, type=kind, default=None, help=text)
+    add_server_arguments(parser, port=8082)
+    add_config_arguments(parser, _CONFIG_FLAGS)
     parser.add_argument(
         "--private-key-file", default=None, help="PEM RSA private key signing the webhooks"
     )
@@ -89,14 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """The :class:`EmulatorConfig` the flags describe (unset flags keep the defaults)."""
-    values: dict[str, Any] = {
-        dest: getattr(args, dest) for dest, _, _ in _CONFIG_FLAGS if getattr(args, dest) is not None
-    }
-    for dest in ("invoked_webhook", "stable_delivery_id"):
-        if getattr(args, dest) is not None:
-            values[dest] = getattr(args, dest)
-    if args.callback_retry_delays is not None:
-        values["callback_retry_delays"] = tuple(numbers(args.callback_retry_delays))
+    values = config_values(args, _CONFIG_FLAGS, ("invoked_webhook", "stable_delivery_id"))
     if args.private_key_file:
         values["private_key_pem"] = Path(args.private_key_file).read_text(encoding="utf-8")
     values["faults"] = fault_config(args, FaultConfig, _FAULT_FLAGS)
@@ -112,18 +106,7 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"cloudflare emulator: {exc}", file=sys.stderr)
         return 2
-    server = uvicorn.Server(
-        uvicorn.Config(
-            emulator.app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=args.access_log,
-            lifespan="on",
-        )
-    )
-    server.run()
-    return 0
+    return serve(emulator.app, args)
 
 
 def run(argv: list[str] | None = None) -> int:

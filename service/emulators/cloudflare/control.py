@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from service.emulators.common.control import Handler, endpoint, json_body, optional
+from service.emulators.common.clock import Clock
+from service.emulators.common.control import json_body, optional, query_flag, route, shared_routes
 
 from .faults import FaultConfig
 
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 
 def control_routes(emu: CloudflareEmulator) -> list[BaseRoute]:
     """Routes relative to ``/_emulator``."""
-
-    async def health(request: Request) -> Any:
-        return {"ok": True, "now": emu.clock.now()}
 
     async def config(request: Request) -> Any:
         cfg = emu.config
@@ -41,38 +39,6 @@ def control_routes(emu: CloudflareEmulator) -> list[BaseRoute]:
 
     async def public_key(request: Request) -> Any:
         return PlainTextResponse(emu.public_key_pem)
-
-    async def get_clock(request: Request) -> Any:
-        clock = emu.clock
-        return {"now": clock.now(), "speed": clock.speed, "pending_timers": clock.pending}
-
-    async def put_clock(request: Request) -> Any:
-        speed = optional(await json_body(request), "speed", int, float)
-        if speed is None:
-            raise ValueError("speed is required")
-        emu.clock.set_speed(float(speed))
-        return await get_clock(request)
-
-    async def advance(request: Request) -> Any:
-        data = await json_body(request)
-        seconds = optional(data, "seconds", int, float)
-        if seconds is None:
-            raise ValueError("seconds is required")
-        fired = emu.advance(float(seconds))
-        if data.get("settle"):
-            await emu.settle()
-        return {"now": emu.clock.now(), "fired": fired}
-
-    async def get_faults(request: Request) -> Any:
-        return emu.faults.config.to_json()
-
-    async def put_faults(request: Request) -> Any:
-        data = await json_body(request)
-        if request.method == "PATCH":
-            emu.set_faults(emu.faults.config.merged(data))
-        else:
-            emu.set_faults(FaultConfig.from_json(data))
-        return emu.faults.config.to_json()
 
     async def get_webhooks(request: Request) -> Any:
         limit = int(request.query_params.get("limit", "1000"))
@@ -108,10 +74,8 @@ def control_routes(emu: CloudflareEmulator) -> list[BaseRoute]:
         return emu.meeting(meeting_id)
 
     async def recordings(request: Request) -> Any:
-        live = request.query_params.get("live")
         return emu.recordings(
-            meeting_id=request.query_params.get("meeting_id"),
-            live=None if live is None else live.lower() in ("1", "true", "yes"),
+            meeting_id=request.query_params.get("meeting_id"), live=query_flag(request, "live")
         )
 
     async def recording(request: Request) -> Any:
@@ -121,21 +85,10 @@ def control_routes(emu: CloudflareEmulator) -> list[BaseRoute]:
         emu.kill(request.path_params["rid"])
         return emu.recording(request.path_params["rid"])
 
-    async def stats(request: Request) -> Any:
-        return emu.stats_json()
-
-    def route(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(path, endpoint(handler), methods=methods)
-
     return [
-        route("/health", health, ["GET"]),
+        *shared_routes(emu, FaultConfig, _clock_json),
         route("/config", config, ["GET"]),
         route("/public-key", public_key, ["GET"]),
-        route("/clock", get_clock, ["GET"]),
-        route("/clock", put_clock, ["PUT"]),
-        route("/clock/advance", advance, ["POST"]),
-        route("/faults", get_faults, ["GET"]),
-        route("/faults", put_faults, ["PUT", "PATCH"]),
         route("/webhooks", get_webhooks, ["GET"]),
         route("/webhooks", put_webhooks, ["PUT"]),
         route("/meetings", meetings, ["GET"]),
@@ -146,5 +99,8 @@ def control_routes(emu: CloudflareEmulator) -> list[BaseRoute]:
         route("/recordings", recordings, ["GET"]),
         route("/recordings/{rid}/kill", kill, ["POST"]),
         route("/recordings/{rid}", recording, ["GET"]),
-        route("/stats", stats, ["GET"]),
     ]
+
+
+def _clock_json(clock: Clock) -> dict[str, Any]:
+    return {"now": clock.now(), "speed": clock.speed, "pending_timers": clock.pending}

@@ -9,10 +9,8 @@ is the ASGI app, and the control API's operations are plain methods (``join``, `
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,6 +23,7 @@ from starlette.routing import Mount, Route
 
 from service.emulators.common.clock import Clock
 from service.emulators.common.control import ControlError
+from service.emulators.common.lifecycle import EmulatorLifecycle
 from service.emulators.common.notifier import Notifier
 from service.emulators.common.ratelimit import RequestStats
 
@@ -50,9 +49,11 @@ def private_key_pem(key: rsa.RSAPrivateKey) -> str:
     ).decode()
 
 
-class CloudflareEmulator:
+class CloudflareEmulator(EmulatorLifecycle):
     """One emulated RealtimeKit app. Deterministic for a ``config.seed`` and inputs (the RSA
     signatures aside: PKCS#1 v1.5 is deterministic, but a fresh key is not)."""
+
+    DRIVER_NAME = "cloudflare-emulator-clock"
 
     def __init__(
         self,
@@ -115,49 +116,6 @@ class CloudflareEmulator:
         """Where RealtimeKit publishes its webhook key (§2.3)."""
         data = {"publicKey": self.public_key_pem}
         return JSONResponse({"success": True, "data": data, "message": ""})
-
-    # ---- lifecycle ------------------------------------------------------------------------
-
-    def _ensure_driver(self) -> None:
-        if self._driver is not None and not self._driver.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._driver = loop.create_task(self.clock.run(), name="cloudflare-emulator-clock")
-
-    async def start(self) -> None:
-        self._ensure_driver()
-        await self.notifier.start()
-
-    async def aclose(self) -> None:
-        driver, self._driver = self._driver, None
-        if driver is not None:
-            driver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await driver
-        await self.notifier.aclose()
-
-    async def __aenter__(self) -> CloudflareEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.aclose()
 
     # ---- meetings -------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ use the documented envelope, ``{"success": true, "data": ...}``; errors Cloudfla
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import re
@@ -18,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.emulators.common import gateway
 from service.emulators.common.clock import Clock
 from service.emulators.common.ratelimit import RateLimiter, RequestStats
 
@@ -26,7 +26,7 @@ from .engine import ApiError, Engine
 from .faults import FaultInjector
 
 _BASE = r"^/client/v4/accounts/(?P<account>[^/]+)/realtime/kit/(?P<app>[^/]+)/recordings"
-_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+_ROUTES: gateway.RouteTable = (
     ("POST", re.compile(_BASE + r"$"), "start"),
     ("GET", re.compile(_BASE + r"$"), "list"),
     ("GET", re.compile(_BASE + r"/active-recording/(?P<meeting>[^/]+)$"), "active"),
@@ -45,11 +45,7 @@ def success(data: Any, status: int = 200, **extra: Any) -> Response:
 
 
 def match_route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    for route_method, pattern, endpoint in _ROUTES:
-        found = pattern.match(path)
-        if found is not None and route_method == method:
-            return endpoint, found.groupdict()
-    return None
+    return gateway.match_route(_ROUTES, method, path)
 
 
 class Gateway:
@@ -112,17 +108,14 @@ class Gateway:
         if not self._limiter.allow(cfg.app_id, self._qps_limit()):
             return failure(429, "Rate limit exceeded", 971, **{"retry-after": "1"})
         self._stats.accepted()
-        latency = self._faults.latency()
-        if latency > 0:
-            await asyncio.sleep(latency)
-        fault = self._faults.api_fault(endpoint)
+        fault = await gateway.inject_faults(
+            self._faults,
+            self._stats,
+            self._clock,
+            endpoint,
+            lambda: self._dispatch(endpoint, params, body, request),
+        )
         if fault is not None:
-            self._stats.faults[f"{endpoint} {fault.code}{' hang' if fault.hang else ''}"] += 1
-            if fault.apply:
-                self._clock.run_due()
-                self._dispatch(endpoint, params, body, request)
-            if fault.hang > 0:
-                await asyncio.sleep(fault.hang)
             return failure(fault.status, fault.reason, fault.code)
         self._clock.run_due()
         return self._dispatch(endpoint, params, body, request)

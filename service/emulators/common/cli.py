@@ -1,4 +1,5 @@
-"""Command-line plumbing the emulators share: the fault flags and how they become a config."""
+"""Command-line plumbing the emulators share: the server and config flags, the fault flags, how
+they become a config, and serving the app with uvicorn."""
 
 from __future__ import annotations
 
@@ -6,19 +7,68 @@ import argparse
 import json
 from typing import Any, TypeVar
 
+import uvicorn
+from starlette.types import ASGIApp
+
 from service.emulators.common.faults import FaultConfig
 
 C = TypeVar("C", bound=FaultConfig)
-#: (flag dest == FaultConfig field, type, help)
-FaultFlags = tuple[tuple[str, Any, str], ...]
+#: (flag dest == config field, type, help)
+Flags = tuple[tuple[str, Any, str], ...]
 
 
 def flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
+def add_server_arguments(parser: argparse.ArgumentParser, port: int) -> None:
+    """Where and how uvicorn serves the emulator (``port`` is the emulator's default)."""
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=port, help="listen port; 0 = any free one")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, flags: Flags) -> None:
+    """One optional flag per config field in ``flags`` (unset: ``None``, the default is kept)."""
+    for dest, kind, text in flags:
+        parser.add_argument(flag(dest), dest=dest, type=kind, default=None, help=text)
+
+
+def config_values(
+    args: argparse.Namespace, flags: Flags, switches: tuple[str, ...]
+) -> dict[str, Any]:
+    """The config fields the flags set: ``flags``, the boolean ``switches`` and
+    ``--callback-retry-delays``; unset ones are left out so the config keeps its defaults."""
+    values: dict[str, Any] = {
+        dest: getattr(args, dest) for dest, _, _ in flags if getattr(args, dest) is not None
+    }
+    for dest in switches:
+        if getattr(args, dest) is not None:
+            values[dest] = getattr(args, dest)
+    if args.callback_retry_delays is not None:
+        values["callback_retry_delays"] = tuple(numbers(args.callback_retry_delays))
+    return values
+
+
+def serve(app: ASGIApp, args: argparse.Namespace) -> int:
+    """Serve ``app`` with the server flags until interrupted; returns the exit status."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            lifespan="on",
+        )
+    )
+    server.run()
+    return 0
+
+
 def add_fault_arguments(
-    parser: argparse.ArgumentParser, endpoints: tuple[str, ...], flags: FaultFlags
+    parser: argparse.ArgumentParser, endpoints: tuple[str, ...], flags: Flags
 ) -> None:
     """The ``faults`` argument group: a JSON config, per-endpoint rates, and ``flags``."""
     faults = parser.add_argument_group("faults")
@@ -66,7 +116,7 @@ def _rates(items: list[str]) -> dict[str, float]:
     return rates
 
 
-def fault_config(args: argparse.Namespace, cls: type[C], flags: FaultFlags) -> C:
+def fault_config(args: argparse.Namespace, cls: type[C], flags: Flags) -> C:
     """The fault config the flags describe (``--faults`` first, the other flags over it)."""
     data: dict[str, Any] = {}
     if args.faults_json:
