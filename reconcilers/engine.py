@@ -57,6 +57,11 @@ class Reconciler:
         room_row: Row | None = None
         if key.startswith(CHANNEL_PREFIX):
             channel_key = key.removeprefix(CHANNEL_PREFIX)
+            owners = await self.store.rows("rooms", room=channel_key)
+            if any(not r.data.get("deleted") for r in owners):
+                # A room wants this channel now (it may have been declared since the key was
+                # queued): its own passes look after the channel's recorders, not this one.
+                channel_key = ""
         else:
             room_row = await self.store.get_row("rooms", key)
             channel_key = (room_row.data.get("channel_key") if room_row else None) or ""
@@ -69,7 +74,8 @@ class Reconciler:
         relevant = [
             r.data
             for r in session_rows
-            if r.data.get("state") != "ended" or r.data.get("sid") in segment_sids
+            if (r.data.get("state") != "ended" or r.data.get("sid") in segment_sids)
+            and (room_row is None or self._of_room(key, r.data, segment_sids))
         ]
         desired, observed = observe(
             room_row.data if room_row else None,
@@ -90,6 +96,17 @@ class Reconciler:
             if d.get("sid")
         }
         return RoomState(key, desired, observed, handles, room_row)
+
+    def _of_room(self, key: str, session: dict[str, Any], segment_sids: set[Any]) -> bool:
+        """Whether a room's pass may see a session of its channel: its own (a sid it started,
+        or one of its two recorder uids: adoptable), or a recorder we did not start. Another
+        room's recorder is that room's business: a deleted room sharing the channel with a new
+        one must not stop the new one's session."""
+        uids = self.config.uids
+        uid = session.get("recorder_uid") or session.get("uid")
+        if session.get("sid") in segment_sids or not uids.contains(uid):
+            return True
+        return str(uid) in (uids.recorder_uid(key, 0), uids.recorder_uid(key, 1))
 
     def plan(self, state: RoomState, config: PlanConfig | None = None) -> Plan:
         now_ms = int(self.clock().timestamp() * 1000)

@@ -88,7 +88,7 @@ class Rooms:
     @staticmethod
     def _segment_event(data: dict[str, Any], event: Event) -> None:
         p = event.payload
-        if "segment" not in p:
+        if p.get("segment") is None:  # a stop of a recorder that is no segment of ours
             return
         segments: dict[str, Any] = {k: dict(v) for k, v in data.get("segments", {}).items()}
         seg = segments.setdefault(str(p["segment"]), {"uid": p.get("uid")})
@@ -218,10 +218,13 @@ class Sessions:
         elif event.type == "result.stop":
             data.setdefault("sid", p["sid"])
             data["stop_intent_ms"] = None
-            # Only a stop the provider took counts: a failed one is tried again.
-            data["stop_requested"] = p.get("outcome") in (None, "ended") or bool(
+            # A stop the provider took counts, and one that can never work (rejected: say, an
+            # adopted session with no resource id); a transient failure is tried again.
+            data["stop_requested"] = p.get("outcome") in (None, "ended", "rejected") or bool(
                 data.get("stop_requested")
             )
+            if p.get("outcome") == "rejected":
+                data["stop_rejected"] = p.get("message") or True
             if p.get("outcome") == "ended" and p.get("http_status") == 404 and not ended:
                 # 404 is also what a task failing over answers (agora.md §3): not proof that
                 # it is gone. Missing, not ended: queried, and stopped again if it comes back.

@@ -85,6 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_config=None,  # ours, set up by load_settings: JSON, redacted
+        access_log=settings.access_log,
         lifespan="on",  # a store that cannot open stops the start-up
         server_header=False,
         timeout_keep_alive=15,  # Agora advises keep-alive of 10 s or more for NCS callers

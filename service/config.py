@@ -46,6 +46,7 @@ class Settings(BaseModel):
     database_url: str = "sqlite:///./recorder.db"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    access_log: bool = False  # a line per HTTP request: webhooks come by the thousand
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # Agora notifications (NCS). Several comma-separated secrets: one per product, and rotation.

@@ -23,9 +23,13 @@ from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import Event
 from reconcilers.plan import PlanConfig
 from reconcilers.workqueue import Result, Workers, WorkQueue
-from service.commands.reconcile import all_keys, live_sessions
+from service.commands.reconcile import live_sessions, orphan_channels, room_index
 
 log = structlog.get_logger("controller")
+
+#: A provider's notifications for one session come several at once (status updates, slices,
+#: joins): they wake the room once, this long after the first, not once each.
+EVENT_COALESCE_SECONDS = 0.05
 
 
 class ControllerMetrics:
@@ -83,6 +87,8 @@ class Controller:
         self._scheduler: AsyncIOScheduler | None = None
         self._ids = itertools.count(1)
         self._resync_lock = asyncio.Lock()
+        self._by_channel: dict[str, set[str]] = {}
+        self._channel_of: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -135,22 +141,47 @@ class Controller:
             event = await self._events.get()
             try:
                 for key in await self.keys_for(event):
-                    self.enqueue(key)
+                    if event.source == "api":
+                        self.enqueue(key)
+                    else:  # a provider's events come in bursts: one pass for the burst
+                        self.queue.add_after(key, EVENT_COALESCE_SECONDS)
             except Exception:
                 log.exception("routing an event failed", seq=event.seq)
 
     async def keys_for(self, event: Event) -> list[str]:
-        """The keys an event concerns: its room, or the rooms (else the channel) it names."""
+        """The keys an event concerns: its room, or the rooms (else the channel) it names.
+
+        Webhooks come by the thousand: the channel → rooms index is kept in memory (built by
+        every resync; a channel it does not know is looked up in the store), not read from the
+        store per event. A stale entry only wakes a room that no longer wants the channel, and
+        the channel's own pass checks again that no room wants it before it stops anything.
+        """
         if event.source == "reconciler":
             return []  # our own intents and results: the pass that wrote them requeues itself
         if event.source == "api":
+            if event.type in ("room.desired", "room.deleted") and event.room:
+                deleted = event.type == "room.deleted"
+                self._index_room(event.room, None if deleted else event.payload.get("channel_key"))
             return [event.room] if event.room else []
         if not event.room:
             return []
         ckey = f"{event.source}/{event.room}"
-        rows = await self.reconciler.store.rows("rooms", room=ckey)
-        rooms = [r.key for r in rows if not r.data.get("deleted")]
-        return rooms or [CHANNEL_PREFIX + ckey]
+        rooms = self._by_channel.get(ckey)
+        if not rooms:  # the rare case: an unknown channel, or one indexed since; ask the store
+            rows = await self.reconciler.store.rows("rooms", room=ckey)
+            rooms = {row.key for row in rows if not row.data.get("deleted")}
+            for room in rooms:
+                self._index_room(room, ckey)
+        return sorted(rooms) or [CHANNEL_PREFIX + ckey]
+
+    def _index_room(self, room: str, channel_key: str | None) -> None:
+        """``room`` now wants ``channel_key`` (``None``: nothing, it was deleted)."""
+        old = self._channel_of.pop(room, None)
+        if old is not None:
+            self._by_channel.get(old, set()).discard(room)
+        if channel_key:
+            self._channel_of[room] = channel_key
+            self._by_channel.setdefault(channel_key, set()).add(room)
 
     async def resync(self) -> None:
         """Enqueue every key, and size the query interval to the live sessions we have."""
@@ -159,7 +190,10 @@ class Controller:
 
     async def _resync(self) -> None:
         store = self.reconciler.store
-        keys = await all_keys(store)
+        keys, by_channel = await room_index(store)
+        self._by_channel = {c: set(rooms) for c, rooms in by_channel.items()}
+        self._channel_of = {room: c for c, rooms in by_channel.items() for room in rooms}
+        keys += [CHANNEL_PREFIX + c for c in await orphan_channels(store, set(by_channel))]
         live = await live_sessions(store)
         interval = self.budget.interval(live)
         self.plan_config = replace(self.reconciler.config, query_interval=interval)

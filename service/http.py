@@ -6,8 +6,9 @@ Every error answer is ``{"error": {"code": ..., "message": ..., "field": ...}}``
 
 from __future__ import annotations
 
+import itertools
 import re
-import uuid
+import secrets
 from typing import Any
 
 import structlog
@@ -75,7 +76,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_id(scope) or _new_id()
         header = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
@@ -85,6 +86,16 @@ class RequestIdMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             await self.app(scope, receive, send_with_id)
+
+
+_ID_PREFIX = secrets.token_hex(11)  # per process: ids stay unique across restarts and replicas
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_id() -> str:
+    """A fresh request id: a per-process random prefix and a counter (uuid4 per request cost
+    several percent of the intake's CPU)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -202,3 +202,41 @@ def test_channel_destroy_empties_the_channel() -> None:
     )
     _, observed = observe(None, [], f.rows[("presence", "agora/standup")].data, UIDS)
     assert observed.channel_empty is True
+
+
+def test_a_stop_of_a_session_with_no_segment_leaves_the_room_row_alone() -> None:
+    """Seen when a room stops a recorder it did not start (own_channel): the payload's segment
+    is None, and folding it as segment "None" failed the whole group commit."""
+    from datetime import UTC, datetime
+
+    from reconcilers.events import Event, Row
+    from reconcilers.projections import Rooms
+
+    row = Row("rooms", "acme/r", "agora/r", {"generation": 1, "segments": {}}, 1)
+    stop = Event(2, "reconciler", "k", "intent.stop", {"sid": "s", "segment": None},
+                 "acme/r", "s", datetime.now(UTC))
+    after = Rooms().apply(row, stop)
+    assert after is not None and after.data["segments"] == {}
+
+
+def test_a_stop_that_can_never_work_is_not_retried_but_a_failed_one_is() -> None:
+    """Agora's stop needs the resource id, which notifications do not carry: an orphan known
+    only from them is rejected once, then left to its idle timeout, not tried on every event."""
+    from datetime import UTC, datetime
+
+    from reconcilers.events import Event
+    from reconcilers.projections import Sessions
+
+    def stop(seq: int, kind: str, outcome: str | None) -> Event:
+        payload = {"sid": "s1", "provider": "agora", "segment": None, "outcome": outcome}
+        return Event(seq, "reconciler", f"k{seq}", kind, payload, "channel:agora/c", "s1",
+                     datetime.now(UTC))
+
+    folds = Sessions()
+    row = folds.apply(None, stop(1, "intent.stop", None))
+    row = folds.apply(row, stop(2, "result.stop", "retryable"))
+    assert row is not None and not row.data["stop_requested"], "a transient failure: again"
+    row = folds.apply(row, stop(3, "intent.stop", None))
+    row = folds.apply(row, stop(4, "result.stop", "rejected"))
+    assert row is not None and row.data["stop_requested"] and row.data["stop_rejected"]
+    assert row.data["stop_attempts"] == 2 and row.data["stop_intent_ms"] is None

@@ -168,3 +168,36 @@ async def test_crash_between_start_intent_and_result_never_doubles(tmp_path: Pat
         state = await w.reconciler.state(key)
         assert state.observed.current is not None
         assert state.observed.current.sid == tasks[0].sid, "adopted"
+
+
+async def test_a_deleted_room_never_stops_the_next_room_on_its_channel(tmp_path: Path) -> None:
+    """Rooms are forgotten, channels reused: the old room's pass sees only its own recorders."""
+    async with world(tmp_path) as w:
+        w.emu.join("shared", 11)
+        old = await w.declare("old", channel="shared")
+        await w.run(old, passes=3)
+        await w.store.append(NewEvent(source="api", dedup_key="del-old", type="room.deleted",
+                                      room=old, payload={}, occurred_at=w.now()))
+        await w.run(old, passes=2)
+        assert not w.live_tasks("shared")
+        new = await w.declare("new", channel="shared")
+        await w.run(new, passes=3)
+        (task,) = w.live_tasks("shared")
+        result = await w.run(old, passes=2)
+        assert not result.plan.actions, "the old room leaves the new room's recorder alone"
+        assert [t.sid for t in w.live_tasks("shared")] == [task.sid]
+
+
+
+async def test_a_channel_pass_queued_before_its_room_was_declared_stops_nothing(
+    tmp_path: Path,
+) -> None:
+    """Seen in the demo: a resync read the rooms, a room was declared and started, and the
+    resync, reading the sessions next, took its channel for an orphan's."""
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        result = await w.reconciler.reconcile(CHANNEL_PREFIX + "agora/standup")
+        assert not result.plan.actions
+        assert len(w.live_tasks("standup")) == 1

@@ -20,36 +20,34 @@ from reconcilers.plan import Plan
 HEADERS = ("ROOM", "DESIRED", "OBSERVED", "ACTION", "REASON")
 
 
+async def room_index(store: Store) -> tuple[list[str], dict[str, list[str]]]:
+    """Every room key (deleted rooms too: they stop what they had), and the rooms that want
+    something of each channel (not deleted): the ones a provider's event is for."""
+    keys: list[str] = []
+    by_channel: dict[str, list[str]] = {}
+    after = ""
+    while rows := await store.rows("rooms", after_key=after, limit=1000):
+        after = rows[-1].key
+        for r in rows:
+            keys.append(r.key)
+            if r.room and not r.data.get("deleted"):
+                by_channel.setdefault(r.room, []).append(r.key)
+    return keys, by_channel
+
+
 async def all_keys(store: Store, room: str | None = None) -> list[str]:
     """Room keys to reconcile (one room, or all), plus channels with live sessions nobody owns."""
     if room is not None:
         return [room]
-    keys: list[str] = []
-    after = ""
-    while True:
-        rows = await store.rows("rooms", after_key=after, limit=1000)
-        if not rows:
-            break
-        keys += [r.key for r in rows]
-        after = rows[-1].key
-    owned = {r for r in keys}
-    channels = await orphan_channels(store, owned)
-    return keys + [CHANNEL_PREFIX + c for c in channels]
+    keys, by_channel = await room_index(store)
+    return keys + [CHANNEL_PREFIX + c for c in await orphan_channels(store, set(by_channel))]
 
 
-async def orphan_channels(store: Store, room_keys: set[str]) -> list[str]:
+async def orphan_channels(store: Store, mapped: set[str]) -> list[str]:
     """Channel keys of live sessions whose channel no room maps to."""
-    mapped: set[str] = set()
-    for key in room_keys:
-        row = await store.get_row("rooms", key)
-        if row is not None and row.room:
-            mapped.add(row.room)
     found: set[str] = set()
     after = ""
-    while True:
-        rows = await store.rows("sessions", after_key=after, limit=1000)
-        if not rows:
-            break
+    while rows := await store.rows("sessions", after_key=after, limit=1000):
         after = rows[-1].key
         for r in rows:
             if r.data.get("state") != "ended" and r.room and r.room not in mapped:
