@@ -28,6 +28,7 @@ from typing import Any
 from reconcilers.events import Event, Projection, Row
 from reconcilers.objects import StorageObjects
 from reconcilers.providers.agora import notifications as ncs
+from reconcilers.providers.cloudflare.webhooks import RECORDING_STATUS, parse_webhook
 
 STARTED = "recording.started"
 IMPORTED = "recording.imported"
@@ -103,6 +104,7 @@ class Recordings:
 
 
 _RECONCILER_TYPES = frozenset({"result.start", "session.adopted", "result.stop", "observed.query"})
+_CLOUDFLARE_STATUS = "cloudflare." + RECORDING_STATUS
 _AGORA_TYPES = frozenset(
     f"agora.{ncs.RECORDING_EVENTS[n]}" for n in (4, 11, 31, 32, 71, 90) if n in ncs.RECORDING_EVENTS
 )
@@ -119,6 +121,8 @@ class RecordingSegments:
             return [f"{p.get('provider', 'agora')}:{p['sid']}"]
         if event.source == "agora" and event.session and event.type in _AGORA_TYPES:
             return [f"agora:{event.session}"]
+        if event.source == "cloudflare" and event.session and event.type == _CLOUDFLARE_STATUS:
+            return [f"cloudflare:{event.session}"]
         return []
 
     def apply(self, row: Row | None, event: Event) -> Row | None:
@@ -127,6 +131,8 @@ class RecordingSegments:
         at = event_ms(event)
         if event.source == "agora":
             _agora(data, event, at)
+        elif event.source == "cloudflare":
+            _cloudflare(data, event, at)
         else:
             _reconciler(data, event, at)
         if not data.get("sid"):
@@ -194,6 +200,24 @@ def _agora(data: dict[str, Any], event: Event, at: int) -> None:
             data["abnormal_exit"] = True
     elif isinstance(d, ncs.DownloadFailed):
         data["lost"] = sorted(set(data.get("lost", [])) | set(d.files))
+
+
+def _cloudflare(data: dict[str, Any], event: Event, at: int) -> None:
+    """RealtimeKit's ``recording.statusUpdate``: UPLOADED names the file; ERRORED ends it."""
+    recording = parse_webhook(event.payload).recording
+    if recording is None:
+        return
+    data.setdefault("provider", "cloudflare")
+    data.setdefault("sid", recording.id)
+    data["channel"] = data.get("channel") or recording.meeting_id
+    if recording.status == "UPLOADED":
+        if recording.output_file_name:
+            _add_files(data, [recording.output_file_name])
+        data["upload"] = "uploaded"
+        data.setdefault("ended_ms", at)
+    elif recording.status == "ERRORED":
+        data.setdefault("ended_ms", at)
+        data["abnormal_exit"] = True
 
 
 CATALOG_PROJECTIONS: tuple[Projection, ...] = (Recordings(), RecordingSegments(), StorageObjects())

@@ -146,3 +146,31 @@ def test_archive_delete_and_fail_are_recorded() -> None:
     deleted = ev("api", "recording.deleted", {"recording_id": "rec1"}, room=ROOM, at=40)
     v = view(*events, archived, deleted)
     assert v.status == "archived" and v.deleted_ms and v.archived_ms
+
+
+def test_a_cloudflare_recording_gets_its_file_from_the_uploaded_webhook() -> None:
+    """RealtimeKit names the file in ``recording.statusUpdate`` UPLOADED (cloudflare.md §2.2):
+    the catalog must learn it there, since nothing queries a recording once it is stopped."""
+    from datetime import UTC, datetime
+
+    from reconcilers.catalog import RecordingSegments
+    from reconcilers.events import Event
+
+    def hook(seq: int, status: str) -> Event:
+        body = {
+            "event": "recording.statusUpdate",
+            "recording": {"id": "rec-1", "status": status, "meetingId": "m-1",
+                          "outputFileName": "weekly-sync.mp4", "fileSize": "2044680"},
+            "meeting": {"id": "m-1", "sessionId": "s-1"},
+        }
+        return Event(seq, "cloudflare", f"k{seq}", "cloudflare.recording.statusUpdate", body,
+                     "m-1", "rec-1", datetime.now(UTC))
+
+    segments = RecordingSegments()
+    (key,) = segments.keys(hook(1, "RECORDING"))
+    row = segments.apply(None, hook(1, "RECORDING"))
+    assert row is not None and key == "cloudflare:rec-1" and not row.data["files"]
+    row = segments.apply(row, hook(2, "UPLOADED"))
+    assert row is not None and list(row.data["files"]) == ["weekly-sync.mp4"]
+    assert row.data["upload"] == "uploaded" and row.data["ended_ms"]
+    assert row.room == "cloudflare/m-1"
