@@ -145,6 +145,7 @@ def observe(
     )
     empty: bool | None = None
     if presence_row is not None and presence_row.get("known"):
-        empty = not any(u.get("present") for u in presence_row.get("users", {}).values())
+        present = any(u.get("present") for u in presence_row.get("users", {}).values())
+        empty = not present and not presence_row.get("open")
     seen = presence_row.get("seen_ms") if presence_row else None
     return desired, Observed(segments, sessions, empty, rejected, seen)

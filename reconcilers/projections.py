@@ -325,6 +325,9 @@ class Presence:
         d = ncs.details_of(ncs.parse_notification(event.payload))
         at = event_ms(event)
         if isinstance(d, ncs.ChannelLifecycle):
+            # 101 means someone joined: evidence of a user even when their own join event is
+            # lost (NCS may lose any message). 102 means the last one left.
+            data["open"] = d.created
             if not d.created:
                 for user in users.values():
                     user["present"] = False

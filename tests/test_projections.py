@@ -240,3 +240,32 @@ def test_a_stop_that_can_never_work_is_not_retried_but_a_failed_one_is() -> None
     row = folds.apply(row, stop(4, "result.stop", "rejected"))
     assert row is not None and row.data["stop_requested"] and row.data["stop_rejected"]
     assert row.data["stop_attempts"] == 2 and row.data["stop_intent_ms"] is None
+
+
+def test_seed_49_a_channel_created_after_its_join_was_lost_is_not_empty() -> None:
+    """Chaos seed 49: a user's join event was lost but 101 (channel created: someone joined)
+    arrived; presence said empty, the room waited for a join that had already happened."""
+    from datetime import UTC, datetime
+
+    from reconcilers.events import Event
+    from reconcilers.identity import UidRange
+    from reconcilers.observed import observe
+    from reconcilers.projections import Presence
+
+    def rtc(seq: int, event_type: int, **payload: object) -> Event:
+        body = {"noticeId": f"n{seq}", "productId": 1, "eventType": event_type,
+                "notifyMs": seq, "payload": {"channelName": "room-0", "ts": seq, **payload}}
+        type_ = {101: "agora.channel_create", 102: "agora.channel_destroy",
+                 107: "agora.user_join", 108: "agora.user_leave"}[event_type]
+        return Event(seq, "agora", f"n{seq}", type_, body, "room-0", None, datetime.now(UTC))
+
+    presence = Presence()
+    row = None
+    for event in (rtc(1, 101), rtc(2, 107, uid=1096, clientSeq=1, platform=7),
+                  rtc(3, 108, uid=1096, clientSeq=2, platform=7, reason=1), rtc(4, 102)):
+        row = presence.apply(row, event) or row
+    assert row is not None
+    assert observe(None, [], row.data, UidRange())[1].channel_empty is True
+    row = presence.apply(row, rtc(5, 101))  # someone joined; their 107 never came
+    assert row is not None
+    assert observe(None, [], row.data, UidRange())[1].channel_empty is False
