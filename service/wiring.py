@@ -44,6 +44,9 @@ def plan_config(settings: Settings) -> PlanConfig:
         query_interval=settings.query_interval_seconds,
         stall_threshold=settings.stall_threshold_seconds,
         failover_window=settings.failover_window_seconds,
+        # A stop begun with no result in a query interval died with its process (chaos seed
+        # 100): stopped again within the orphan bound (2 query intervals + failover window).
+        stop_retry_after=settings.query_interval_seconds,
     )
 
 

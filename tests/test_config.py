@@ -61,3 +61,11 @@ def test_the_app_reads_only_the_settings_it_is_given(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DATABASE_URL", "nonsense://")
     app = create_app(Settings.from_env({}))  # building it touches neither env nor disk
     assert app.state.context.settings.max_body_bytes == 64 * 1024
+
+
+def test_seed_100_a_lost_stop_is_retried_within_a_query_interval() -> None:
+    """Chaos seed 100: killed mid-stop with a 2 s query interval, the fixed 30 s retry let an
+    orphan live 21 s past the 8 s bound."""
+    from service.wiring import plan_config
+
+    assert plan_config(Settings.from_env({}, query_interval_seconds=2)).stop_retry_after == 2
