@@ -324,13 +324,19 @@ class Presence:
         users: dict[str, Any] = {k: dict(v) for k, v in data.get("users", {}).items()}
         d = ncs.details_of(ncs.parse_notification(event.payload))
         at = event_ms(event)
+        ts = _rtc_ts(event)
         if isinstance(d, ncs.ChannelLifecycle):
             # 101 means someone joined: evidence of a user even when their own join event is
-            # lost (NCS may lose any message). 102 means the last one left.
-            data["open"] = d.created
-            if not d.created:
+            # lost (NCS may lose any message). 102 means the last one left, as of its ``ts``:
+            # a late 102 must not empty a channel someone joined since (chaos seed 49).
+            if d.created:
+                data.update(open=True, open_ts=ts)
+            else:
+                if not _after(data.get("open_ts"), ts):
+                    data["open"] = False
                 for user in users.values():
-                    user["present"] = False
+                    if not _after(user.get("ts"), ts):
+                        user["present"] = False
         elif isinstance(d, ncs.ChannelMember | ncs.RoleChange):
             if isinstance(d, ncs.ChannelMember) and d.is_cloud_recorder:
                 return (
@@ -349,6 +355,7 @@ class Presence:
             if seq <= user["seq"]:
                 return row  # late or duplicate: clientSeq says we know better
             user["seq"] = seq
+            user["ts"] = ts
             if isinstance(d, ncs.ChannelMember):
                 user["present"] = d.joined and d.role != "audience"
             else:
@@ -358,6 +365,18 @@ class Presence:
         data.update(users=users, known=True, changed_ms=at, seen_ms=at)
         key = channel_key("agora", event.room or "")
         return Row(self.name, key, key, data, event.seq)
+
+
+def _rtc_ts(event: Event) -> int | None:
+    """An RTC event's own ``ts`` (seconds): orders 101/102, which carry no ``clientSeq``."""
+    inner = event.payload.get("payload")
+    ts = inner.get("ts") if isinstance(inner, dict) else None
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+
+
+def _after(then: int | None, destroyed: int | None) -> bool:
+    """Whether something stamped ``then`` happened after a 102 stamped ``destroyed``."""
+    return then is not None and destroyed is not None and then > destroyed
 
 
 _RTC_TYPES = frozenset(f"agora.{name}" for name in ncs.RTC_EVENTS.values())

@@ -182,7 +182,9 @@ def test_presence_orders_by_client_seq_and_ignores_the_cloud_recorder() -> None:
         rtc(107, "11", 2, at=11),  # late join, older clientSeq: ignored
     )
     row = f.rows[("presence", "agora/standup")]
-    assert row.data["users"] == {"11": {"seq": 3, "present": False}}
+    assert {k: {f: u[f] for f in ("seq", "present")} for k, u in row.data["users"].items()} == {
+        "11": {"seq": 3, "present": False}
+    }
     _, observed = observe(None, [], row.data, UIDS)
     assert observed.channel_empty is True
 
@@ -267,5 +269,29 @@ def test_seed_49_a_channel_created_after_its_join_was_lost_is_not_empty() -> Non
     assert row is not None
     assert observe(None, [], row.data, UidRange())[1].channel_empty is True
     row = presence.apply(row, rtc(5, 101))  # someone joined; their 107 never came
+    assert row is not None
+    assert observe(None, [], row.data, UidRange())[1].channel_empty is False
+
+
+def test_seed_49_a_late_channel_destroy_does_not_empty_a_channel_joined_since() -> None:
+    """Chaos seed 49 again: a 102 (ts 298) delayed behind a later 101 + join (ts 300)."""
+    from datetime import UTC, datetime
+
+    from reconcilers.events import Event
+    from reconcilers.identity import UidRange
+    from reconcilers.observed import observe
+    from reconcilers.projections import Presence
+
+    def rtc(seq: int, event_type: int, ts: int, **payload: object) -> Event:
+        body = {"noticeId": f"n{seq}", "productId": 1, "eventType": event_type,
+                "notifyMs": seq, "payload": {"channelName": "room-0", "ts": ts, **payload}}
+        type_ = {101: "agora.channel_create", 102: "agora.channel_destroy",
+                 107: "agora.user_join"}[event_type]
+        return Event(seq, "agora", f"n{seq}", type_, body, "room-0", None, datetime.now(UTC))
+
+    presence, row = Presence(), None
+    for event in (rtc(1, 101, 300), rtc(2, 107, 300, uid=7935, clientSeq=5, platform=7),
+                  rtc(3, 102, 298, lastUid=4011)):
+        row = presence.apply(row, event) or row
     assert row is not None
     assert observe(None, [], row.data, UidRange())[1].channel_empty is False
