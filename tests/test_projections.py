@@ -295,3 +295,28 @@ def test_seed_49_a_late_channel_destroy_does_not_empty_a_channel_joined_since() 
         row = presence.apply(row, event) or row
     assert row is not None
     assert observe(None, [], row.data, UidRange())[1].channel_empty is False
+
+
+def test_a_late_status_update_never_moves_a_session_back() -> None:
+    """Seen in the 10,000-room benchmark: status 2 arriving after status 4 made a recording
+    session look unstarted, so it was queried again and again, then stopped as stalled."""
+    from datetime import UTC, datetime
+
+    from reconcilers.events import Event
+    from reconcilers.projections import Sessions
+
+    def status(seq: int, value: int) -> Event:
+        body = {"noticeId": f"n{seq}", "productId": 3, "eventType": 3, "notifyMs": seq,
+                "payload": {"cname": "c", "uid": "4000000001", "sid": "s1", "sequence": seq,
+                            "sendts": seq, "serviceType": 0,
+                            "details": {"msgName": "cloud_recording_status_update",
+                                        "status": value, "recordingMode": 1}}}
+        return Event(seq, "agora", f"n{seq}", "agora.cloud_recording_status_update", body,
+                     "c", "s1", datetime.now(UTC))
+
+    folds = Sessions()
+    row = folds.apply(None, status(1, 4))
+    row = folds.apply(row, status(2, 2))
+    assert row is not None and row.data["state"] == "recording"
+    row = folds.apply(row, status(3, 6))
+    assert row is not None and row.data["state"] == "stopping"
