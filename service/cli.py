@@ -77,11 +77,13 @@ def _add_serve(subparsers: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.runtime import build_app
+    from service.runtime import build_app, tune_gc
 
     settings = load_settings()
+    app = build_app(settings)
+    tune_gc()
     uvicorn.run(
-        build_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_config=None,  # ours, set up by load_settings: JSON, redacted

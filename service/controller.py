@@ -89,6 +89,7 @@ class Controller:
         self._resync_lock = asyncio.Lock()
         self._by_channel: dict[str, set[str]] = {}
         self._channel_of: dict[str, str] = {}
+        self._unwanted: set[str] = set()  # channels the store said no room wants, until resync
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -152,9 +153,10 @@ class Controller:
         """The keys an event concerns: its room, or the rooms (else the channel) it names.
 
         Webhooks come by the thousand: the channel → rooms index is kept in memory (built by
-        every resync; a channel it does not know is looked up in the store), not read from the
-        store per event. A stale entry only wakes a room that no longer wants the channel, and
-        the channel's own pass checks again that no room wants it before it stops anything.
+        every resync; a channel it does not know is looked up in the store once, and a miss is
+        remembered until the next resync), not read from the store per event. A stale entry
+        only wakes a room that no longer wants the channel, and the channel's own pass checks
+        again that no room wants it before it stops anything.
         """
         if event.source == "reconciler":
             return []  # our own intents and results: the pass that wrote them requeues itself
@@ -167,12 +169,14 @@ class Controller:
             return []
         ckey = f"{event.source}/{event.room}"
         rooms = self._by_channel.get(ckey)
-        if not rooms:  # the rare case: an unknown channel, or one indexed since; ask the store
+        if not rooms and ckey not in self._unwanted:  # unknown: written by another process?
             rows = await self.reconciler.store.rows("rooms", room=ckey)
             rooms = {row.key for row in rows if not row.data.get("deleted")}
             for room in rooms:
                 self._index_room(room, ckey)
-        return sorted(rooms) or [CHANNEL_PREFIX + ckey]
+            if not rooms:
+                self._unwanted.add(ckey)
+        return sorted(rooms) if rooms else [CHANNEL_PREFIX + ckey]
 
     def _index_room(self, room: str, channel_key: str | None) -> None:
         """``room`` now wants ``channel_key`` (``None``: nothing, it was deleted)."""
@@ -180,6 +184,7 @@ class Controller:
         if old is not None:
             self._by_channel.get(old, set()).discard(room)
         if channel_key:
+            self._unwanted.discard(channel_key)
             self._channel_of[room] = channel_key
             self._by_channel.setdefault(channel_key, set()).add(room)
 
@@ -193,6 +198,7 @@ class Controller:
         keys, by_channel = await room_index(store)
         self._by_channel = {c: set(rooms) for c, rooms in by_channel.items()}
         self._channel_of = {room: c for c, rooms in by_channel.items() for room in rooms}
+        self._unwanted = set()
         keys += [CHANNEL_PREFIX + c for c in await orphan_channels(store, set(by_channel))]
         live = await live_sessions(store)
         interval = self.budget.interval(live)

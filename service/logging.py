@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -15,6 +16,19 @@ _SECRET_KEYS = re.compile(
     r"(secret|password|token|authorization|signature|access_?key|customer_?key|certificate|credential)",
     re.IGNORECASE,
 )
+
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the request being served. One variable set per request: structlog's
+``bound_contextvars`` copies and scans the whole context, which cost the intake ~5% of its CPU."""
+
+
+def add_request_id(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    """A structlog processor: the current request's id, when there is one."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
 
 
 class SecretRedactor:
@@ -44,6 +58,7 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), fmt: str
     redactor = SecretRedactor(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

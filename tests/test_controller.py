@@ -53,5 +53,11 @@ async def test_provider_events_reach_the_rooms_that_want_their_channel(tmp_path:
         seminar = (await store.append(NewEvent("agora", "n3", "x", {}, room="seminar"))).event
         assert await controller.keys_for(seminar) == ["acme/c"]
         assert not [k for k in await controller.keys_for(ping) if not k.startswith(CHANNEL_PREFIX)]
+
+        # A channel no room wants is asked of the store once, then remembered until the resync.
+        await store.append(desired("acme/d", "standup"))  # by "another process" again
+        assert await controller.keys_for(ping) == [CHANNEL_PREFIX + "agora/standup"]
+        await controller.resync()
+        assert await controller.keys_for(ping) == ["acme/d"]
     finally:
         await store.close()

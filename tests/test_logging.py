@@ -12,7 +12,7 @@ import structlog
 
 from service.app import create_app
 from service.config import Settings
-from service.logging import REDACTED, SecretRedactor, configure_logging
+from service.logging import REDACTED, REQUEST_ID, SecretRedactor, configure_logging
 from tests.helpers import Boom, encode, notification, running, signed
 
 NCS_SECRET = "ncs-Secret-0f1e2d"
@@ -46,10 +46,15 @@ def test_the_redactor_masks_secret_keys_and_known_values() -> None:
 
 def test_logs_are_json_lines_carrying_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO")
-    with structlog.contextvars.bound_contextvars(request_id="req-1"):
+    token = REQUEST_ID.set("req-1")  # as RequestIdMiddleware does for each request
+    try:
         structlog.get_logger("t").info("hello", n=1)
         logging.getLogger("uvicorn.error").info("from the standard library")
-    first, second = lines(capsys.readouterr().err)
+    finally:
+        REQUEST_ID.reset(token)
+    structlog.get_logger("t").info("after the request")
+    first, second, third = lines(capsys.readouterr().err)
+    assert "request_id" not in third
     assert first["event"] == "hello" and first["request_id"] == "req-1" and first["n"] == 1
     assert first["level"] == "info" and "timestamp" in first
     assert second["event"] == "from the standard library" and second["request_id"] == "req-1"
@@ -115,3 +120,14 @@ async def test_startup_warns_about_unverifiable_callbacks(
         pass
     found = [line for line in lines(capsys.readouterr().err) if text in line["event"]]
     assert [line["level"] for line in found] == [level]
+
+
+async def test_a_request_logs_under_its_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path}/e.db"})
+    configure_logging("INFO")
+    async with running(create_app(settings)) as client:
+        await client.post("/webhooks/agora", content=b"{}", headers={"X-Request-Id": "trace-7"})
+    rejected = [line for line in lines(capsys.readouterr().err) if "rejected" in line["event"]]
+    assert [line.get("request_id") for line in rejected] == ["trace-7"]

@@ -478,3 +478,34 @@ def _catalog(draw: st.DrawFn) -> NewEvent:
 )
 def test_replay_equals_live_domain_projections(batches: list[list[NewEvent]]) -> None:
     check_replay(BACKENDS["sqlite"], DOMAIN_PROJECTIONS, batches)
+
+
+async def test_the_wal_is_checkpointed_aside_and_stays_bounded(
+    tmp_path: Path,
+) -> None:
+    """Commits never checkpoint (``wal_autocheckpoint=0``); the store does it in the background
+    once the WAL passes its bound, and the WAL is then reused instead of growing."""
+
+    async def wal_frames_after_load(directory: Path, bound: int) -> tuple[int, int, int]:
+        store = await SqliteStore.open(directory / "events.db", (), checkpoint_bytes=bound)
+        try:
+            for round_ in range(20):
+                batch = (new(f"k{round_}-{i}", payload={"blob": "x" * 2000}) for i in range(20))
+                await asyncio.gather(*map(store.append, batch))
+            assert await store.synchronous() == 2
+            size = (directory / "events.db-wal").stat().st_size
+            frames, _ = await store.checkpoint()
+            checkpoints = store.stats.checkpoints
+        finally:
+            await store.close()
+        return frames, checkpoints, size
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    unbounded, none, unbounded_size = await wal_frames_after_load(tmp_path / "a", 1 << 40)
+    bounded, some, size = await wal_frames_after_load(tmp_path / "b", 64 * 1024)
+    assert none == 0 and 3 <= some < 20  # not after every commit
+    assert bounded < unbounded / 3
+    assert size < unbounded_size / 3  # cut back when started over (``journal_size_limit``)
+    with sqlite3.connect(tmp_path / "b" / "events.db") as raw:
+        assert raw.execute("SELECT COUNT(*) FROM events").fetchone() == (400,)

@@ -46,6 +46,7 @@ class StoreStats:
     appended: int = 0  # new events stored
     duplicates: int = 0  # appends answered with an earlier copy
     failed_batches: int = 0  # batches rolled back
+    checkpoints: int = 0  # background WAL checkpoints completed (SQLite)
     observers: list[BatchObserver] = field(default_factory=list)
 
     def committed(self, report: BatchReport) -> None:

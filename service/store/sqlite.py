@@ -12,6 +12,7 @@ Reads go through a second connection (aiosqlite): WAL lets it read while the wri
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +27,15 @@ from reconcilers.events import Appended, Event, NewEvent, Projection, Row
 from service.store import sqlite_schema as sql
 from service.store.base import BatchReport, StoreClosed, StoreError, StoreStats, log
 from service.store.sqlite_schema import sqlite_path
-from service.store.sqlite_writer import SqliteWriter
+from service.store.sqlite_writer import Checkpointer, SqliteWriter
 
-__all__ = ["DEFAULT_BATCH_CAP", "SqliteStore", "sqlite_path"]
+__all__ = ["DEFAULT_BATCH_CAP", "DEFAULT_CHECKPOINT_BYTES", "SqliteStore", "sqlite_path"]
 
 DEFAULT_BATCH_CAP = 512
 """Most appends in one transaction: bounds a batch's latency and memory, not its benefit."""
+
+DEFAULT_CHECKPOINT_BYTES = 4 << 20
+"""A WAL larger than this is checkpointed in the background (SQLite's own default is ~4 MB)."""
 
 _Pending = tuple[NewEvent, "asyncio.Future[Appended]"]
 _T = TypeVar("_T")
@@ -46,6 +50,7 @@ class SqliteStore:
         executor: ThreadPoolExecutor,
         reader: aiosqlite.Connection,
         batch_cap: int,
+        checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
     ) -> None:
         self._writer = writer
         self._executor = executor
@@ -56,6 +61,12 @@ class SqliteStore:
         self._closing = False
         self._closed = False
         self.stats = StoreStats()
+        self._wal_path = f"{writer.path}-wal"
+        self._checkpoint_bytes = checkpoint_bytes
+        self._checkpointer = Checkpointer(writer.path)
+        self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
+        self._catch_up = False  # a background checkpoint finished: the writer completes it
         self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
 
     @classmethod
@@ -65,9 +76,10 @@ class SqliteStore:
         projections: Sequence[Projection] = (),
         *,
         batch_cap: int = DEFAULT_BATCH_CAP,
+        checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
     ) -> SqliteStore:
         """Create the file and schema if needed, connect both sides, start the writer task."""
-        writer = SqliteWriter(path, projections)
+        writer = SqliteWriter(path, projections, checkpoint_bytes)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         loop = asyncio.get_running_loop()
         try:
@@ -79,7 +91,7 @@ class SqliteStore:
             raise
         await reader.execute("PRAGMA busy_timeout=10000")
         await reader.execute("PRAGMA query_only=1")
-        return cls(writer, executor, reader, batch_cap)
+        return cls(writer, executor, reader, batch_cap, checkpoint_bytes)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -121,7 +133,9 @@ class SqliteStore:
         async with self._write_lock:
             started = time.perf_counter()
             try:
-                results, new = await self._on_writer(self._writer.write, [e for e, _ in batch])
+                catch_up, self._catch_up = self._catch_up, False
+                events = [e for e, _ in batch]
+                results, new = await self._on_writer(self._writer.write, events, catch_up)
             except Exception as exc:
                 self.stats.failed_batches += 1
                 if len(batch) == 1:
@@ -134,9 +148,43 @@ class SqliteStore:
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
+                self._maybe_checkpoint()
                 return
         for item in batch:
             await self._commit([item])
+
+    def _maybe_checkpoint(self) -> None:
+        """Start a background checkpoint when the WAL has grown past its bound (one at a time,
+        and not before the writer has completed the last one: two would find each other busy)."""
+        if self._catch_up or (self._checkpointing is not None and not self._checkpointing.done()):
+            return
+        try:
+            size = os.stat(self._wal_path).st_size
+        except OSError:
+            return
+        if size > self._checkpoint_bytes:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._checkpoint_executor, self._checkpointer.checkpoint)
+            future.add_done_callback(self._checkpointed)
+            self._checkpointing = future
+
+    def _checkpointed(self, future: asyncio.Future[tuple[int, int]]) -> None:
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            log.warning("WAL checkpoint failed; the WAL grows until one works", error=repr(exc))
+            return
+        self.stats.checkpoints += 1
+        self._catch_up = True
+        frames, copied = future.result()
+        log.debug("WAL checkpointed", frames=frames, copied=copied)
+
+    async def checkpoint(self) -> tuple[int, int]:
+        """Checkpoint now (after any under way): ``(frames in the WAL, frames copied)``."""
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._checkpoint_executor, self._checkpointer.checkpoint)
 
     async def replay(self) -> int:
         """Delete every projection row and refold the whole log, in one transaction."""
@@ -203,7 +251,12 @@ class SqliteStore:
                 if item is not None:
                     _fail(item[1], StoreClosed("the store closed before this append committed"))
             await self._reader.close()
-            await self._on_writer(self._writer.close)
+            if self._checkpointing is not None:
+                await asyncio.gather(self._checkpointing, return_exceptions=True)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._checkpoint_executor, self._checkpointer.close)
+            self._checkpoint_executor.shutdown()
+            await self._on_writer(self._writer.close)  # the last connection: SQLite checkpoints
             self._executor.shutdown()
 
 

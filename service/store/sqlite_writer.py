@@ -27,10 +27,17 @@ _Key = tuple[str, str]
 class SqliteWriter:
     """Owns the write connection. Call every method from the same (writer) thread."""
 
-    def __init__(self, path: str | Path, projections: Sequence[Projection]) -> None:
+    def __init__(
+        self, path: str | Path, projections: Sequence[Projection], wal_bytes: int = 4 << 20
+    ) -> None:
         self._path = path
         self._projections = tuple(projections)
+        self._wal_bytes = wal_bytes
         self._conn: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> str:
+        return str(self._path)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -48,6 +55,11 @@ class SqliteWriter:
                 raise StoreError(f"could not switch {self._path} to WAL (journal_mode={mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
+            # Commits never checkpoint: a checkpoint (copy the WAL into the file, fsync it) in a
+            # commit made that batch wait tens of ms. The store's Checkpointer does it aside.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            # A WAL started over is cut back to this size, so its size tells how much is new.
+            conn.execute(f"PRAGMA journal_size_limit={int(self._wal_bytes)}")
             conn.executescript(sql.SCHEMA)
         except BaseException:
             conn.close()
@@ -64,9 +76,18 @@ class SqliteWriter:
         value: int = self.conn.execute("PRAGMA synchronous").fetchone()[0]
         return value
 
-    def write(self, batch: Sequence[NewEvent]) -> tuple[list[Appended], list[Event]]:
-        """One transaction: answer every append (duplicates included) and return the new events."""
+    def write(
+        self, batch: Sequence[NewEvent], catch_up: bool = False
+    ) -> tuple[list[Appended], list[Event]]:
+        """One transaction: answer every append (duplicates included) and return the new events.
+
+        ``catch_up``: first copy into the file the few frames written since the background
+        checkpoint finished, so that this transaction starts the WAL over (a checkpoint that
+        runs beside a busy writer never catches up with it alone).
+        """
         conn = self.conn
+        if catch_up:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: seq numbering needs it
         try:
             keys = list(dict.fromkeys((e.source, e.dedup_key) for e in batch))
@@ -142,6 +163,32 @@ class SqliteWriter:
                 conn.execute("ROLLBACK")
             raise
         return count
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file on its own connection and thread.
+
+    PASSIVE: it never blocks the writer or readers. It copies the bulk; the writer's next
+    transaction copies the rest (``write(catch_up=True)``) and starts the WAL over.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def checkpoint(self) -> tuple[int, int]:
+        """``(frames in the WAL, frames copied)``; opens the connection on first use."""
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout=10000")
+        # fetchall, not fetchone: a statement left unfinished holds a read lock on the WAL.
+        [(_busy, frames, copied)] = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return frames, copied
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _numbered(pending: NewEvent, seq: int) -> Event:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from reconcilers.events import Appended, NewEvent
 from service.context import AppContext
@@ -34,5 +34,11 @@ async def append_timed(ctx: AppContext, event: NewEvent) -> Appended:
 
 
 def stored(appended: Appended) -> Response:
-    """The 200 that tells the provider the event is safe (a duplicate too: no resend wanted)."""
-    return JSONResponse({"ok": True, "seq": appended.event.seq, "duplicate": appended.duplicate})
+    """The 200 that tells the provider the event is safe (a duplicate too: no resend wanted).
+
+    ``{"ok": true, "seq": N, "duplicate": B}``, rendered without the JSON encoder: it is the
+    answer to every webhook.
+    """
+    duplicate = b"true" if appended.duplicate else b"false"
+    body = b'{"ok":true,"seq":%d,"duplicate":%s}' % (appended.event.seq, duplicate)
+    return Response(body, media_type="application/json")
