@@ -32,6 +32,9 @@ class NewEvent:
     session: str | None = None
     occurred_at: datetime | None = None
     received_at: datetime | None = None  # set by the store when None
+    #: ``payload`` as the JSON text it arrived in, when there was one: stored as received
+    #: (a webhook's body), which also spares the store encoding it again.
+    raw: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

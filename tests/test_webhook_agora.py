@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,6 +222,30 @@ async def test_a_notification_is_stored_as_received(
     assert (event.room, event.session) == ("room-9", "sid-9")
     assert event.occurred_at == datetime.fromtimestamp(1_700_000_000.007, UTC)
     assert event.payload == document  # sid, eventType and sequence as received
+
+
+@pytest.mark.parametrize(
+    "encoding, text",
+    [
+        ("utf-8", '{ "noticeId": "n1", "productId": 3, "eventType": 1, "payload": {"é": 1} }'),
+        ("utf-8-sig", '{"noticeId": "n2", "productId": 3, "eventType": 1, "payload": {}}'),
+        ("utf-16", '{"noticeId": "n3", "productId": 3, "eventType": 1, "payload": {"é": 2}}'),
+    ],
+)
+async def test_the_body_is_kept_verbatim_whatever_its_encoding(
+    app: Starlette, client: httpx.AsyncClient, tmp_path: Path, encoding: str, text: str
+) -> None:
+    """UTF-8 text is stored as it came (spacing too, a byte-order mark dropped); other encodings
+    as the decoded JSON."""
+    body = text.encode(encoding)
+    response = await client.post("/webhooks/agora", content=body, headers=signed(body))
+    assert response.status_code == 200
+    (event,) = await store_of(app).read_log()
+    assert event.payload == json.loads(text)
+    with sqlite3.connect(tmp_path / "events.db") as raw:
+        (stored,) = raw.execute("SELECT payload FROM events").fetchone()
+    assert (stored == text) is (encoding != "utf-16")
+    assert json.loads(stored) == json.loads(text)
 
 
 async def test_the_same_notice_twice_is_stored_once(

@@ -88,9 +88,10 @@ def utc(when: datetime) -> datetime:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def event_params(e: Event) -> tuple[Any, ...]:
+def event_params(e: Event, raw: str | None = None) -> tuple[Any, ...]:
+    """``raw``: the payload's JSON text as received, stored as it is (else ``payload`` encoded)."""
     occurred = e.occurred_at.isoformat() if e.occurred_at else None
-    payload = dumps(e.payload)
+    payload = raw if raw is not None else dumps(e.payload)
     return (
         e.seq,
         e.source,

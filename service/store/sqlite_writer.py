@@ -96,6 +96,7 @@ class SqliteWriter:
             seq: int = conn.execute(sql.LAST_SEQ).fetchone()[0]
             results: list[Appended] = []
             new: list[Event] = []
+            params: list[tuple[object, ...]] = []
             for pending in batch:
                 key = (pending.source, pending.dedup_key)
                 if key in seen:
@@ -105,9 +106,10 @@ class SqliteWriter:
                 event = _numbered(pending, seq)
                 seen[key] = event
                 new.append(event)
+                params.append(sql.event_params(event, pending.raw))
                 results.append(Appended(event, duplicate=False))
             if new:
-                conn.executemany(sql.INSERT_EVENT, [sql.event_params(e) for e in new])
+                conn.executemany(sql.INSERT_EVENT, params)
                 self._fold(conn, new)
             conn.execute("COMMIT")
         except BaseException:

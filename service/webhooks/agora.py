@@ -77,11 +77,17 @@ def is_healthcheck(n: Notification) -> bool:
 
 
 def to_event(
-    n: Notification, body: dict[str, Any], received_at: datetime | None = None
+    n: Notification,
+    body: dict[str, Any],
+    received_at: datetime | None = None,
+    raw: str | None = None,
 ) -> NewEvent:
-    """The log's record of a notification: the raw JSON object, indexed by channel and sid."""
+    """The log's record of a notification: the raw JSON object (``raw``: its text as received),
+    indexed by channel and sid."""
     if is_healthcheck(n):
-        return NewEvent(SOURCE, n.notice_id, HEALTHCHECK_TYPE, body, received_at=received_at)
+        return NewEvent(
+            SOURCE, n.notice_id, HEALTHCHECK_TYPE, body, received_at=received_at, raw=raw
+        )
     return NewEvent(
         source=SOURCE,
         dedup_key=n.notice_id,
@@ -91,7 +97,17 @@ def to_event(
         session=n.sid,
         occurred_at=from_ms(n.occurred_ms),
         received_at=received_at,
+        raw=raw,
     )
+
+
+def _text(body: bytes) -> str | None:
+    """The body as text to store verbatim, when it is UTF-8 (JSON may also come as UTF-16/32;
+    a UTF-8 byte-order mark, which ``json.loads`` of text refuses, is dropped)."""
+    try:
+        return body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return None
 
 
 class AgoraWebhook:
@@ -131,7 +147,7 @@ class AgoraWebhook:
             notification = parse_notification(document)
         except NotificationError as exc:
             return self._reject(422, "invalid", exc.message, exc.field)
-        event = to_event(notification, document, self._ctx.clock())
+        event = to_event(notification, document, self._ctx.clock(), _text(body))
         try:
             appended = await append_timed(self._ctx, event)
         except Exception as exc:

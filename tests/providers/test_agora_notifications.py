@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from reconcilers.providers.agora import notifications as ncs
 from reconcilers.providers.base import RecordedFile
@@ -275,3 +276,37 @@ def test_details_of_never_raises(
     }
     result = ncs.details_of(ncs.parse_notification(body))
     assert isinstance(result, ncs.Details)
+
+
+_ENVELOPE_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.sampled_from(["3", "1", "40", "1700000000000"]),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_ENVELOPE_FIELDS = st.sampled_from(["noticeId", "productId", "eventType", "notifyMs", "payload"])
+
+
+@example({"noticeId": "n", "productId": 3, "eventType": 40, "notifyMs": None, "payload": {}})
+@example({"noticeId": 7, "productId": "3", "eventType": 40, "payload": {}})
+@given(st.dictionaries(_ENVELOPE_FIELDS, _ENVELOPE_VALUES))
+def test_the_exact_type_shortcut_reads_envelopes_as_the_model_does(body: dict[str, Any]) -> None:
+    """Envelopes whose fields have their exact types skip the pydantic model; whatever the
+    fields, the result (or the error naming the field) is the model's."""
+    shortcut = ncs._exact_envelope(body)
+    try:
+        model = ncs._Envelope.model_validate(body)
+    except ValidationError:
+        assert shortcut is None
+        return
+    if shortcut is not None:
+        assert tuple(shortcut) == (
+            model.noticeId,
+            model.productId,
+            model.eventType,
+            model.notifyMs,
+            model.payload,
+        )
