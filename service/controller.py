@@ -30,6 +30,9 @@ log = structlog.get_logger("controller")
 #: A provider's notifications for one session come several at once (status updates, slices,
 #: joins): they wake the room once, this long after the first, not once each.
 EVENT_COALESCE_SECONDS = 0.05
+#: A channel no room wants (sessions to stop) is in no hurry, and may be busy (recorded by
+#: another tool): its events wake it at most this often.
+ORPHAN_COALESCE_SECONDS = 0.5
 
 
 class ControllerMetrics:
@@ -134,18 +137,28 @@ class Controller:
         self.metrics.depth.set(len(self.queue))
 
     def notify(self, event: Event) -> None:
-        """The intake's hook: hand the event to the router, off the request path."""
-        self._events.put_nowait(event)
+        """The intake's hook: wake the event's keys now when the in-memory index knows them;
+        an event for a channel it does not know waits for the store, off the request path."""
+        keys = self._known_keys(event)
+        if keys is None:
+            self._events.put_nowait(event)
+        else:
+            self._wake(event, keys)
+
+    def _wake(self, event: Event, keys: list[str]) -> None:
+        for key in keys:
+            if event.source == "api":
+                self.enqueue(key)
+            elif key.startswith(CHANNEL_PREFIX):
+                self.queue.add_after(key, ORPHAN_COALESCE_SECONDS)
+            else:  # a provider's events come in bursts: one pass for the burst
+                self.queue.add_after(key, EVENT_COALESCE_SECONDS)
 
     async def _route_events(self) -> None:
         while True:
             event = await self._events.get()
             try:
-                for key in await self.keys_for(event):
-                    if event.source == "api":
-                        self.enqueue(key)
-                    else:  # a provider's events come in bursts: one pass for the burst
-                        self.queue.add_after(key, EVENT_COALESCE_SECONDS)
+                self._wake(event, await self.keys_for(event))
             except Exception:
                 log.exception("routing an event failed", seq=event.seq)
 
@@ -158,6 +171,21 @@ class Controller:
         only wakes a room that no longer wants the channel, and the channel's own pass checks
         again that no room wants it before it stops anything.
         """
+        keys = self._known_keys(event)
+        if keys is not None:
+            return keys
+        assert event.room is not None  # _known_keys answers for events without a room
+        ckey = f"{event.source}/{event.room}"
+        rows = await self.reconciler.store.rows("rooms", room=ckey)
+        rooms = {row.key for row in rows if not row.data.get("deleted")}
+        for room in rooms:
+            self._index_room(room, ckey)
+        if not rooms:
+            self._unwanted.add(ckey)
+        return sorted(rooms) if rooms else [CHANNEL_PREFIX + ckey]
+
+    def _known_keys(self, event: Event) -> list[str] | None:
+        """The keys, from memory alone; ``None`` when only the store can tell."""
         if event.source == "reconciler":
             return []  # our own intents and results: the pass that wrote them requeues itself
         if event.source == "api":
@@ -169,14 +197,9 @@ class Controller:
             return []
         ckey = f"{event.source}/{event.room}"
         rooms = self._by_channel.get(ckey)
-        if not rooms and ckey not in self._unwanted:  # unknown: written by another process?
-            rows = await self.reconciler.store.rows("rooms", room=ckey)
-            rooms = {row.key for row in rows if not row.data.get("deleted")}
-            for room in rooms:
-                self._index_room(room, ckey)
-            if not rooms:
-                self._unwanted.add(ckey)
-        return sorted(rooms) if rooms else [CHANNEL_PREFIX + ckey]
+        if rooms:
+            return sorted(rooms)
+        return [CHANNEL_PREFIX + ckey] if ckey in self._unwanted else None
 
     def _index_room(self, room: str, channel_key: str | None) -> None:
         """``room`` now wants ``channel_key`` (``None``: nothing, it was deleted)."""
