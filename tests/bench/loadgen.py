@@ -18,7 +18,12 @@ class Connection:
         self._reader, self._writer, self._host = reader, writer, host
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> int:
-        head = [f"POST {path} HTTP/1.1", f"Host: {self._host}", f"Content-Length: {len(body)}"]
+        return await self.request("POST", path, body, headers)
+
+    async def request(
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> int:
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self._host}", f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         status_line = await self._reader.readline()
@@ -62,8 +67,13 @@ class Pool:
             conn.close()
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> int:
+        return await self.request("POST", path, body, headers)
+
+    async def request(
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> int:
         conn = await self._idle.get()
         try:
-            return await conn.post(path, body, headers)
+            return await conn.request(method, path, body, headers)
         finally:
             self._idle.put_nowait(conn)

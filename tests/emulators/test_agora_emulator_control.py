@@ -94,8 +94,11 @@ async def test_stats_count_requests_per_endpoint(emu: AgoraEmulator, agora: Agor
         stats = (await ctl.get("/stats")).json()
     assert stats["requests"] == {"acquire": 1, "start": 1, "query": 1, "unmatched": 1}
     assert stats["responses"]["query 200"] == 1
-    assert stats["tasks"] == {"live": 1, "total": 1}
+    assert stats["tasks"] == {"live": 1, "total": 1, "recording": 0}  # still starting
     assert stats["rate_limited"] == 0 and stats["max_qps"] == 4
+    async with control(emu) as ctl:
+        await ctl.post("/clock/advance", json={"seconds": 15})
+        assert (await ctl.get("/stats")).json()["tasks"]["recording"] == 1
 
 
 async def test_clock_can_be_read_and_sped_up(emu: AgoraEmulator) -> None:

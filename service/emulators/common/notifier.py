@@ -23,6 +23,7 @@ import httpx
 
 from service.emulators.common.clock import Clock
 from service.emulators.common.faults import FaultInjector
+from service.emulators.common.poster import Poster
 
 #: Emulated seconds a reordered notice waits for a successor before it is sent anyway.
 REORDER_HOLD_SECONDS = 1.0
@@ -95,7 +96,7 @@ class Notifier(Generic[N]):
         concurrency: int = 8,
         redundant: bool = False,
         log_size: int = 10_000,
-        client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient | Poster | None = None,
         policy: RetryPolicy | None = None,
         name: str = "callbacks",
     ) -> None:
@@ -159,8 +160,7 @@ class Notifier(Generic[N]):
         except RuntimeError:
             return  # no loop yet: the queue waits for start() or the next emit inside one
         if self._client is None:
-            limits = httpx.Limits(max_connections=self._concurrency * 2)
-            self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
+            self._client = Poster(self._timeout, max_idle=self._concurrency * 2)
         self._workers = [
             asyncio.create_task(self._work(), name=f"{self._name}-{i}")
             for i in range(self._concurrency)
@@ -204,12 +204,7 @@ class Notifier(Generic[N]):
         try:
             # wait_for enforces the deadline whatever the transport (ASGI ones ignore timeouts)
             response = await asyncio.wait_for(
-                self._client.post(
-                    notice.url,
-                    content=raw,
-                    headers=headers,
-                    timeout=self._timeout,
-                ),
+                self._client.post(notice.url, content=raw, headers=headers),
                 self._timeout,
             )
             status = response.status_code
