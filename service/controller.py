@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from reconcilers.budget import QueryBudget
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import Event
+from reconcilers.hints import wakes
 from reconcilers.plan import PlanConfig
 from reconcilers.workqueue import Result, Workers, WorkQueue
 from service.commands.reconcile import live_sessions, orphan_channels, room_index
@@ -138,7 +139,10 @@ class Controller:
 
     def notify(self, event: Event) -> None:
         """The intake's hook: wake the event's keys now when the in-memory index knows them;
-        an event for a channel it does not know waits for the store, off the request path."""
+        an event for a channel it does not know waits for the store, off the request path.
+        A recorder's own progress reports wake nothing (:mod:`reconcilers.hints`)."""
+        if not wakes(event, self.plan_config.uids):
+            return
         keys = self._known_keys(event)
         if keys is None:
             self._events.put_nowait(event)
