@@ -197,7 +197,7 @@ def test_declared_rooms_all_record_near_the_rate_limit_floor(
     result = asyncio.run(run(tmp_path, rooms, rate, kills))
     print("\nreconcile benchmark:", json.dumps(result, indent=2))
     assert result["rate_limited"] == 0, "never over the provider's limit"
-    assert result["heal_started_p99_s"] < 30
+    assert kills == 0 or result["heal_started_p99_s"] < 30
     if full_bench:
         out = ROOT / "bench-results"
         out.mkdir(exist_ok=True)
