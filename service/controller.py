@@ -94,6 +94,8 @@ class Controller:
         self._by_channel: dict[str, set[str]] = {}
         self._channel_of: dict[str, str] = {}
         self._unwanted: set[str] = set()  # channels the store said no room wants, until resync
+        #: Index changes made while a resync reads its snapshot: replayed over the snapshot.
+        self._index_log: list[tuple[str, str | None]] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class Controller:
         rooms = {row.key for row in rows if not row.data.get("deleted")}
         for room in rooms:
             self._index_room(room, ckey)
+        rooms |= self._by_channel.get(ckey, set())  # indexed while we were reading
         if not rooms:
             self._unwanted.add(ckey)
         return sorted(rooms) if rooms else [CHANNEL_PREFIX + ckey]
@@ -207,6 +210,8 @@ class Controller:
 
     def _index_room(self, room: str, channel_key: str | None) -> None:
         """``room`` now wants ``channel_key`` (``None``: nothing, it was deleted)."""
+        if self._index_log is not None:
+            self._index_log.append((room, channel_key))
         old = self._channel_of.pop(room, None)
         if old is not None:
             self._by_channel.get(old, set()).discard(room)
@@ -222,10 +227,18 @@ class Controller:
 
     async def _resync(self) -> None:
         store = self.reconciler.store
-        keys, by_channel = await room_index(store)
+        self._index_log = []
+        try:
+            keys, by_channel = await room_index(store)
+        finally:
+            changed_meanwhile, self._index_log = self._index_log, None
+        # The snapshot may predate rooms the API indexed while it was read (seen in the
+        # benchmark: a room declared during the first resync never woke on its events).
         self._by_channel = {c: set(rooms) for c, rooms in by_channel.items()}
         self._channel_of = {room: c for c, rooms in by_channel.items() for room in rooms}
         self._unwanted = set()
+        for room, channel_key in changed_meanwhile:
+            self._index_room(room, channel_key)
         keys += [CHANNEL_PREFIX + c for c in await orphan_channels(store, set(by_channel))]
         live = await live_sessions(store)
         interval = self.budget.interval(live)

@@ -15,7 +15,7 @@ import httpx
 from moto.server import ThreadedMotoServer
 
 from reconcilers.engine import Reconciler
-from reconcilers.events import Store
+from reconcilers.events import Event, Store
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
 from service.api.rooms import RoomsApi
@@ -77,8 +77,9 @@ class Scheduler:
     def __init__(self) -> None:
         self.keys: list[str] = []
 
-    def enqueue(self, key: str) -> None:
-        self.keys.append(key)
+    def notify(self, event: Event) -> None:
+        if event.room:
+            self.keys.append(event.room)
 
     def timing(self, key: str) -> tuple[None, None]:
         return None, None

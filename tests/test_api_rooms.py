@@ -167,3 +167,28 @@ async def test_a_room_declared_through_v1_is_a_recording_in_the_catalog(tmp_path
         await put(svc, "standup", SPEC)
         assert len((await svc.a.get("/api/v1/recordings")).json()["data"]) == 2
         assert (await svc.b.get("/api/v1/recordings")).json()["data"] == []
+
+
+async def test_a_room_declared_on_a_channel_already_heard_of_heals_on_its_events(
+    tmp_path: Path,
+) -> None:
+    """The channel's events came before the room (users joined first): the controller noted
+    that no room wanted it. The API's declaration must reach the controller's index, or the
+    room's own events wake nothing until the next resync (seen in the benchmark: 12 s heals)."""
+    async with service(tmp_path, resync_interval_seconds=3600) as svc:
+        svc.emu.join("standup", 11)
+        await svc.emu.settle()  # the channel's events are in, for a channel nobody wants yet
+        await put(svc, "standup", SPEC)
+
+        async def recording() -> bool:
+            svc.emu.advance(1)
+            return any(t.status in (4, 5) for t in svc.emu.tasks(cname="standup", live=True))
+
+        await svc.until(recording, what="standup recording")
+        (first,) = svc.emu.tasks(cname="standup", live=True)
+        svc.emu.kill(first.sid, failover=False)
+
+        async def healed() -> bool:
+            return any(t.sid != first.sid for t in svc.emu.tasks(cname="standup", live=True))
+
+        await svc.until(healed, within=5.0, what="a replacement started on the exit event")

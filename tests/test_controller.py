@@ -3,13 +3,15 @@ in-memory index, kept up by the API's events and rebuilt by every resync), else 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler
-from reconcilers.events import NewEvent
+from reconcilers.events import NewEvent, Row, Store
 from reconcilers.projections import PROJECTIONS
 from service.controller import Controller
 from service.store import open_store
@@ -59,5 +61,51 @@ async def test_provider_events_reach_the_rooms_that_want_their_channel(tmp_path:
         assert await controller.keys_for(ping) == [CHANNEL_PREFIX + "agora/standup"]
         await controller.resync()
         assert await controller.keys_for(ping) == ["acme/d"]
+    finally:
+        await store.close()
+
+
+class _PausedRoomsScan:
+    """A store whose scan of every room (the resync's snapshot) is read, then held back until
+    released: the snapshot predates what happens meanwhile."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.scanning = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def rows(self, projection: str, room: str | None = None, **kw: Any) -> list[Row]:
+        found = await self._store.rows(projection, room=room, **kw)
+        if projection == "rooms" and room is None and not self.release.is_set():
+            self.scanning.set()
+            await self.release.wait()
+        return found
+
+
+async def test_a_room_declared_during_a_resync_is_not_lost_from_the_index(
+    tmp_path: Path,
+) -> None:
+    """The resync's snapshot is read before the room exists and assigned after the API
+    indexed it: the room must still wake on its channel's events (seen in the benchmark)."""
+    store = await open_store(f"sqlite:///{tmp_path / 'c.db'}", PROJECTIONS)
+    paused = _PausedRoomsScan(store)
+    try:
+        controller = Controller(
+            Reconciler(paused, {}, lambda _: None),  # type: ignore[arg-type,return-value]
+            CollectorRegistry(),
+            rate_per_s=9,
+        )
+        resync = asyncio.create_task(controller.resync())
+        await paused.scanning.wait()
+        declared = (await store.append(desired("acme/a", "standup"))).event
+        controller.notify(declared)  # indexed now, while the snapshot is being read
+        paused.release.set()
+        await resync
+        ping = (await store.append(NewEvent("agora", "n1", "x", {}, room="standup"))).event
+        assert await controller.keys_for(ping) == ["acme/a"]
+        assert controller._known_keys(ping) == ["acme/a"]  # from memory, without the store
     finally:
         await store.close()

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from reconcilers.engine import Reconciler
-from reconcilers.events import NewEvent, Store
+from reconcilers.events import Event, NewEvent, Store
 from reconcilers.projections import channel_key
 from reconcilers.providers.base import Provider
 from service.api.auth import tenant_of
@@ -41,9 +41,10 @@ class Ledger(Protocol):
 
 
 class Scheduler(Protocol):
-    """What the API needs of the controller: enqueue a key, and tell its reconcile times."""
+    """What the API needs of the controller: hear of a room's change (which wakes the room
+    and keeps the controller's channel index), and tell its reconcile times."""
 
-    def enqueue(self, key: str) -> None: ...
+    def notify(self, event: Event) -> None: ...
 
     def timing(self, key: str) -> tuple[datetime | None, datetime | None]: ...
 
@@ -130,7 +131,7 @@ class RoomsApi:
                     occurred_at=self.clock(),
                 )
             )
-        self.scheduler.enqueue(key)
+        self.scheduler.notify(appended.event)
         status = 201 if current is None and not appended.duplicate else 200
         return await self._view(key), status
 
@@ -147,7 +148,7 @@ class RoomsApi:
             self._check_if_match(request, row.data)
             if self.ledger is not None and row.data["spec"].get("state") == "recording":
                 await self.ledger.closed(key.split("/", 1)[0], key)
-            await self.store.append(
+            deleted = await self.store.append(
                 NewEvent(
                     source="api",
                     dedup_key=f"{key}|delete|g{row.data['generation']}",
@@ -157,7 +158,7 @@ class RoomsApi:
                     occurred_at=self.clock(),
                 )
             )
-        self.scheduler.enqueue(key)
+        self.scheduler.notify(deleted.event)
         return Response(status_code=204)
 
     async def list_rooms(self, request: Request) -> Response:
