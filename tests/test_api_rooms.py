@@ -3,9 +3,11 @@ listing, deletion, tenant scoping, and the controller acting on what the API dec
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+from service.api.rooms import KeyedLocks
 from tests.service_harness import Service, service
 
 SPEC: dict[str, Any] = {
@@ -114,6 +116,14 @@ async def test_a_channel_belongs_to_one_room(tmp_path: Path) -> None:
         assert clash.status_code == 409 and clash.json()["error"]["field"] == "channel"
 
 
+async def test_rooms_racing_for_one_channel_get_it_once(tmp_path: Path) -> None:
+    async with service(tmp_path) as svc:
+        answers = await asyncio.gather(
+            *(put(svc, f"r{i}", {**SPEC, "channel": "lecture"}) for i in range(8))
+        )
+        assert sorted(a.status_code for a in answers) == [201] + [409] * 7
+
+
 async def test_list_filters_and_pages(tmp_path: Path) -> None:
     async with service(tmp_path) as svc:
         for i in range(5):
@@ -192,3 +202,28 @@ async def test_a_room_declared_on_a_channel_already_heard_of_heals_on_its_events
             return any(t.sid != first.sid for t in svc.emu.tasks(cname="standup", live=True))
 
         await svc.until(healed, within=5.0, what="a replacement started on the exit event")
+
+
+async def test_keyed_locks_serialise_one_key_and_let_others_run() -> None:
+    locks = KeyedLocks()
+    order: list[str] = []
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(name: str, *keys: str, wait: bool = False) -> None:
+        async with locks.hold(*keys):
+            order.append(f"{name} in")
+            if wait:
+                inside.set()
+                await release.wait()
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(hold("a", "room/1", "agora/x", wait=True))
+    await inside.wait()
+    same_channel = asyncio.create_task(hold("b", "room/2", "agora/x"))
+    await hold("c", "room/3", "agora/y")  # nothing in common with "a": runs now
+    assert order == ["a in", "c in", "c out"]
+    release.set()
+    await asyncio.gather(first, same_channel)
+    assert order[3:] == ["a out", "b in", "b out"]
+    assert len(locks) == 0  # nobody holds or waits: nothing kept

@@ -7,8 +7,9 @@ projection folds it, and the room is enqueued for the reconciler. Nothing here c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -49,6 +50,38 @@ class Scheduler(Protocol):
     def timing(self, key: str) -> tuple[datetime | None, datetime | None]: ...
 
 
+class KeyedLocks:
+    """An :class:`asyncio.Lock` per key, made on demand and dropped when nobody holds or awaits
+    it; several keys are taken in sorted order, so two holders never wait on each other."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *keys: str) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for key in sorted(set(keys)):
+                await stack.enter_async_context(self._one(key))
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _one(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 @dataclass
 class RoomsApi:
     store: Store
@@ -59,7 +92,10 @@ class RoomsApi:
     scheduler: Scheduler
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     ledger: Ledger | None = None
-    _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: A change holds its room and the channel it claims: changes of different rooms on
+    #: different channels run at once (one lock for all serialised two group commits per PUT,
+    #: which capped declarations near 60 a second in the 10,000-room benchmark).
+    _locks: KeyedLocks = field(default_factory=lambda: KeyedLocks())
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -104,7 +140,7 @@ class RoomsApi:
         """Append ``room.desired`` (unless unchanged) and enqueue: the one write path."""
         key = f"{tenant}/{name}"
         ckey = channel_key(spec["provider"], spec["channel"])
-        async with self._write_lock:
+        async with self._locks.hold(key, ckey):
             row = await self.store.get_row("rooms", key)
             current = row.data if row and not row.data.get("deleted") else None
             if request is not None:
@@ -141,7 +177,7 @@ class RoomsApi:
 
     async def delete(self, request: Request) -> Response:
         _, _, key = self._room(request)
-        async with self._write_lock:
+        async with self._locks.hold(key):
             row = await self.store.get_row("rooms", key)
             if row is None or row.data.get("deleted"):
                 raise ApiError(404, "not_found", "no such room", "room")
