@@ -221,7 +221,8 @@ class Controller:
             self._by_channel.setdefault(channel_key, set()).add(room)
 
     async def resync(self) -> None:
-        """Enqueue every key, and size the query interval to the live sessions we have."""
+        """Enqueue every key nothing else will wake, and size the query interval to the live
+        sessions we have."""
         async with self._resync_lock:
             await self._resync()
 
@@ -247,7 +248,11 @@ class Controller:
         self.metrics.budget_stretched.set(1 if self.budget.stretched(live) else 0)
         self.metrics.live_sessions.set(live)
         for key in keys:
-            self.enqueue(key)
+            # A key already scheduled (a requeue pending) or being processed runs anyway, and
+            # its pass would see what this one would: the resync is for keys nothing will wake.
+            # At 10,000 rooms, a pass for every key every 30 s cost a third of the CPU.
+            if self.queue.next_due(key) is None and not self.queue.is_processing(key):
+                self.enqueue(key)
 
     # -- work ---------------------------------------------------------------------------------
 

@@ -109,3 +109,22 @@ async def test_a_room_declared_during_a_resync_is_not_lost_from_the_index(
         assert controller._known_keys(ping) == ["acme/a"]  # from memory, without the store
     finally:
         await store.close()
+
+
+async def test_a_resync_wakes_only_the_keys_nothing_else_will(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'c.db'}", PROJECTIONS)
+    try:
+        controller = Controller(
+            Reconciler(store, {}, lambda _: None),  # type: ignore[arg-type,return-value]
+            CollectorRegistry(),
+            rate_per_s=9,
+        )
+        for room, channel in (("acme/a", "standup"), ("acme/b", "lecture")):
+            await store.append(desired(room, channel))
+        controller.queue.add_after("acme/a", 60)  # a requeue pending: it runs anyway
+        await controller.resync()
+        assert controller.queue.get_nowait() == "acme/b"
+        assert len(controller.queue) == 0 and controller.queue.next_due("acme/a") is not None
+    finally:
+        controller.queue.shutdown(drain=False)
+        await store.close()

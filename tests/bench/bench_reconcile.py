@@ -7,7 +7,8 @@ two provider calls to start (acquire + start), so the rate limit sets a floor on
 measured time as a ratio to that floor, in the same run. The service's peak RSS is sampled.
 Heal time: a recorder killed without failover, until its replacement records (status 4 at the
 emulator, which takes ``--startup-seconds``) and until the replacement is *started* (the
-service's own reaction).
+service's own reaction), timed once the ramp's notifications are all delivered. The emulator
+reports upload progress once a minute, as Agora does: fresh progress spares a session's query.
 
 Targets: ratio <= 1.1; RSS <= 150 MB; heal p99 <= 2 s with webhooks.
 Reproduce: ``make bench`` (writes ``bench-results/reconcile.json``); sizes from the environment:
@@ -73,7 +74,7 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
     emulator = Server.start(
         [sys.executable, "-m", "service.cli", "emulate", "agora", "--port", str(emulator_port),
          "--ncs-secret", NCS, "--qps-limit", "0", "--max-concurrent-tasks", str(rooms + kills),
-         "--startup-seconds", str(STARTUP_SECONDS), "--progress-interval", "0",
+         "--startup-seconds", str(STARTUP_SECONDS),
          "--callback-concurrency", "32", "--log-level", "warning",
          "--callback-url", f"http://127.0.0.1:{service_port}/webhooks/agora"],
         emulator_port, clean_env(), tmp / "emulator.log",
