@@ -51,6 +51,11 @@ class ControllerMetrics:
             registry=registry,
         )
         self.depth = Gauge("workqueue_depth", "Keys ready in the workqueue", registry=registry)
+        self.depth_routine = Gauge(
+            "workqueue_depth_routine",
+            "Ready keys waiting at the low priority (requeues, resync) behind woken ones",
+            registry=registry,
+        )
         self.query_interval = Gauge(
             "query_interval_seconds", "Current per-session query interval", registry=registry
         )
@@ -137,7 +142,11 @@ class Controller:
 
     def enqueue(self, key: str) -> None:
         self.queue.add(key)
+        self._gauge_depth()
+
+    def _gauge_depth(self) -> None:
         self.metrics.depth.set(len(self.queue))
+        self.metrics.depth_routine.set(self.queue.depth_low)
 
     def notify(self, event: Event) -> None:
         """The intake's hook: wake the event's keys now when the in-memory index knows them;
@@ -252,7 +261,8 @@ class Controller:
             # its pass would see what this one would: the resync is for keys nothing will wake.
             # At 10,000 rooms, a pass for every key every 30 s cost a third of the CPU.
             if self.queue.next_due(key) is None and not self.queue.is_processing(key):
-                self.enqueue(key)
+                self.queue.add(key, low=True)  # routine: behind whatever events woke
+        self._gauge_depth()
 
     # -- work ---------------------------------------------------------------------------------
 
@@ -278,7 +288,7 @@ class Controller:
         self._last[key] = self.clock()
         self.metrics.passes.labels(result.kind).inc()
         self.metrics.duration.observe(seconds)
-        self.metrics.depth.set(len(self.queue))
+        self._gauge_depth()
 
     def timing(self, key: str) -> tuple[datetime | None, datetime | None]:
         """When the key was last reconciled, and when it is next due (if scheduled)."""

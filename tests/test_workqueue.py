@@ -121,35 +121,44 @@ def test_done_requeues_at_the_back_and_is_a_noop_for_a_key_not_processing() -> N
 
 
 class QueueModel(RuleBasedStateMachine):
-    """Random add / get / done sequences against a plain model of client-go's queue."""
+    """Random add / get / done sequences, at two priorities, against a plain model of
+    client-go's queue with controller-runtime's priorities."""
 
     def __init__(self) -> None:
         super().__init__()
         self.q: WorkQueue[int] = WorkQueue()
         self.ready: list[int] = []
-        self.dirty: set[int] = set()
+        self.ready_low: list[int] = []
+        self.dirty: dict[int, bool] = {}  # key -> waits at the low priority
         self.processing: set[int] = set()
         self.owed: set[int] = set()  # added since it was last handed out: must be handed out
 
-    @rule(key=st.integers(0, 5))
-    def add(self, key: int) -> None:
-        self.q.add(key)
+    @rule(key=st.integers(0, 5), low=st.booleans())
+    def add(self, key: int, low: bool) -> None:
+        self.q.add(key, low=low)
         self.owed.add(key)
-        if key not in self.dirty:
-            self.dirty.add(key)
-            if key not in self.processing:
-                self.ready.append(key)
+        if key in self.dirty:
+            if self.dirty[key] and not low:  # promoted
+                self.dirty[key] = False
+                if key in self.ready_low:
+                    self.ready_low.remove(key)
+                    self.ready.append(key)
+            return
+        self.dirty[key] = low
+        if key not in self.processing:
+            (self.ready_low if low else self.ready).append(key)
 
     @rule()
     def get(self) -> None:
-        if not self.ready:
+        if not self.ready and not self.ready_low:
             with pytest.raises(asyncio.QueueEmpty):
                 self.q.get_nowait()
             return
         key = self.q.get_nowait()
-        assert key == self.ready.pop(0), "FIFO among ready keys"
+        expected = self.ready.pop(0) if self.ready else self.ready_low.pop(0)
+        assert key == expected, "FIFO among ready keys, normal priority first"
         assert key not in self.processing, "handed out a key that is being processed"
-        self.dirty.discard(key)
+        del self.dirty[key]
         self.processing.add(key)
         self.owed.discard(key)
 
@@ -160,25 +169,26 @@ class QueueModel(RuleBasedStateMachine):
         self.q.done(key)
         self.processing.discard(key)
         if key in self.dirty:
-            self.ready.append(key)
+            (self.ready_low if self.dirty[key] else self.ready).append(key)
 
     @invariant()
     def agrees_with_the_model(self) -> None:
-        assert len(self.q) == len(self.ready)
-        assert len(set(self.ready)) == len(self.ready), "a key queued twice"
+        queued = self.ready + self.ready_low
+        assert len(self.q) == len(queued) and self.q.depth_low == len(self.ready_low)
+        assert len(set(queued)) == len(queued), "a key queued twice"
         assert self.q.processing == len(self.processing)
         for key in self.owed:  # never loses an add
-            assert key in self.ready or (key in self.processing and key in self.dirty)
+            assert key in queued or (key in self.processing and key in self.dirty)
 
     def teardown(self) -> None:
         """Drain: finishing everything must hand out every owed key exactly once more."""
-        while self.processing or self.ready:
+        while self.processing or self.ready or self.ready_low:
             for key in sorted(self.processing):
                 self.q.done(key)
                 self.processing.discard(key)
                 if key in self.dirty:
-                    self.ready.append(key)
-            while self.ready:
+                    (self.ready_low if self.dirty[key] else self.ready).append(key)
+            while self.ready or self.ready_low:
                 self.get()
         assert not self.owed
 
@@ -326,6 +336,36 @@ def test_add_after_releases_keys_in_due_order_at_their_time() -> None:
         got = [(await q.get(), now()) for _ in range(3)]
         assert got == [("b", 1.0), ("c", 2.0), ("a", 3.0)]
         assert q.waiting == 0 and q.next_due("a") is None
+
+    run(main)
+
+
+def test_routine_keys_wait_behind_woken_ones_and_a_wake_promotes_a_routine_key() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    for key in ("r1", "r2", "r3"):
+        q.add(key, low=True)  # thousands of requeues, say
+    q.add("heal")  # a provider's event
+    q.add("r3")  # an event for a key that was only due for a routine look
+    assert (len(q), q.depth_low) == (4, 2)
+    assert [q.get_nowait() for _ in range(4)] == ["heal", "r3", "r1", "r2"]
+
+
+def test_a_delayed_add_keeps_the_higher_priority_of_two() -> None:
+    async def main() -> None:
+        q: WorkQueue[str] = WorkQueue()
+        q.add_after("a", 5.0, low=True)  # a requeue
+        q.add_after("a", 9.0)  # an event's coalescing window, later: the time stays 5 s
+        q.add_after("b", 1.0, low=True)
+        q.add_after("c", 1.0)
+        q.add_after("d", 1.0, low=True)
+        assert await q.get() == "c" and now() == 1.0
+        assert [q.get_nowait(), q.get_nowait()] == ["b", "d"]
+        assert await q.get() == "a" and now() == 5.0
+        q.add("z", low=True)
+        q.done("a")
+        q.add("a", low=True)
+        q.add_after("a", 0.0)  # an immediate normal add promotes the waiting low one
+        assert [q.get_nowait(), q.get_nowait()] == ["a", "z"]
 
     run(main)
 
