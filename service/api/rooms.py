@@ -152,12 +152,15 @@ class RoomsApi:
                 return await self._view(key), 200
             was = current is not None and current["spec"].get("state") == "recording"
             wants = spec.get("state") == "recording"
+            opening: asyncio.Task[None] | None = None
             if self.ledger is not None and wants and not was:
-                await self.ledger.opened(tenant, key, spec, idem)
+                # Queued before the wish (tasks start in creation order), so both usually share
+                # one group commit, and the wish is never on disk without its recording.
+                opening = asyncio.create_task(self.ledger.opened(tenant, key, spec, idem))
             elif self.ledger is not None and was and not wants:
                 await self.ledger.closed(tenant, key)
             dedup = f"{key}|{idem}" if idem else f"{key}|{uuid.uuid4()}"
-            appended = await self.store.append(
+            wish = self.store.append(
                 NewEvent(
                     source="api",
                     dedup_key=dedup,
@@ -167,6 +170,10 @@ class RoomsApi:
                     occurred_at=self.clock(),
                 )
             )
+            if opening is None:
+                appended = await wish
+            else:
+                _, appended = await asyncio.gather(opening, wish)
         self.scheduler.notify(appended.event)
         status = 201 if current is None and not appended.duplicate else 200
         return await self._view(key), status
