@@ -13,7 +13,7 @@ reports upload progress once a minute, as Agora does: fresh progress spares a se
 Targets: ratio <= 1.1; RSS <= 150 MB; heal p99 <= 2 s with webhooks.
 Reproduce: ``make bench`` (writes ``bench-results/reconcile.json``); sizes from the environment:
 ``BENCH_ROOMS`` (default 10000), ``BENCH_RATE`` (provider calls per second, default 200),
-``BENCH_KILLS`` (default 100).
+``BENCH_KILLS`` (default 100), ``BENCH_WORKERS`` (reconcile workers, default 32).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
             {"default": {"kind": "s3", "bucket": "b", "access_key_id": "AKIABENCH",
                          "secret_access_key": "bench-storage-secret"}}
         ),
-        RECONCILE_WORKERS="32",
+        RECONCILE_WORKERS=os.environ.get("BENCH_WORKERS", "32"),
     )
     emulator = Server.start(
         [sys.executable, "-m", "service.cli", "emulate", "agora", "--port", str(emulator_port),
