@@ -50,16 +50,23 @@ def plan_config(settings: Settings) -> PlanConfig:
     )
 
 
+def limiter_burst(limit: float) -> int:
+    """Tokens the provider's bucket holds: one per 50 calls/s of limit (at least one), so that a
+    call the event loop is a little late for (up to 20 ms) is caught up instead of lost."""
+    return max(1, int(limit // 50))
+
+
 def safe_rate(limit: float) -> float:
     """The steady rate that keeps every one-second window at or under a provider's ``limit``.
 
-    A bucket holding one token admits ``1 + rate`` calls in any second, so it runs at
-    ``limit - 1``: Agora counts requests per second per App ID, and how it draws its windows
+    A bucket holding ``b`` tokens admits ``b + rate`` calls in any second, so it runs at
+    ``limit - b``: Agora counts requests per second per App ID, and how it draws its windows
     is not documented, so no window may see more than the limit.
     """
-    return limit - 1 if limit >= 2 else limit / 2
+    return limit - limiter_burst(limit) if limit >= 2 else limit / 2
 
 
 def provider_limiter(limit: float, clock: Callable[[], float] | None = None) -> TokenBucket:
     """The token bucket in front of every call to one provider account (see :func:`safe_rate`)."""
-    return TokenBucket(safe_rate(limit), burst=1, clock=clock)
+    burst = limiter_burst(limit) if limit >= 2 else 1
+    return TokenBucket(safe_rate(limit), burst=burst, clock=clock)

@@ -276,3 +276,20 @@ def test_provider_limiter_never_lets_a_one_second_window_exceed_the_limit(limit:
     for start in (t / 100 for t in range(400)):  # sliding windows, 10 ms apart
         assert sum(1 for t in admitted if start <= t < start + 1) <= limit
     assert len(admitted) >= (limit - 1 if limit >= 2 else limit / 2) * 4
+
+
+def test_the_provider_bucket_catches_up_a_late_call_above_50_per_second() -> None:
+    """Below 100 calls/s it holds one token (a late wake-up loses that token's time); from
+    100/s it holds one more per 50/s and runs that much slower, so the window bound holds."""
+    from service.wiring import limiter_burst, provider_limiter, safe_rate
+
+    assert [limiter_burst(x) for x in (1, 10, 99, 100, 200)] == [1, 1, 1, 2, 4]
+    assert [safe_rate(x) for x in (1, 10, 100, 200)] == [0.5, 9, 98, 196]
+    now = [0.0]
+    bucket = provider_limiter(200, clock=lambda: now[0])
+    while bucket.try_acquire():
+        pass
+    now[0] = 0.02  # the loop comes back 20 ms late: 3.92 calls' worth accrued, none lost
+    assert sum(1 for _ in iter(bucket.try_acquire, False)) == 3
+    now[0] = 0.0205  # the 0.92 was kept: the fourth is due 0.4 ms later, not 5 ms
+    assert bucket.try_acquire()
