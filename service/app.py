@@ -85,6 +85,7 @@ def create_app(
                 opened = await open_store(
                     settings.database_url,
                     default_projections() if projections is None else projections,
+                    writer_process=settings.store_writer == "process",
                 )
                 stack.push_async_callback(opened.close)
             if isinstance(opened, ObservableStore):

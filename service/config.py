@@ -44,6 +44,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     database_url: str = "sqlite:///./recorder.db"
+    # Where the SQLite writer runs: its own process keeps the commits off the event loop's GIL.
+    store_writer: Literal["process", "thread"] = "process"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     access_log: bool = False  # a line per HTTP request: webhooks come by the thousand

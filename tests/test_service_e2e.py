@@ -176,9 +176,12 @@ async def test_kill_9_between_start_intent_and_result_never_doubles(tmp_path: Pa
         (await api.put("/v1/rooms/standup/recording", json=SPEC)).raise_for_status()
 
         async def start_in_flight() -> bool:
-            return any(t == "intent.start" for t, _ in s.log_types())
+            stats = (await emu.get("/_emulator/stats")).json()
+            return bool(stats["requests"].get("start"))
 
-        await until(start_in_flight, 15, "the start's intent in the log")
+        # The emulator holds its answer 1.5 s: the call has arrived, its answer has not.
+        await until(start_in_flight, 15, "the start call at the emulator")
+        assert any(t == "intent.start" for t, _ in s.log_types())  # logged before the call
         s.service.kill9()  # the start call is on its way: its result will never be written
         assert not any(t == "result.start" for t, _ in s.log_types())
 

@@ -44,7 +44,12 @@ def check_url(url: str) -> None:
         raise ValueError(f"unsupported scheme {scheme!r}; expected sqlite:///<path>")
 
 
-async def open_store(url: str, projections: Sequence[Projection] = ()) -> ObservableStore:
-    """Open the store named by ``url`` and start its writer. Raises ``ValueError`` on a bad URL."""
+async def open_store(
+    url: str, projections: Sequence[Projection] = (), *, writer_process: bool = False
+) -> ObservableStore:
+    """Open the store named by ``url`` and start its writer. Raises ``ValueError`` on a bad URL.
+
+    ``writer_process``: the writer gets a process of its own (``STORE_WRITER=process``).
+    """
     check_url(url)
-    return await SqliteStore.open(sqlite_path(url), projections)
+    return await SqliteStore.open(sqlite_path(url), projections, writer_process=writer_process)

@@ -1,7 +1,8 @@
 """The embedded event log on one SQLite file: WAL, ``synchronous=FULL``, group commit.
 
 ``append`` queues the event and waits. One writer task takes everything pending (up to
-``batch_cap``) and hands it, as one call, to the :class:`SqliteWriter` on its own thread: ONE
+``batch_cap``) and hands it, as one call, to the :class:`SqliteWriter` (on its own thread, or
+in a child process: :mod:`.sqlite_host`): ONE
 transaction, ONE fsync for the whole batch. Only after the commit are the callers' futures
 resolved, so an acknowledgement always means "on disk". No artificial delay is added: while
 one batch commits the next one gathers, so batches grow with the load by themselves.
@@ -19,20 +20,21 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
 from reconcilers.events import Appended, Event, NewEvent, Projection, Row
 from service.store import sqlite_schema as sql
 from service.store.base import BatchReport, StoreClosed, StoreError, StoreStats, log
+from service.store.sqlite_host import ProcessHost, ThreadHost, WriterHost
 from service.store.sqlite_schema import sqlite_path
-from service.store.sqlite_writer import Checkpointer, SqliteWriter
+from service.store.sqlite_writer import Checkpointer
 
 __all__ = ["DEFAULT_BATCH_CAP", "DEFAULT_CHECKPOINT_BYTES", "SqliteStore", "sqlite_path"]
 
@@ -42,8 +44,11 @@ DEFAULT_BATCH_CAP = 512
 DEFAULT_CHECKPOINT_BYTES = 4 << 20
 """A WAL larger than this is checkpointed in the background (SQLite's own default is ~4 MB)."""
 
+PIPELINE_DEPTH = 2
+"""Batches sent to the writer before the first is answered: the next one waits at the writer
+when a commit ends, instead of waiting for the event loop to hear of it and send it."""
+
 _Pending = tuple[NewEvent, "asyncio.Future[Appended]"]
-_T = TypeVar("_T")
 
 
 class SqliteStore:
@@ -51,26 +56,26 @@ class SqliteStore:
 
     def __init__(
         self,
-        writer: SqliteWriter,
-        executor: ThreadPoolExecutor,
+        host: WriterHost,
+        path: str,
         reader: aiosqlite.Connection,
         point: sqlite3.Connection,
         batch_cap: int,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
     ) -> None:
-        self._writer = writer
-        self._executor = executor
+        self._host = host
         self._reader = reader
         self._point = point
         self._batch_cap = batch_cap
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._write_lock = asyncio.Lock()  # the writer task and replay() take turns
+        self._write_lock = asyncio.Lock()  # replay() holds back the writer task
+        self._in_flight: set[asyncio.Task[None]] = set()  # batches sent, not yet answered
         self._closing = False
         self._closed = False
         self.stats = StoreStats()
-        self._wal_path = f"{writer.path}-wal"
+        self._wal_path = f"{path}-wal"
         self._checkpoint_bytes = checkpoint_bytes
-        self._checkpointer = Checkpointer(writer.path)
+        self._checkpointer = Checkpointer(path)
         self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
         self._catch_up = False  # a background checkpoint finished: the writer completes it
@@ -84,17 +89,20 @@ class SqliteStore:
         *,
         batch_cap: int = DEFAULT_BATCH_CAP,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
+        writer_process: bool = False,
     ) -> SqliteStore:
-        """Create the file and schema if needed, connect both sides, start the writer task."""
-        writer = SqliteWriter(path, projections, checkpoint_bytes)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        loop = asyncio.get_running_loop()
+        """Create the file and schema if needed, connect both sides, start the writer task.
+
+        ``writer_process``: run the writer in a child process (see :mod:`.sqlite_host`).
+        """
+        path = str(path)
+        host_type = ProcessHost if writer_process else ThreadHost
+        host = host_type(path, projections, checkpoint_bytes)
         try:
-            await loop.run_in_executor(executor, writer.open)
+            await host.open()
             reader = await aiosqlite.connect(path, isolation_level=None)
         except BaseException:
-            await loop.run_in_executor(executor, writer.close)
-            executor.shutdown()
+            await host.close()
             raise
         try:
             await reader.execute("PRAGMA busy_timeout=10000")
@@ -102,12 +110,16 @@ class SqliteStore:
             point = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except BaseException:
             await reader.close()
-            await loop.run_in_executor(executor, writer.close)
-            executor.shutdown()
+            await host.close()
             raise
         point.execute("PRAGMA busy_timeout=1000").fetchall()  # WAL readers are next to never busy
         point.execute("PRAGMA query_only=1").fetchall()
-        return cls(writer, executor, reader, point, batch_cap, checkpoint_bytes)
+        return cls(host, path, reader, point, batch_cap, checkpoint_bytes)
+
+    @property
+    def host(self) -> WriterHost:
+        """Where the writer runs (tests look at the child process)."""
+        return self._host
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -122,52 +134,65 @@ class SqliteStore:
         return await future
 
     async def _run_writer(self) -> None:
-        stop = False
-        while not stop:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._batch_cap:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
+        try:
+            while True:
+                while len(self._in_flight) >= PIPELINE_DEPTH:
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                first = await self._queue.get()
+                if first is None:
                     break
-                if item is None:
-                    stop = True
+                batch = [first]
+                stop = False
+                while len(batch) < self._batch_cap:
+                    try:
+                        item = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                async with self._write_lock:  # not during a replay
+                    task = asyncio.create_task(self._commit(batch), name="sqlite-commit")
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+                if stop:
                     break
-                batch.append(item)
-            try:
-                await self._commit(batch)
-            except BaseException as exc:  # cancelled mid-batch: nobody may wait forever
-                for _, future in batch:
-                    _fail(future, StoreClosed(f"the writer stopped: {exc!r}"))
-                raise
+        finally:  # whatever was sent is answered before the writer stops
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         """Commit a batch; if it fails, retry its appends one by one: a poison event fails alone."""
-        async with self._write_lock:
-            started = time.perf_counter()
-            try:
-                catch_up, self._catch_up = self._catch_up, False
-                events = [e for e, _ in batch]
-                results, new = await self._on_writer(self._writer.write, events, catch_up)
-            except Exception as exc:
-                self.stats.failed_batches += 1
-                if len(batch) == 1:
-                    log.error("append failed", error=repr(exc), dedup_key=batch[0][0].dedup_key)
-                    _fail(batch[0][1], exc)
-                    return
-                log.warning("batch failed; retrying its appends one by one", size=len(batch))
-            else:
-                self.stats.committed(BatchReport(len(batch), new, time.perf_counter() - started))
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-                self._maybe_checkpoint()
+        try:
+            await self._commit_once(batch)
+        except BaseException as exc:  # cancelled mid-batch: nobody may wait forever
+            for _, future in batch:
+                _fail(future, StoreClosed(f"the writer stopped: {exc!r}"))
+            raise
+
+    async def _commit_once(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            catch_up, self._catch_up = self._catch_up, False
+            events = [e for e, _ in batch]
+            results, new = await self._host.write(events, catch_up)
+        except Exception as exc:
+            self.stats.failed_batches += 1
+            if len(batch) == 1:
+                log.error("append failed", error=repr(exc), dedup_key=batch[0][0].dedup_key)
+                _fail(batch[0][1], exc)
                 return
+            log.warning("batch failed; retrying its appends one by one", size=len(batch))
+        else:
+            self.stats.committed(BatchReport(len(batch), new, time.perf_counter() - started))
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            self._maybe_checkpoint()
+            return
         for item in batch:
-            await self._commit([item])
+            await self._commit_once([item])
 
     def _maybe_checkpoint(self) -> None:
         """Start a background checkpoint when the WAL has grown past its bound (one at a time,
@@ -204,13 +229,12 @@ class SqliteStore:
 
     async def replay(self) -> int:
         """Delete every projection row and refold the whole log, in one transaction."""
-        async with self._write_lock:
-            count = await self._on_writer(self._writer.replay)
+        async with self._write_lock:  # no batch is sent meanwhile; those sent commit first
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
+            count = await self._host.replay()
             self.stats.commits += 1
         return count
-
-    async def _on_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -252,7 +276,7 @@ class SqliteStore:
 
     async def synchronous(self) -> int:
         """The writer's ``PRAGMA synchronous`` (2 = FULL): what "durable" rests on."""
-        return await self._on_writer(self._writer.synchronous)
+        return await self._host.synchronous()
 
     async def close(self) -> None:
         """Stop taking appends, let the writer commit everything already queued, then close."""
@@ -275,8 +299,7 @@ class SqliteStore:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._checkpoint_executor, self._checkpointer.close)
             self._checkpoint_executor.shutdown()
-            await self._on_writer(self._writer.close)  # the last connection: SQLite checkpoints
-            self._executor.shutdown()
+            await self._host.close()  # the last connection: SQLite checkpoints
 
 
 def _fail(future: asyncio.Future[Appended], exc: BaseException) -> None:

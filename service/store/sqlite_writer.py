@@ -103,7 +103,7 @@ class SqliteWriter:
                     results.append(Appended(seen[key], duplicate=True))
                     continue
                 seq += 1
-                event = _numbered(pending, seq)
+                event = numbered(pending, seq)
                 seen[key] = event
                 new.append(event)
                 params.append(sql.event_params(event, pending.raw))
@@ -193,7 +193,8 @@ class Checkpointer:
             self._conn = None
 
 
-def _numbered(pending: NewEvent, seq: int) -> Event:
+def numbered(pending: NewEvent, seq: int) -> Event:
+    """The event ``pending`` becomes once the log gives it ``seq``."""
     assert pending.received_at is not None  # the store stamps it when the append is queued
     return Event(
         seq=seq,
