@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from reconcilers.events import Event, NewEvent, Row
 from service.store import SqliteStore, StoreError
-from service.store.sqlite_host import ProcessHost, _unwire, _wire
+from service.store.sqlite_child import unwire, wire
+from service.store.sqlite_host import ProcessHost
 from tests.procs import ROOT
 
 
@@ -192,7 +193,7 @@ def test_an_event_crosses_the_pipe_unchanged(
 ) -> None:
     raw = json.dumps(payload, ensure_ascii=False) if with_raw else None
     event = NewEvent("agora", "k", "t", payload, room, "s", occurred_at, received_at, raw)
-    back = _unwire(_wire(event))
+    back = unwire(wire(event))
     assert back == event and back.raw == raw
     if with_raw:
-        assert _wire(event)[3] is None  # the payload is not sent twice
+        assert wire(event)[3] is None  # the payload is not sent twice

@@ -2,23 +2,39 @@
 
 SQLite is the embedded default; a PostgreSQL backend will be a sibling module of the same shape,
 run through the same contract tests (``tests/test_store_sqlite.py``).
+
+The names below are imported on first use (PEP 562): the SQLite writer's child process
+imports this package on its way to the writer, and needs none of the async side.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from reconcilers.events import Projection
-from service.store.base import (
-    BatchObserver,
-    BatchReport,
-    ObservableStore,
-    StoreClosed,
-    StoreError,
-    StoreStats,
-)
-from service.store.sqlite import SqliteStore
+from service.store.errors import StoreClosed, StoreError
 from service.store.sqlite_schema import sqlite_path
+
+if TYPE_CHECKING:
+    from service.store.base import BatchObserver, BatchReport, ObservableStore, StoreStats
+    from service.store.sqlite import SqliteStore
+
+_LAZY = {
+    "BatchObserver": "service.store.base",
+    "BatchReport": "service.store.base",
+    "ObservableStore": "service.store.base",
+    "StoreStats": "service.store.base",
+    "SqliteStore": "service.store.sqlite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BatchObserver",
@@ -51,5 +67,7 @@ async def open_store(
 
     ``writer_process``: the writer gets a process of its own (``STORE_WRITER=process``).
     """
+    from service.store.sqlite import SqliteStore
+
     check_url(url)
     return await SqliteStore.open(sqlite_path(url), projections, writer_process=writer_process)

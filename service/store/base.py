@@ -13,16 +13,19 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from reconcilers.events import Event, Store
+from service.store.errors import StoreClosed, StoreError
+
+__all__ = [
+    "BatchObserver",
+    "BatchReport",
+    "ObservableStore",
+    "StoreClosed",
+    "StoreError",
+    "StoreStats",
+    "log",
+]
 
 log = structlog.get_logger("store")
-
-
-class StoreError(Exception):
-    """A backend failure: whatever the caller was about to acknowledge is NOT durable."""
-
-
-class StoreClosed(StoreError):
-    """The store is closing or closed; it takes no more appends."""
 
 
 @dataclass(frozen=True)

@@ -8,32 +8,26 @@ takes the writer off the GIL; the loop only pickles each batch to a pipe and rea
 back (~2 µs an event each way). The thread stays for tools and tests, where a process more is
 only start-up time.
 
-The child runs :func:`main` of this module: length-prefixed pickles on its stdin and
-stdout, one call answered before the next is read. It ignores SIGINT and SIGTERM (a Ctrl-C
-reaches the whole process group; a commit must not die half way for it) and exits when its
-stdin closes, which is also what happens when the parent is killed with -9.
+The child is :mod:`.sqlite_child`: calls in order over its stdin and stdout. It exits when
+its stdin closes, which is also what happens when the parent is killed with -9.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import pickle
-import signal
-import struct
 import sys
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 from reconcilers.events import Appended, Event, NewEvent, Projection
 from service.store.base import StoreError, log
+from service.store.sqlite_child import FRAME, wire
 from service.store.sqlite_writer import SqliteWriter, numbered
 
-_FRAME = struct.Struct("!I")
 WriteResult = tuple[list[Appended], list[Event]]
 
 
@@ -124,7 +118,7 @@ class ProcessHost(WriterHost):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "from service.store.sqlite_host import main; main()",
+            "from service.store.sqlite_child import main; main()",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -154,7 +148,7 @@ class ProcessHost(WriterHost):
         data = pickle.dumps((name, args), pickle.HIGHEST_PROTOCOL)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
-        proc.stdin.write(_FRAME.pack(len(data)) + data)
+        proc.stdin.write(FRAME.pack(len(data)) + data)
         return future
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
@@ -162,8 +156,8 @@ class ProcessHost(WriterHost):
         assert proc.stdout is not None
         try:
             while True:
-                head = await proc.stdout.readexactly(_FRAME.size)
-                body = await proc.stdout.readexactly(_FRAME.unpack(head)[0])
+                head = await proc.stdout.readexactly(FRAME.size)
+                body = await proc.stdout.readexactly(FRAME.unpack(head)[0])
                 ok, value = pickle.loads(body)
                 future = self._waiting.popleft()
                 if future.done():
@@ -205,7 +199,7 @@ class ProcessHost(WriterHost):
             await self._answers  # ends at the child's EOF, failing any call left
 
     async def write(self, batch: Sequence[NewEvent], catch_up: bool) -> WriteResult:
-        wired = [_wire(e) for e in batch]
+        wired = [wire(e) for e in batch]
         answers = cast(list[int | Event], await self._call("write", wired, catch_up))
         results: list[Appended] = []
         new: list[Event] = []
@@ -223,96 +217,3 @@ class ProcessHost(WriterHost):
 
     async def synchronous(self) -> int:
         return cast(int, await self._call("synchronous"))
-
-
-# -- the child --------------------------------------------------------------------------------
-
-_Wired = tuple[Any, ...]
-
-
-def _wire(e: NewEvent) -> _Wired:
-    """A pending event for the pipe, as a plain tuple. With ``raw`` (a webhook body), the
-    payload is not sent: it is the parse of ``raw``, which is also all the log keeps of it."""
-    payload = None if e.raw is not None else e.payload
-    return (
-        e.source,
-        e.dedup_key,
-        e.type,
-        payload,
-        e.room,
-        e.session,
-        e.occurred_at,
-        e.received_at,
-        e.raw,
-    )
-
-
-def _unwire(t: _Wired) -> NewEvent:
-    source, dedup_key, type_, payload, room, session, occurred_at, received_at, raw = t
-    if raw is not None:
-        payload = json.loads(raw)
-    return NewEvent(source, dedup_key, type_, payload, room, session, occurred_at, received_at, raw)
-
-
-def _compact(result: WriteResult) -> list[int | Event]:
-    """A write's answer for the pipe: the seq of each new event (the parent has the rest of
-    it), the stored copy for a duplicate."""
-    return [r.event if r.duplicate else r.event.seq for r in result[0]]
-
-
-def _read_frame(stream: BinaryIO) -> bytes | None:
-    head = stream.read(_FRAME.size)
-    if len(head) < _FRAME.size:
-        return None
-    (size,) = _FRAME.unpack(head)
-    body = stream.read(size)
-    return body if len(body) == size else None
-
-
-def _answer(stream: BinaryIO, ok: bool, value: Any) -> None:
-    try:
-        data = pickle.dumps((ok, value), pickle.HIGHEST_PROTOCOL)
-    except Exception:  # an exception that does not pickle still fails the call, by name
-        data = pickle.dumps((False, StoreError(repr(value))), pickle.HIGHEST_PROTOCOL)
-    stream.write(_FRAME.pack(len(data)) + data)
-    stream.flush()
-
-
-def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """Answer calls until ``requests`` ends, then close the writer."""
-    writer: SqliteWriter | None = None
-    try:
-        while (frame := _read_frame(requests)) is not None:
-            name, args = pickle.loads(frame)
-            try:
-                if name == "open":
-                    writer = SqliteWriter(*args)
-                    writer.open()
-                    value: Any = None
-                elif writer is None:
-                    raise StoreError("the writer is not open")
-                elif name == "write":
-                    wired, catch_up = args
-                    value = _compact(writer.write([_unwire(t) for t in wired], catch_up))
-                elif name in ("replay", "synchronous", "close"):
-                    value = getattr(writer, name)()
-                else:
-                    raise StoreError(f"unknown call {name!r}")
-            except Exception as exc:
-                _answer(answers, False, exc)
-            else:
-                _answer(answers, True, value)
-    except BrokenPipeError:  # the parent is gone: nobody is waiting for the answer
-        pass
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # The protocol owns the stdout pipe: anything printed goes to stderr instead.
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(sys.stdin.buffer, answers)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reconcilers.events import Appended, Event, Fold, NewEvent, Projection, Row
 from service.store import sqlite_schema as sql
-from service.store.base import StoreError
+from service.store.errors import StoreError
 
 _REPLAY_PAGE = 5000
 _Key = tuple[str, str]

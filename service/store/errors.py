@@ -1,0 +1,9 @@
+"""The store's errors, apart from everything else so that the writer process imports little."""
+
+
+class StoreError(Exception):
+    """A backend failure: whatever the caller was about to acknowledge is NOT durable."""
+
+
+class StoreClosed(StoreError):
+    """The store is closing or closed; it takes no more appends."""
