@@ -33,6 +33,7 @@ from service.http import (
 )
 from service.metrics import Metrics
 from service.store import ObservableStore, open_store
+from service.watchdog import LoopWatchdog, watching
 from service.webhooks.agora import AgoraWebhook
 from service.webhooks.cloudflare import CloudflareWebhook
 from service.webhooks.storage import StorageWebhook
@@ -91,6 +92,8 @@ def create_app(
             if isinstance(opened, ObservableStore):
                 opened.stats.observers.append(ctx.metrics.observe_batch)
             ctx._store = opened
+            watchdog = LoopWatchdog(settings.loop_stall_seconds, lag=ctx.metrics.loop_lag)
+            await stack.enter_async_context(watching(watchdog))
             stack.push_async_callback(ctx.drain_hooks)
             for component in lifespan_components:
                 await stack.enter_async_context(component(ctx))

@@ -50,6 +50,8 @@ class Settings(BaseModel):
     log_format: Literal["json", "console"] = "json"
     access_log: bool = False  # a line per HTTP request: webhooks come by the thousand
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The event loop held this long is logged, with the code that holds it.
+    loop_stall_seconds: float = Field(default=1.0, gt=0)
 
     # Agora notifications (NCS). Several comma-separated secrets: one per product, and rotation.
     agora_ncs_secret: list[SecretStr] = Field(default_factory=list)

@@ -54,6 +54,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a timer due now (the watchdog's beats)",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
+            registry=self.registry,
+        )
         self.events = Counter(
             "events_appended",
             "New events stored in the log, by source",
