@@ -8,10 +8,9 @@ resolved, so an acknowledgement always means "on disk". No artificial delay is a
 one batch commits the next one gathers, so batches grow with the load by themselves.
 
 Reads never wait for the writer (WAL). A point read (one row, or one room's rows) has a
-connection and a thread of its own, so that it never queues behind a scan (at 10,000 rooms the
-API's answers and the reconcile passes waited on them); scans (the log, every row of a
-projection) go through aiosqlite's connection. No read runs on the event loop: SQLite can wait
-inside a read (for seconds, retrying against a checkpoint), and there it would hold the loop.
+connection of its own and runs on the event loop, so that it never queues behind a scan; after
+one that waited inside SQLite, point reads run on a thread for a while (see ``_point_read``).
+Scans (the log, every row of a projection) go through aiosqlite's connection.
 """
 
 from __future__ import annotations
@@ -48,8 +47,10 @@ PIPELINE_DEPTH = 2
 """Batches sent to the writer before the first is answered: the next one waits at the writer
 when a commit ends, instead of waiting for the event loop to hear of it and send it."""
 
-SLOW_READ_SECONDS = 0.5
-"""A point read slower than this is logged: SQLite was waiting, not reading."""
+SLOW_READ_SECONDS = 0.25
+"""A point read slower than this was SQLite waiting, not reading: logged, and the next point
+reads run on a thread (for READS_ON_THREAD_SECONDS) so that a wait cannot hold the loop."""
+READS_ON_THREAD_SECONDS = 60.0
 
 _Pending = tuple[NewEvent, "asyncio.Future[Appended]"]
 
@@ -81,6 +82,7 @@ class SqliteStore:
         self._checkpointer = Checkpointer(path)
         self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._point_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-point")
+        self._reads_on_thread_until = 0.0  # monotonic: point reads use the thread until then
         self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
         self._checkpoint_started = 0.0
         self._catch_up = False  # a background checkpoint finished: the writer completes it
@@ -225,7 +227,7 @@ class SqliteStore:
         self._catch_up = True
         frames, copied = future.result()
         took = round(time.perf_counter() - self._checkpoint_started, 3)
-        slow = took > SLOW_READ_SECONDS
+        slow = took > 1.0
         (log.warning if slow else log.debug)(
             "WAL checkpointed", frames=frames, copied=copied, seconds=took
         )
@@ -266,9 +268,13 @@ class SqliteStore:
         return sql.row_of(found[0]) if found else None
 
     async def _point_read(self, query: str, params: Sequence[Any]) -> list[Any]:
-        """A point read on its own thread: ~5 µs of SQLite, but SQLite may also wait in it
-        (a reader can retry for seconds against a checkpoint), and on the loop that wait held
-        every request: measured at 10,000 rooms, stalls of 5 and 27 s."""
+        """A point read: on the event loop (~5 µs from SQLite's page cache; a hop to a thread
+        and back costs ~100 µs under load, and at 10,000 rooms that made declaring them 3-4x
+        slower) unless SQLite lately waited inside one. SQLite can (a reader retries against
+        a checkpoint), and on the loop that wait holds every request: seen at 10,000 rooms,
+        5 and 27 s. After a read that waited, reads take the thread for a while."""
+        if time.monotonic() >= self._reads_on_thread_until:
+            return self._timed_read(query, params)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._point_executor, self._timed_read, query, params)
 
@@ -276,7 +282,13 @@ class SqliteStore:
         started = time.perf_counter()
         found = self._point.execute(query, params).fetchall()
         if (took := time.perf_counter() - started) > SLOW_READ_SECONDS:
-            log.warning("slow point read", seconds=round(took, 3), query=query[:60])
+            self._reads_on_thread_until = time.monotonic() + READS_ON_THREAD_SECONDS
+            log.warning(
+                "slow point read; point reads move off the event loop for a while",
+                seconds=round(took, 3),
+                off_loop_s=READS_ON_THREAD_SECONDS,
+                query=query[:60],
+            )
         return found
 
     async def rows(
