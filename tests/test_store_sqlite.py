@@ -520,14 +520,18 @@ def test_replay_equals_live_domain_projections(batches: list[list[NewEvent]]) ->
     check_replay(BACKENDS["sqlite"], DOMAIN_PROJECTIONS, batches)
 
 
+@pytest.mark.parametrize("writer_process", [False, True], ids=["thread", "process"])
 async def test_the_wal_is_checkpointed_aside_and_stays_bounded(
-    tmp_path: Path,
+    tmp_path: Path, writer_process: bool
 ) -> None:
-    """Commits never checkpoint (``wal_autocheckpoint=0``); the store does it in the background
-    once the WAL passes its bound, and the WAL is then reused instead of growing."""
+    """Commits never checkpoint (``wal_autocheckpoint=0``); the writer does it in the
+    background (in its own process, when it has one) once the WAL passes its bound, and the
+    WAL is then reused instead of growing."""
 
     async def wal_frames_after_load(directory: Path, bound: int) -> tuple[int, int, int]:
-        store = await SqliteStore.open(directory / "events.db", (), checkpoint_bytes=bound)
+        store = await SqliteStore.open(
+            directory / "events.db", (), checkpoint_bytes=bound, writer_process=writer_process
+        )
         try:
             for round_ in range(20):
                 batch = (new(f"k{round_}-{i}", payload={"blob": "x" * 2000}) for i in range(20))

@@ -16,7 +16,6 @@ Scans (the log, every row of a projection) go through aiosqlite's connection.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from service.store import sqlite_schema as sql
 from service.store.base import BatchReport, StoreClosed, StoreError, StoreStats, log
 from service.store.sqlite_host import ProcessHost, ThreadHost, WriterHost
 from service.store.sqlite_schema import sqlite_path
-from service.store.sqlite_writer import Checkpointer
+from service.store.sqlite_writer import Checkpoints
 
 __all__ = ["DEFAULT_BATCH_CAP", "DEFAULT_CHECKPOINT_BYTES", "SqliteStore", "sqlite_path"]
 
@@ -78,14 +77,9 @@ class SqliteStore:
         self._closed = False
         self.stats = StoreStats()
         self._wal_path = f"{path}-wal"
-        self._checkpoint_bytes = checkpoint_bytes
-        self._checkpointer = Checkpointer(path)
-        self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._point_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-point")
         self._reads_on_thread_until = 0.0  # monotonic: point reads use the thread until then
-        self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
-        self._checkpoint_started = 0.0
-        self._catch_up = False  # a background checkpoint finished: the writer completes it
+        self._checkpoint_failures = 0
         self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
 
     @classmethod
@@ -181,9 +175,8 @@ class SqliteStore:
     async def _commit_once(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            catch_up, self._catch_up = self._catch_up, False
             events = [e for e, _ in batch]
-            results, new = await self._host.write(events, catch_up)
+            results, new, checkpoints = await self._host.write(events)
         except Exception as exc:
             self.stats.failed_batches += 1
             if len(batch) == 1:
@@ -196,48 +189,27 @@ class SqliteStore:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            self._maybe_checkpoint()
+            self._note(checkpoints)
             return
         for item in batch:
             await self._commit_once([item])
 
-    def _maybe_checkpoint(self) -> None:
-        """Start a background checkpoint when the WAL has grown past its bound (one at a time,
-        and not before the writer has completed the last one: two would find each other busy)."""
-        if self._catch_up or (self._checkpointing is not None and not self._checkpointing.done()):
-            return
-        try:
-            size = os.stat(self._wal_path).st_size
-        except OSError:
-            return
-        if size > self._checkpoint_bytes:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._checkpoint_executor, self._checkpointer.checkpoint)
-            future.add_done_callback(self._checkpointed)
-            self._checkpointing = future
-            self._checkpoint_started = time.perf_counter()
-
-    def _checkpointed(self, future: asyncio.Future[tuple[int, int]]) -> None:
-        if future.cancelled():
-            return
-        if (exc := future.exception()) is not None:
-            log.warning("WAL checkpoint failed; the WAL grows until one works", error=repr(exc))
-            return
-        self.stats.checkpoints += 1
-        self._catch_up = True
-        frames, copied = future.result()
-        took = round(time.perf_counter() - self._checkpoint_started, 3)
-        slow = took > 1.0
-        (log.warning if slow else log.debug)(
-            "WAL checkpointed", frames=frames, copied=copied, seconds=took
-        )
+    def _note(self, checkpoints: Checkpoints) -> None:
+        """Count the writer's background checkpoints; say when one was slow or failed."""
+        if checkpoints.done > self.stats.checkpoints:
+            self.stats.checkpoints = checkpoints.done
+            took = round(checkpoints.last_seconds, 3)
+            (log.warning if took > 1.0 else log.debug)("WAL checkpointed", seconds=took)
+        if checkpoints.failed > self._checkpoint_failures:
+            self._checkpoint_failures = checkpoints.failed
+            log.warning(
+                "WAL checkpoint failed; the WAL grows until one works",
+                error=checkpoints.last_error,
+            )
 
     async def checkpoint(self) -> tuple[int, int]:
         """Checkpoint now (after any under way): ``(frames in the WAL, frames copied)``."""
-        if self._checkpointing is not None:
-            await asyncio.gather(self._checkpointing, return_exceptions=True)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._checkpoint_executor, self._checkpointer.checkpoint)
+        return await self._host.checkpoint()
 
     async def replay(self) -> int:
         """Delete every projection row and refold the whole log, in one transaction."""
@@ -331,11 +303,6 @@ class SqliteStore:
             await self._reader.close()
             self._point_executor.shutdown()
             self._point.close()
-            if self._checkpointing is not None:
-                await asyncio.gather(self._checkpointing, return_exceptions=True)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._checkpoint_executor, self._checkpointer.close)
-            self._checkpoint_executor.shutdown()
             await self._host.close()  # the last connection: SQLite checkpoints
 
 

@@ -88,10 +88,10 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 elif writer is None:
                     raise StoreError("the writer is not open")
                 elif name == "write":
-                    wired, catch_up = args
-                    results, _ = writer.write([unwire(t) for t in wired], catch_up)
-                    value = compact(results)
-                elif name in ("replay", "synchronous", "close"):
+                    (wired,) = args
+                    results, _ = writer.write([unwire(t) for t in wired])
+                    value = (compact(results), writer.checkpoints)
+                elif name in ("replay", "synchronous", "checkpoint", "close"):
                     value = getattr(writer, name)()
                 else:
                     raise StoreError(f"unknown call {name!r}")

@@ -21,14 +21,16 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, cast
 
 from reconcilers.events import Appended, Event, NewEvent, Projection
 from service.store.base import StoreError, log
 from service.store.sqlite_child import FRAME, wire
-from service.store.sqlite_writer import SqliteWriter, numbered
+from service.store.sqlite_writer import Checkpoints, SqliteWriter, numbered
 
-WriteResult = tuple[list[Appended], list[Event]]
+WriteResult = tuple[list[Appended], list[Event], Checkpoints]
+"""A write's answers, its new events, and the writer's background checkpoints so far."""
 
 
 class WriterHost(ABC):
@@ -38,7 +40,10 @@ class WriterHost(ABC):
     async def open(self) -> None: ...
 
     @abstractmethod
-    async def write(self, batch: Sequence[NewEvent], catch_up: bool) -> WriteResult: ...
+    async def write(self, batch: Sequence[NewEvent]) -> WriteResult: ...
+
+    @abstractmethod
+    async def checkpoint(self) -> tuple[int, int]: ...
 
     @abstractmethod
     async def replay(self) -> int: ...
@@ -66,8 +71,12 @@ class ThreadHost(WriterHost):
     async def open(self) -> None:
         await self._run(self._writer.open)
 
-    async def write(self, batch: Sequence[NewEvent], catch_up: bool) -> WriteResult:
-        return cast(WriteResult, await self._run(self._writer.write, batch, catch_up))
+    async def write(self, batch: Sequence[NewEvent]) -> WriteResult:
+        results, new = await self._run(self._writer.write, batch)
+        return results, new, replace(self._writer.checkpoints)
+
+    async def checkpoint(self) -> tuple[int, int]:
+        return cast(tuple[int, int], await self._run(self._writer.checkpoint))
 
     async def replay(self) -> int:
         return cast(int, await self._run(self._writer.replay))
@@ -198,9 +207,9 @@ class ProcessHost(WriterHost):
         if self._answers is not None:
             await self._answers  # ends at the child's EOF, failing any call left
 
-    async def write(self, batch: Sequence[NewEvent], catch_up: bool) -> WriteResult:
+    async def write(self, batch: Sequence[NewEvent]) -> WriteResult:
         wired = [wire(e) for e in batch]
-        answers = cast(list[int | Event], await self._call("write", wired, catch_up))
+        answers, checkpoints = await self._call("write", wired)
         results: list[Appended] = []
         new: list[Event] = []
         for pending, answer in zip(batch, answers, strict=True):
@@ -210,7 +219,10 @@ class ProcessHost(WriterHost):
                 results.append(Appended(event, duplicate=False))
             else:
                 results.append(Appended(answer, duplicate=True))
-        return results, new
+        return results, new, checkpoints
+
+    async def checkpoint(self) -> tuple[int, int]:
+        return cast(tuple[int, int], await self._call("checkpoint"))
 
     async def replay(self) -> int:
         return cast(int, await self._call("replay"))

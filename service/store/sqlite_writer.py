@@ -12,8 +12,12 @@ Projections are pure functions, so running them on this thread is safe; it also 
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconcilers.events import Appended, Event, Fold, NewEvent, Projection, Row
@@ -22,6 +26,16 @@ from service.store.errors import StoreError
 
 _REPLAY_PAGE = 5000
 _Key = tuple[str, str]
+
+
+@dataclass
+class Checkpoints:
+    """The background checkpoints so far (the store reads them for its stats and log)."""
+
+    done: int = 0
+    failed: int = 0
+    last_seconds: float = 0.0
+    last_error: str = ""
 
 
 class SqliteWriter:
@@ -34,6 +48,13 @@ class SqliteWriter:
         self._projections = tuple(projections)
         self._wal_bytes = wal_bytes
         self._conn: sqlite3.Connection | None = None
+        # The background checkpoint runs beside the writer, in the writer's process: a
+        # checkpoint in the service's process once held a point read on its event loop for
+        # as long as the checkpoint took (26 s when this VM's disk stalled).
+        self._checkpointer = Checkpointer(path)
+        self._checkpointing: threading.Thread | None = None
+        self._catch_up = False  # a background checkpoint finished: the next write completes it
+        self.checkpoints = Checkpoints()
 
     @property
     def path(self) -> str:
@@ -56,7 +77,7 @@ class SqliteWriter:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
             # Commits never checkpoint: a checkpoint (copy the WAL into the file, fsync it) in a
-            # commit made that batch wait tens of ms. The store's Checkpointer does it aside.
+            # commit made that batch wait tens of ms. A Checkpointer does it aside.
             conn.execute("PRAGMA wal_autocheckpoint=0")
             # A WAL started over is cut back to this size, so its size tells how much is new.
             conn.execute(f"PRAGMA journal_size_limit={int(self._wal_bytes)}")
@@ -67,25 +88,66 @@ class SqliteWriter:
         self._conn = conn
 
     def close(self) -> None:
+        if self._checkpointing is not None:
+            self._checkpointing.join()
+        self._checkpointer.close()
         if self._conn is not None:
-            self._conn.close()
+            self._conn.close()  # the last connection: SQLite checkpoints the rest
             self._conn = None
+
+    def _maybe_checkpoint(self) -> None:
+        """Start a background checkpoint when the WAL has grown past its bound: one at a time,
+        and not before a write has completed the last one (two would find each other busy)."""
+        if self._catch_up or (self._checkpointing is not None and self._checkpointing.is_alive()):
+            return
+        try:
+            size = os.stat(f"{self._path}-wal").st_size
+        except OSError:
+            return
+        if size > self._wal_bytes:
+            self._checkpointing = threading.Thread(
+                target=self._checkpoint_aside, name="sqlite-checkpoint", daemon=True
+            )
+            self._checkpointing.start()
+
+    def _checkpoint_aside(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._checkpointer.checkpoint()
+        except sqlite3.Error as exc:  # the WAL grows until one works
+            self.checkpoints.failed += 1
+            self.checkpoints.last_error = repr(exc)
+            return
+        self.checkpoints.done += 1
+        self.checkpoints.last_seconds = time.perf_counter() - started
+        self._catch_up = True
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Checkpoint now, after any under way: ``(frames in the WAL, frames copied)``."""
+        if self._checkpointing is not None:
+            self._checkpointing.join()
+        return self._checkpointer.checkpoint()
 
     def synchronous(self) -> int:
         """The connection's ``PRAGMA synchronous`` (2 = FULL); tests check it."""
         value: int = self.conn.execute("PRAGMA synchronous").fetchone()[0]
         return value
 
-    def write(
-        self, batch: Sequence[NewEvent], catch_up: bool = False
-    ) -> tuple[list[Appended], list[Event]]:
+    def write(self, batch: Sequence[NewEvent]) -> tuple[list[Appended], list[Event]]:
         """One transaction: answer every append (duplicates included) and return the new events.
 
-        ``catch_up``: first copy into the file the few frames written since the background
-        checkpoint finished, so that this transaction starts the WAL over (a checkpoint that
-        runs beside a busy writer never catches up with it alone).
+        After a background checkpoint, it first copies into the file the few frames written
+        since, so that this transaction starts the WAL over (a checkpoint that runs beside a
+        busy writer never catches up with it alone). Then it may start the next one.
         """
+        try:
+            return self._write(batch)
+        finally:
+            self._maybe_checkpoint()
+
+    def _write(self, batch: Sequence[NewEvent]) -> tuple[list[Appended], list[Event]]:
         conn = self.conn
+        catch_up, self._catch_up = self._catch_up, False
         if catch_up:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: seq numbering needs it
@@ -171,7 +233,7 @@ class Checkpointer:
     """Copies the WAL back into the database file on its own connection and thread.
 
     PASSIVE: it never blocks the writer or readers. It copies the bulk; the writer's next
-    transaction copies the rest (``write(catch_up=True)``) and starts the WAL over.
+    transaction copies the rest and starts the WAL over.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -180,8 +242,8 @@ class Checkpointer:
 
     def checkpoint(self) -> tuple[int, int]:
         """``(frames in the WAL, frames copied)``; opens the connection on first use."""
-        if self._conn is None:
-            self._conn = sqlite3.connect(self._path, isolation_level=None)
+        if self._conn is None:  # used by one thread at a time, not always the same one
+            self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout=10000")
         # fetchall, not fetchone: a statement left unfinished holds a read lock on the WAL.
         [(_busy, frames, copied)] = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
