@@ -8,9 +8,9 @@ resolved, so an acknowledgement always means "on disk". No artificial delay is a
 one batch commits the next one gathers, so batches grow with the load by themselves.
 
 Reads never wait for the writer (WAL). A point read (one row, or one room's rows) has a
-connection of its own and runs on the event loop, so that it never queues behind a scan; after
-one that waited inside SQLite, point reads run on a thread for a while (see ``_point_read``).
-Scans (the log, every row of a projection) go through aiosqlite's connection.
+connection and a thread of its own, so that it never queues behind a scan; scans (the log,
+every row of a projection) go through aiosqlite's connection. No read runs on the event loop:
+SQLite can wait inside one (see ``_point_read``).
 """
 
 from __future__ import annotations
@@ -47,9 +47,7 @@ PIPELINE_DEPTH = 2
 when a commit ends, instead of waiting for the event loop to hear of it and send it."""
 
 SLOW_READ_SECONDS = 0.25
-"""A point read slower than this was SQLite waiting, not reading: logged, and the next point
-reads run on a thread (for READS_ON_THREAD_SECONDS) so that a wait cannot hold the loop."""
-READS_ON_THREAD_SECONDS = 60.0
+"""A point read slower than this was SQLite waiting, not reading: logged."""
 
 _Pending = tuple[NewEvent, "asyncio.Future[Appended]"]
 
@@ -78,7 +76,6 @@ class SqliteStore:
         self.stats = StoreStats()
         self._wal_path = f"{path}-wal"
         self._point_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-point")
-        self._reads_on_thread_until = 0.0  # monotonic: point reads use the thread until then
         self._checkpoint_failures = 0
         self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
 
@@ -240,13 +237,9 @@ class SqliteStore:
         return sql.row_of(found[0]) if found else None
 
     async def _point_read(self, query: str, params: Sequence[Any]) -> list[Any]:
-        """A point read: on the event loop (~5 µs from SQLite's page cache; a hop to a thread
-        and back costs ~100 µs under load, and at 10,000 rooms that made declaring them 3-4x
-        slower) unless SQLite lately waited inside one. SQLite can (a reader retries against
-        a checkpoint), and on the loop that wait holds every request: seen at 10,000 rooms,
-        5 and 27 s. After a read that waited, reads take the thread for a while."""
-        if time.monotonic() >= self._reads_on_thread_until:
-            return self._timed_read(query, params)
+        """A point read, on the point thread. On the event loop it cost ~5 µs instead of a hop
+        (declaring 3,000 rooms: 8 s instead of 28), but SQLite can wait inside a read, and on
+        the loop that wait held every request: at 10,000 rooms, for 5 to 29 s at a time."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._point_executor, self._timed_read, query, params)
 
@@ -254,13 +247,7 @@ class SqliteStore:
         started = time.perf_counter()
         found = self._point.execute(query, params).fetchall()
         if (took := time.perf_counter() - started) > SLOW_READ_SECONDS:
-            self._reads_on_thread_until = time.monotonic() + READS_ON_THREAD_SECONDS
-            log.warning(
-                "slow point read; point reads move off the event loop for a while",
-                seconds=round(took, 3),
-                off_loop_s=READS_ON_THREAD_SECONDS,
-                query=query[:60],
-            )
+            log.warning("slow point read", seconds=round(took, 3), query=query[:60])
         return found
 
     async def rows(
