@@ -4,7 +4,8 @@
 two provider calls to start (acquire + start), so the rate limit sets a floor on the wall time:
 ``2 * N / r`` seconds, where ``r`` is the pace the service keeps under the provider's limit
 (``service.wiring.safe_rate``: one call a second below it). The figure is the
-measured time as a ratio to that floor, in the same run. The service's peak RSS is sampled.
+measured time as a ratio to that floor, in the same run. The peak memory of the service
+and its writer process is sampled (RSS summed, and PSS).
 Heal time: a recorder killed without failover, until its replacement records (status 4 at the
 emulator, which takes ``--startup-seconds``) and until the replacement is *started* (the
 service's own reaction), timed once the ramp's notifications are all delivered. The emulator
