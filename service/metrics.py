@@ -54,6 +54,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.sync_seconds = Histogram(
+            "store_sync_seconds",
+            "Duration of a group commit's COMMIT alone (the fsync), timed beside the disk",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.loop_lag = Histogram(
             "event_loop_lag_seconds",
             "How late the event loop ran a timer due now (the watchdog's beats)",
@@ -73,6 +79,7 @@ class Metrics:
     def observe_batch(self, report: BatchReport) -> None:
         self.batch_size.observe(report.size)
         self.commit_seconds.observe(report.seconds)
+        self.sync_seconds.observe(report.sync_seconds)
         for source, count in Counts(event.source for event in report.appended).items():
             self.events.labels(source).inc(count)
 

@@ -287,6 +287,24 @@ async def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
         await store.close()
 
 
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+async def test_each_batch_reports_its_fsync_apart_from_the_round_trip(
+    backend: str, tmp_path: Path
+) -> None:
+    """The writer times its COMMIT beside the disk, so a slow disk can be told apart from a
+    slow hop to the writer: the part is never more than the whole, and never nothing."""
+    store = await BACKENDS[backend](tmp_path, PROJECTIONS)
+    reports: list[BatchReport] = []
+    store.stats.observers.append(reports.append)
+    try:
+        for i in range(5):
+            await store.append(new(f"k{i}"))
+        assert len(reports) == 5
+        assert all(0 < r.sync_seconds <= r.seconds for r in reports), reports
+    finally:
+        await store.close()
+
+
 async def test_sqlite_is_durable_before_it_acknowledges(tmp_path: Path) -> None:
     store = await _open_sqlite(tmp_path, ())
     try:

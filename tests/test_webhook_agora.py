@@ -364,6 +364,7 @@ async def test_metrics_count_webhooks_batches_and_events(client: httpx.AsyncClie
     assert 'events_appended_total{source="agora"} 1.0' in text
     assert "store_batch_size_count 2.0" in text
     assert "event_append_seconds_count 2.0" in text
+    assert "store_sync_seconds_count 2.0" in text
 
 
 async def test_two_apps_in_one_process_keep_separate_metrics(make_settings: MakeSettings) -> None:

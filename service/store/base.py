@@ -35,6 +35,7 @@ class BatchReport:
     size: int  # appends resolved by this transaction, duplicates included
     appended: Sequence[Event]  # the new events, in seq order
     seconds: float  # from BEGIN to COMMIT returning (the fsync included)
+    sync_seconds: float = 0.0  # the COMMIT alone, timed by the writer: the disk's share
 
 
 BatchObserver = Callable[[BatchReport], None]

@@ -90,7 +90,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 elif name == "write":
                     (wired,) = args
                     results, _ = writer.write([unwire(t) for t in wired])
-                    value = (compact(results), writer.checkpoints)
+                    value = (compact(results), writer.checkpoints, writer.last_sync_seconds)
                 elif name in ("replay", "synchronous", "checkpoint", "close"):
                     value = getattr(writer, name)()
                 else:

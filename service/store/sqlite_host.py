@@ -29,8 +29,9 @@ from service.store.base import StoreError, log
 from service.store.sqlite_child import FRAME, wire
 from service.store.sqlite_writer import Checkpoints, SqliteWriter, numbered
 
-WriteResult = tuple[list[Appended], list[Event], Checkpoints]
-"""A write's answers, its new events, and the writer's background checkpoints so far."""
+WriteResult = tuple[list[Appended], list[Event], Checkpoints, float]
+"""A write's answers, its new events, the writer's background checkpoints so far, and how long
+its COMMIT took (the fsync, timed beside the disk rather than across a thread or a pipe)."""
 
 
 class WriterHost(ABC):
@@ -73,7 +74,7 @@ class ThreadHost(WriterHost):
 
     async def write(self, batch: Sequence[NewEvent]) -> WriteResult:
         results, new = await self._run(self._writer.write, batch)
-        return results, new, replace(self._writer.checkpoints)
+        return results, new, replace(self._writer.checkpoints), self._writer.last_sync_seconds
 
     async def checkpoint(self) -> tuple[int, int]:
         return cast(tuple[int, int], await self._run(self._writer.checkpoint))
@@ -209,7 +210,7 @@ class ProcessHost(WriterHost):
 
     async def write(self, batch: Sequence[NewEvent]) -> WriteResult:
         wired = [wire(e) for e in batch]
-        answers, checkpoints = await self._call("write", wired)
+        answers, checkpoints, sync_seconds = await self._call("write", wired)
         results: list[Appended] = []
         new: list[Event] = []
         for pending, answer in zip(batch, answers, strict=True):
@@ -219,7 +220,7 @@ class ProcessHost(WriterHost):
                 results.append(Appended(event, duplicate=False))
             else:
                 results.append(Appended(answer, duplicate=True))
-        return results, new, checkpoints
+        return results, new, checkpoints, sync_seconds
 
     async def checkpoint(self) -> tuple[int, int]:
         return cast(tuple[int, int], await self._call("checkpoint"))

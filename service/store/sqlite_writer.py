@@ -55,6 +55,7 @@ class SqliteWriter:
         self._checkpointing: threading.Thread | None = None
         self._catch_up = False  # a background checkpoint finished: the next write completes it
         self.checkpoints = Checkpoints()
+        self.last_sync_seconds = 0.0  # the last write's COMMIT: the WAL's fsync, nearly all
 
     @property
     def path(self) -> str:
@@ -173,7 +174,9 @@ class SqliteWriter:
             if new:
                 conn.executemany(sql.INSERT_EVENT, params)
                 self._fold(conn, new)
+            syncing = time.perf_counter()
             conn.execute("COMMIT")
+            self.last_sync_seconds = time.perf_counter() - syncing
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
