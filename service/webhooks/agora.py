@@ -115,6 +115,8 @@ class AgoraWebhook:
 
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
+        # Bound once: the module's lazy proxy binds anew on every call (2.4 µs vs 0.14).
+        self._log = log.bind()
         self._secrets = [s.get_secret_value().encode() for s in ctx.settings.agora_ncs_secret]
         self._verify = ctx.settings.agora_ncs_verify
         self._max_body = ctx.settings.max_body_bytes
@@ -122,9 +124,11 @@ class AgoraWebhook:
     def log_startup(self) -> None:
         """Say loudly, once, when callbacks are unverified or cannot be verified."""
         if not self._verify:
-            log.warning("agora notification signatures are NOT verified (AGORA_NCS_VERIFY=false)")
+            self._log.warning(
+                "agora notification signatures are NOT verified (AGORA_NCS_VERIFY=false)"
+            )
         elif not self._secrets:
-            log.error(
+            self._log.error(
                 "AGORA_NCS_SECRET is not set: every Agora notification will be answered 401",
                 env="AGORA_NCS_SECRET",
             )
@@ -151,7 +155,7 @@ class AgoraWebhook:
         try:
             appended = await append_timed(self._ctx, event)
         except Exception as exc:
-            log.error("append failed", notice_id=event.dedup_key, error=repr(exc))
+            self._log.error("append failed", notice_id=event.dedup_key, error=repr(exc))
             return self._reject(503, "unavailable", "the event log is unavailable; retry")
         if appended.duplicate:
             outcome = "duplicate"
@@ -159,7 +163,7 @@ class AgoraWebhook:
             outcome = "healthcheck" if event.type == HEALTHCHECK_TYPE else "accepted"
             self._ctx.publish(appended.event)
         self._ctx.metrics.webhook(SOURCE, outcome)
-        log.debug(
+        self._log.debug(
             "notification stored",
             seq=appended.event.seq,
             notice_id=event.dedup_key,
@@ -170,5 +174,7 @@ class AgoraWebhook:
 
     def _reject(self, status: int, code: str, message: str, field: str | None = None) -> Response:
         self._ctx.metrics.webhook(SOURCE, code)
-        log.warning("notification rejected", status=status, code=code, reason=message, field=field)
+        self._log.warning(
+            "notification rejected", status=status, code=code, reason=message, field=field
+        )
         return error_response(status, code, message, field)
