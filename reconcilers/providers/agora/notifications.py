@@ -8,10 +8,12 @@ differ from the documentation (numbers as strings, ``filename`` vs ``fileName``,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 from reconcilers.providers.agora.details import (
     ChannelLifecycle,
@@ -123,27 +125,36 @@ class NotificationError(ValueError):
         self.message = message
 
 
-class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@functools.cache
+def _envelope_model() -> type[BaseModel]:
+    """The model that coerces and names what is wrong, for a body :func:`_exact_envelope` does
+    not take. Built on first need: the writer process folds notifications too, and what Agora
+    sends never needs it there (importing pydantic cost that process 7.7 MB of its ~35)."""
+    from pydantic import BaseModel, ConfigDict, field_validator
 
-    noticeId: str
-    productId: int
-    eventType: int
-    notifyMs: int | None = None
-    payload: dict[str, Any]
+    class _Envelope(BaseModel):
+        model_config = ConfigDict(extra="allow")
 
-    @field_validator("noticeId", mode="before")
-    @classmethod
-    def _notice_id(cls, value: Any) -> Any:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        return value
+        noticeId: str
+        productId: int
+        eventType: int
+        notifyMs: int | None = None
+        payload: dict[str, Any]
+
+        @field_validator("noticeId", mode="before")
+        @classmethod
+        def _notice_id(cls, value: Any) -> Any:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return str(value)
+            return value
+
+    return _Envelope
 
 
 class _Exact(NamedTuple):
-    """An envelope whose fields came with their exact types (see :func:`_exact_envelope`)."""
+    """An envelope's fields, with their exact types (see :func:`_exact_envelope`)."""
 
-    noticeId: str  # the envelope's own names, as in :class:`_Envelope`
+    noticeId: str  # the envelope's own names, as in the model
     productId: int
     eventType: int
     notifyMs: int | None
@@ -219,14 +230,17 @@ def parse_notification(body: Any) -> Notification:
     """
     if not isinstance(body, dict):
         raise NotificationError("body", "expected a JSON object")
-    env: _Envelope | _Exact | None = _exact_envelope(body)
+    env = _exact_envelope(body)
     if env is None:
+        from pydantic import ValidationError
+
         try:
-            env = _Envelope.model_validate(body)
+            valid = _envelope_model().model_validate(body).model_dump()
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "body"
             raise NotificationError(field, err["msg"]) from None
+        env = _Exact(*(valid[name] for name in _Exact._fields))
     payload = env.payload
     if env.productId == PRODUCT_RTC:
         name = RTC_EVENTS.get(env.eventType, f"unknown.{env.eventType}")
