@@ -67,10 +67,9 @@ class Reconciler:
             channel_key = (room_row.data.get("channel_key") if room_row else None) or ""
         session_rows = await self.store.rows("sessions", room=channel_key) if channel_key else []
         presence = await self.store.get_row("presence", channel_key) if channel_key else None
-        segment_sids = {
-            seg.get("sid")
-            for seg in (room_row.data.get("segments", {}) if room_row else {}).values()
-        }
+        segments = room_row.data.get("segments", {}) if room_row else {}
+        segment_sids = {seg.get("sid") for seg in segments.values()}
+        in_doubt = _resources_in_doubt(segments)
         relevant = [
             r.data
             for r in session_rows
@@ -90,7 +89,8 @@ class Reconciler:
                 recorder_uid=str(d.get("recorder_uid") or d.get("uid")),
                 mode=d.get("mode") or "mix",
                 sid=d["sid"],
-                resource_id=d.get("resource_id"),
+                resource_id=d.get("resource_id")
+                or in_doubt.get(str(d.get("recorder_uid") or d.get("uid"))),
             )
             for d in relevant
             if d.get("sid")
@@ -127,6 +127,26 @@ class Reconciler:
 
     def with_config(self, **changes: Any) -> PlanConfig:
         return replace(self.config, **changes)
+
+
+_MAYBE_STARTED = (None, "retryable")
+"""A start's outcomes after which its own session may run: no answer yet, or one that may have
+reached the backend (Agora's 62/65, a timeout). Not "this uid records already": that session
+was started with an earlier resource id, which a stop with this one would not match."""
+
+
+def _resources_in_doubt(segments: dict[str, Any]) -> dict[str, str]:
+    """Recorder uid -> the resource id of its latest start whose answer never came (the service
+    died between intent and result, or the answer was lost). Agora's notifications then tell
+    the session's sid but not its resource id, and a stop needs both: this is that start's."""
+    found: dict[str, str] = {}
+    for _, seg in sorted(segments.items(), key=lambda item: int(item[0])):
+        if seg.get("sid"):
+            continue
+        maybe_started = seg.get("start_failed") in _MAYBE_STARTED
+        if seg.get("start_intent_ms") and maybe_started and seg.get("resource_id"):
+            found[str(seg.get("uid"))] = seg["resource_id"]
+    return found
 
 
 def _provider_of(state: RoomState) -> str:

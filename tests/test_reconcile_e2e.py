@@ -201,3 +201,26 @@ async def test_a_channel_pass_queued_before_its_room_was_declared_stops_nothing(
         result = await w.reconciler.reconcile(CHANNEL_PREFIX + "agora/standup")
         assert not result.plan.actions
         assert len(w.live_tasks("standup")) == 1
+
+
+async def test_seed_85_a_start_in_doubt_is_stopped_when_its_room_stops_wanting_it(
+    tmp_path: Path,
+) -> None:
+    """Chaos seed 85: the service died after a start's intent, before its answer; the room was
+    declared stopped meanwhile. The session is known only from its notifications (a sid, no
+    resource id); the resource id is the one the segment's start intent carried."""
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        # The start reaches Agora but its answer is lost (a timeout after the fact).
+        w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
+                                     side_effect_rate=1.0))
+        await w.run(key)
+        (task,) = w.live_tasks("standup")
+        w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
+        rows = await w.store.rows("sessions", room="agora/standup")
+        assert [r.data.get("resource_id") for r in rows] == [None], "known from notifications"
+        await w.declare("standup", state="stopped")
+        result = await w.run(key)
+        assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
+        assert not w.live_tasks("standup"), result.report
