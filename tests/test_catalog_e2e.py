@@ -4,6 +4,8 @@ presigned download fetched over HTTP → archive to GLACIER (confirmed) → soft
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.catalog_harness import (
     s3_event,
 )
 from tests.e2e_harness import world
+from tests.procs import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +105,30 @@ async def test_a_recording_from_start_to_archive(tmp_path: Path, s3: str) -> Non
         assert listed == {"data": [], "meta": {"total": 0, "limit": 20, "offset": 0}}
         row = await w.store.get_row("recordings", f"acme/{rid}")
         assert row is not None and row.data["deleted_ms"], "soft delete keeps the data"
+
+
+def test_the_service_loads_boto3_only_when_it_first_touches_a_bucket(s3: str) -> None:
+    """boto3 and an S3 client cost the service 26 MB: built with a storage profile it has
+    neither; the first call to the bucket brings both, and works. A fresh interpreter, since
+    this one has boto3 loaded."""
+    storage = {
+        "kind": "s3",
+        "bucket": BUCKET,
+        "endpoint": s3,
+        "access_key_id": "AKIATESTKEY",
+        "secret_access_key": "storage-secret-for-tests",
+    }
+    code = (
+        "import asyncio, sys\n"
+        "from service.config import Settings, StorageProfile\n"
+        "from service.runtime import build_app\n"
+        "from service.storage.s3 import S3Storage\n"
+        f"profile = StorageProfile.model_validate({storage!r})\n"
+        "settings = Settings(storage_profiles={'default': profile})\n"
+        "build_app(settings)\n"
+        "storage = S3Storage(profile)\n"
+        "assert 'boto3' not in sys.modules, 'built'\n"
+        "assert asyncio.run(storage.head('nothing/here')) is None\n"
+        "assert 'boto3' in sys.modules, 'used'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
