@@ -114,6 +114,15 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
                     lean_emu.post(f"/_emulator/channels/{n}/users", user, {}) for n in names
                 ])
             started = time.monotonic()
+            ramp: list[tuple[float, int]] = []  # (seconds since the first PUT, recording)
+
+            async def watch() -> None:
+                while True:  # another process: polled, nothing to await
+                    stats = (await emu.get("/_emulator/stats")).json()
+                    ramp.append((time.monotonic() - started, stats["tasks"]["recording"]))
+                    await asyncio.sleep(1.0)  # sampling interval
+
+            watcher = asyncio.create_task(watch())
             async with Pool(service.url, 32) as lean_api:
                 await _all_ok([
                     lean_api.request("PUT", f"/v1/rooms/{n}/recording", spec, auth) for n in names
@@ -129,6 +138,9 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
                     raise TimeoutError(f"only {live}/{rooms} recording; {stats}")
                 await asyncio.sleep(0.2)  # sampling interval
             all_recording = time.monotonic() - started
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             sample()
             async with httpx.AsyncClient(base_url=service.url) as svc:
                 ramp_metrics = _counters((await svc.get("/metrics")).text)
@@ -169,10 +181,23 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
         "provider_requests": stats["requests"],
         "rate_limited": stats["rate_limited"],
         "max_accepted_qps": stats["max_accepted_qps"],
+        "recording_every_10s": _every(ramp, 10.0),
         "per_room_during_ramp": {
             name: round(value / rooms, 2) for name, value in ramp_metrics.items()
         },
     }
+
+
+def _every(ramp: list[tuple[float, int]], step: float) -> list[int]:
+    """Rooms recording at each ``step`` seconds of the ramp (from the first sample at or after
+    it): the shape shows whether the pace lagged early, throughout, or at the end."""
+    out: list[int] = []
+    mark = step
+    for at, live in ramp:
+        while at >= mark:
+            out.append(live)
+            mark += step
+    return out
 
 
 def _callbacks_settled(stats: dict[str, Any]) -> bool:
