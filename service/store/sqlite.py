@@ -263,16 +263,12 @@ class SqliteStore:
     async def rows(
         self, projection: str, room: str | None = None, after_key: str = "", limit: int = 1000
     ) -> list[Row]:
-        query = f"{sql.SELECT_ROWS} WHERE projection = ?"
-        params: list[Any] = [projection]
-        if room is not None:
-            query += " AND room = ?"
-            params.append(room)
-        query += " AND key > ? ORDER BY key LIMIT ?"
-        params += [after_key, limit]
         if room is not None:  # one room's (or channel's) rows: a point read
-            return [sql.row_of(r) for r in await self._point_read(query, params)]
-        return [sql.row_of(r) for r in await self._reader.execute_fetchall(query, params)]
+            params = (projection, room, after_key, limit)
+            return [sql.row_of(r) for r in await self._point_read(sql.ROOM_ROWS, params)]
+        query = f"{sql.SELECT_ROWS} WHERE projection = ? AND key > ? ORDER BY key LIMIT ?"
+        found = await self._reader.execute_fetchall(query, (projection, after_key, limit))
+        return [sql.row_of(r) for r in found]
 
     async def ping(self) -> None:
         if self._closing or self._task.done():

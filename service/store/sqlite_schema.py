@@ -48,6 +48,13 @@ ROW_COLUMNS = "projection, key, room, data, seq"
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM events"
 SELECT_ROWS = f"SELECT {ROW_COLUMNS} FROM projections"
+# One room's rows, by the room index. Left to itself the planner walks the primary key (which
+# covers the table and yields key order) and filters on room: every row of the projection for
+# each call, 1.7 ms instead of 7 µs at 20,000 rows, and ~80 page reads after each commit.
+ROOM_ROWS = (
+    f"{SELECT_ROWS} INDEXED BY projections_room"
+    " WHERE projection = ? AND room = ? AND key > ? ORDER BY key LIMIT ?"
+)
 LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events"
 # Lookups of many keys at once: a JSON array of [a, b] pairs joined on the unique index.
 FIND_EVENTS = (
