@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from reconcilers.budget import QueryBudget
 from reconcilers.identity import UidRange
 from reconcilers.observed import Desired, Observed, SegmentObs, SessionObs
 
@@ -314,14 +315,34 @@ def _check_live(
     if live and s.state == "recording" and s.applied_live != live_hash(live):
         actions.append(Action("update", "spec changed live options", sid=s.sid, options=live))
     fresh = min(_age(now_ms, s.last_query_ms), progress_age)
-    interval = cfg.query_interval
     if s.state == "starting":
         # Agora advises the first query about 5 s after the sid, not at once.
         fresh, interval = min(fresh, _age(now_ms, cur.started_ms)), cfg.first_query_delay
-    if fresh >= interval:
+        wait = interval - fresh
+    else:
+        interval = cfg.query_interval
+        wait = query_slot_wait(s.sid, now_ms, fresh, interval)
+    if wait < 1.0:  # a requeue waits at least a second, and a timer may fire a little early
         actions.append(Action("query", "refresh", sid=s.sid))
         return s.state == "recording", interval, "healthy: refreshing"
-    return s.state == "recording", max(interval - fresh, 1.0), "healthy"
+    return s.state == "recording", max(wait, 1.0), "healthy"
+
+
+def query_slot_wait(key: str, now_ms: int, fresh: float, interval: float) -> float:
+    """Seconds until ``key``'s next query slot (``<= 0``: query now), ``fresh`` seconds after
+    the last news of the session.
+
+    Each session has a fixed phase in the interval (:meth:`QueryBudget.spread` of its key), so
+    queries stay spread evenly over the interval after a restart, a resync or a burst of
+    starts, instead of arriving together and crowding out starts under the rate limit. The
+    slot is the first one at least half an interval after the news: a steady session is
+    queried once an interval, and a session with news between half and one and a half.
+    """
+    period_ms = interval * 1000
+    earliest_ms = now_ms + (interval / 2 - fresh) * 1000
+    phase_ms = QueryBudget.spread(key, interval) * 1000
+    slot_ms = earliest_ms + (phase_ms - earliest_ms) % period_ms
+    return (slot_ms - now_ms) / 1000
 
 
 def _retire_others(

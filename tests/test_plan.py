@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconcilers.budget import QueryBudget
 from reconcilers.identity import UidRange
 from reconcilers.observed import Desired, Observed, SegmentObs, SessionObs
-from reconcilers.plan import Plan, PlanConfig, live_hash, plan
+from reconcilers.plan import Plan, PlanConfig, live_hash, plan, query_slot_wait
 from reconcilers.spec import RecordingSpec
 
 CFG = PlanConfig()
@@ -74,15 +75,64 @@ def test_recorder_left_for_no_users_is_not_restarted_in_a_hot_loop() -> None:
     assert kinds(plan(desired(), joined, NOW, CFG)) == ["reserve"]
 
 
-def test_healthy_session_requeues_after_the_query_interval() -> None:
+def test_healthy_session_requeues_for_its_query_slot() -> None:
     p = plan(desired(), running(), NOW, CFG)
     assert kinds(p) == []
-    assert p.requeue_after is not None and 1.0 <= p.requeue_after <= CFG.query_interval
+    wait = query_slot_wait("sid0", NOW, 1.0, CFG.query_interval)
+    assert p.requeue_after == wait and 29.0 <= wait <= 89.0  # news 1 s ago: 30-90 s after it
+    for early_ms in (900, 0):  # a timer may fire a little early
+        p = plan(desired(), running(), NOW + round(wait * 1000) - early_ms, CFG)
+        assert kinds(p) == ["query"] and p.requeue_after == CFG.query_interval
+    p = plan(desired(), running(), NOW + round(wait * 1000) - 1_500, CFG)
+    assert kinds(p) == [] and p.requeue_after is not None and 1.0 <= p.requeue_after < 1.6
 
 
 def test_stale_observation_is_refreshed_by_query() -> None:
-    p = plan(desired(), running(queried=NOW - 61_000, progress=NOW - 61_000), NOW, CFG)
+    p = plan(desired(), running(queried=NOW - 91_000, progress=NOW - 91_000), NOW, CFG)
     assert kinds(p) == ["query"]
+
+
+@given(
+    key=st.text(min_size=1, max_size=20),
+    interval=st.floats(1.0, 3600.0),
+    news_ms=st.integers(NOW - 10_000_000, NOW),
+)
+def test_a_query_slot_comes_half_to_one_and_a_half_intervals_after_the_news(
+    key: str, interval: float, news_ms: int
+) -> None:
+    fresh = (NOW - news_ms) / 1000
+    wait = query_slot_wait(key, NOW, fresh, interval)
+    after_news = fresh + wait
+    assert interval / 2 - 1e-6 <= after_news < interval * 1.5 + 1e-6
+    if wait > 0:  # the slot is the session's own phase: a time-independent grid
+        slot_ms = NOW + wait * 1000
+        phase = QueryBudget.spread(key, interval) * 1000
+        offset = (slot_ms - phase) % (interval * 1000)
+        assert min(offset, interval * 1000 - offset) < 1e-3 * interval
+
+
+@given(key=st.text(min_size=1, max_size=20), late_ms=st.integers(0, 20_000))
+def test_a_steady_session_is_queried_once_an_interval(key: str, late_ms: int) -> None:
+    """Queried at its slot (or up to a third of an interval late), the next slot is the
+    same phase one interval on, not two."""
+    interval = 60.0
+    slot_ms = NOW + query_slot_wait(key, NOW, 100.0, interval) * 1000
+    queried_ms = slot_ms + late_ms
+    nxt = query_slot_wait(key, int(queried_ms), 0.0, interval)
+    assert abs(queried_ms + nxt * 1000 - (slot_ms + interval * 1000)) < 1.0
+
+
+def test_queries_of_many_sessions_spread_over_the_interval() -> None:
+    """A burst: 6,000 sessions all overdue at once (a restart). Their queries fall evenly over
+    the next interval instead of all at once."""
+    waits = [query_slot_wait(f"sid-{i}", NOW, 600.0, 60.0) for i in range(6000)]
+    assert all(w <= 0 for w in waits)  # all due at once...
+    nexts = [query_slot_wait(f"sid-{i}", NOW, 0.0, 60.0) for i in range(6000)]
+    per_second = [0] * 90
+    for w in nexts:  # ...and once queried, the next round is spread: ~100 a second
+        per_second[int(w)] += 1
+    busiest = max(per_second)
+    assert busiest < 2 * 6000 / 60
 
 
 def test_fresh_notifications_make_a_query_unnecessary() -> None:
