@@ -182,10 +182,13 @@ async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path
         rounds = FULL_ROUNDS if full_bench else SMOKE_ROUNDS
         phases = interleaved(servers, count, rounds)
         baseline, intake = phases["bare JSON endpoint"], phases["durable intake"]
-        bare.stop()
         rate = intake.throughput / 2
         seconds = FULL_RATE_SECONDS if full_bench else SMOKE_RATE_SECONDS
         paced_requests = make_requests("paced", max(1, int(rate * seconds)))
+        # The control: the bare endpoint at the same rate, just before. When the machine
+        # stalls (this VM's disk and CPU do, now and then), its tail shows it too.
+        control = phase(f"bare at {rate:.0f}/s", send(bare, paced_requests, rate))
+        bare.stop()
         before = fsyncs(intake_server)
         paced = phase(f"intake at {rate:.0f}/s", send(intake_server, paced_requests, rate))
         disk = disk_share(before, fsyncs(intake_server))
@@ -199,7 +202,7 @@ async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path
         "concurrency": CONCURRENCY,
         "cpus": os.cpu_count(),
         "log_level": env["LOG_LEVEL"],
-        "phases": [p.summary() for p in (baseline, intake, paced)],
+        "phases": [p.summary() for p in (baseline, intake, control, paced)],
         "throughput_ratio": round(ratio, 3),
         "paced_phase_disk": disk,
         "targets": {"ratio": TARGET_RATIO, "p99_ms_at_half_load": TARGET_P99_MS},
