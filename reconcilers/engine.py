@@ -121,7 +121,9 @@ class Reconciler:
         provider = self.providers.get(provider_name)
         if provider is None:
             return PassResult(key, the_plan, None, Terminal(f"no provider {provider_name!r}"))
-        executor = Executor(self.store, provider, self.storage_for, self.clock)
+        executor = Executor(
+            self.store, provider, self.storage_for, self.clock, self.config.uids.contains
+        )
         report = await executor.run(key, state.desired, the_plan.actions, state.handles)
         return _result(key, the_plan, report)
 

@@ -27,7 +27,9 @@ from reconcilers.outcomes import (
     Retryable,
 )
 from reconcilers.plan import Action, live_hash
+from reconcilers.projections import channel_key
 from reconcilers.providers.base import (
+    ChannelUsers,
     Provider,
     Reservation,
     SessionHandle,
@@ -74,6 +76,8 @@ class Executor:
     provider: Provider
     storage_for: Callable[[str], StorageTarget]
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Whether a uid is one of our own recorders (they do not count as people in a channel).
+    is_recorder: Callable[[str], bool] = field(default=lambda uid: False)
 
     async def run(
         self,
@@ -109,6 +113,8 @@ class Executor:
                 report.record(action, "adopted")
             elif action.kind == "query" and handle is not None:
                 await self._query(room, action, handle, report)
+            elif action.kind == "presence" and desired is not None:
+                await self._presence(room, desired, action, report)
             elif action.kind == "stop" and handle is not None:
                 await self._stop(room, desired, action, handle, report)
             elif action.kind == "update" and handle is not None:
@@ -213,6 +219,34 @@ class Executor:
             return
         await self._append(room, "observed.query", key, payload, session=handle.sid)
         report.record(action, str(payload.get("state", "not found")))
+
+    async def _presence(
+        self, room: str, desired: Desired, action: Action, report: ExecutionReport
+    ) -> None:
+        """Ask the provider who is in the channel and log the answer; the presence projection
+        takes it as a snapshot. Our own recorders are left out: they keep nobody busy."""
+        spec = desired.spec
+        result = await self.provider.channel_users(spec.channel)
+        if result is None:
+            report.record(action, "skipped: the provider cannot tell")
+            return
+        if not isinstance(result, ChannelUsers):
+            self._note(report, action, result)
+            return
+        users = [uid for uid in result.users if not self.is_recorder(uid)]
+        now = self.clock()
+        await self._append(
+            room,
+            "observed.presence",
+            f"{room}|presence|{now.timestamp():.6f}",
+            {
+                "provider": self.provider.name,
+                "channel_key": channel_key(self.provider.name, spec.channel),
+                "exists": result.exists,
+                "users": users,
+            },
+        )
+        report.record(action, f"{len(users)} in the channel" if users else "nobody in the channel")
 
     async def _stop(
         self,

@@ -16,7 +16,7 @@ from reconcilers.budget import QueryBudget
 from reconcilers.identity import UidRange
 from reconcilers.observed import Desired, Observed, SegmentObs, SessionObs
 
-ActionKind = Literal["reserve", "start", "query", "update", "stop", "adopt"]
+ActionKind = Literal["reserve", "start", "query", "update", "stop", "adopt", "presence"]
 
 
 @dataclass(frozen=True)
@@ -172,13 +172,23 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
     )
     empty = o.channel_empty is True or left_idle
 
+    def wait_for_people() -> None:
+        """Empty: start on the next join, never a loop of start and idle exit. NCS may lose
+        that join, so once what we know of the channel is a query interval old, ask the
+        provider who is in it (Agora's advice) and plan again with its answer."""
+        nonlocal requeue, summary
+        summary = "waiting: channel is empty; will start on the next join"
+        age = _age(now_ms, o.presence_seen_ms)
+        if age >= cfg.query_interval:
+            actions.append(Action("presence", "channel empty: ask the provider who is in it"))
+            requeue = 1.0
+        else:
+            requeue = max(cfg.query_interval - age, 1.0)
+
     def begin(reason: str) -> None:
         nonlocal requeue, summary
         if empty:
-            # Known empty: wake on the next join event. Unknown (no RTC events) but the recorder
-            # idled out: look again slowly, never a hot loop of start and idle exit.
-            requeue = None if o.channel_empty else cfg.query_interval
-            summary = "waiting: channel is empty; will start on the next join"
+            wait_for_people()
             return
         actions.append(_start_new(o, cfg, room, reason))
         requeue, summary = cfg.first_query_delay, reason
@@ -189,8 +199,7 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         recording twice, and the task is adopted when its notifications name it."""
         nonlocal requeue, summary
         if empty:
-            requeue = None if o.channel_empty else cfg.query_interval
-            summary = "waiting: channel is empty; will start on the next join"
+            wait_for_people()
             return
         assert cur is not None
         actions.append(
@@ -201,8 +210,8 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
     if cur is None:
         begin("start: nothing running")
     elif cur.sid is None:
-        pending = _pending_segment(cur, o, now_ms, cfg, actions, retry)
-        if pending is not None:  # otherwise ``begin`` has set requeue and summary
+        pending = _pending_segment(cur, o, now_ms, cfg, actions, retry, wait_for_people)
+        if pending is not None:  # otherwise ``retry`` or ``wait`` has set requeue and summary
             requeue, summary = pending
     elif session is None or session.state == "ended":
         begin("restart: session ended" if session else "restart: session unknown")
@@ -227,7 +236,13 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
 
 
 def _pending_segment(
-    cur: SegmentObs, o: Observed, now_ms: int, cfg: PlanConfig, actions: list[Action], retry: Any
+    cur: SegmentObs,
+    o: Observed,
+    now_ms: int,
+    cfg: PlanConfig,
+    actions: list[Action],
+    retry: Any,
+    wait: Any,
 ) -> tuple[float | None, str] | None:
     """A segment with no sid yet: reserved, or started with the result not recorded (a crash).
 
@@ -255,7 +270,8 @@ def _pending_segment(
         )
         return cfg.first_query_delay, "adopting an already started session"
     if cur.start_failed == "channel_empty" and o.channel_empty is not False:
-        return None, "waiting: the provider says the channel is empty"
+        wait()  # the provider said so at start
+        return None
     if cur.start_failed == "already_recording":
         if _age(now_ms, cur.start_intent_ms) < cfg.adoption_window:
             return cfg.first_query_delay, "waiting to adopt a session the provider already runs"
@@ -267,7 +283,8 @@ def _pending_segment(
     fresh = cur.resource_id is not None and _age(now_ms, cur.reserved_ms) < cfg.reservation_ttl
     if fresh and (cur.start_intent_ms is None or cur.start_failed is None):
         if o.channel_empty is True:  # emptied since the reserve: never start into it
-            return None, "waiting: channel is empty; will start on the next join"
+            wait()
+            return None
         start = Action(
             "start",
             "start: resource reserved",

@@ -318,10 +318,14 @@ class Presence:
             return cloudflare.presence_keys(event)
         if event.source == "agora" and event.type in _RTC_TYPES and event.room:
             return [channel_key("agora", event.room)]
+        if event.type == PRESENCE_CHECKED and isinstance(event.payload.get("channel_key"), str):
+            return [event.payload["channel_key"]]
         return []
 
     def apply(self, row: Row | None, event: Event) -> Row | None:
         data: dict[str, Any] = dict(row.data) if row else {"users": {}}
+        if event.type == PRESENCE_CHECKED:
+            return self._checked(row, data, event)
         if event.source == "cloudflare":
             # Ordering among the provider's own events: its clock, not when they reached us.
             if not cloudflare.fold_presence(data, event, provider_ms(event)):
@@ -374,6 +378,25 @@ class Presence:
         key = channel_key("agora", event.room or "")
         return Row(self.name, key, key, data, event.seq)
 
+    def _checked(self, row: Row | None, data: dict[str, Any], event: Event) -> Row | None:
+        """The provider's own list of who is in the channel (our recorders left out): a
+        snapshot as of when it was taken. Users on it are present, everyone else is not; a
+        later join or leave (a higher ``clientSeq``) still updates a user as usual."""
+        listed = {str(uid) for uid in event.payload.get("users") or []}
+        users: dict[str, Any] = {k: dict(v) for k, v in data.get("users", {}).items()}
+        at = event_ms(event)
+        ts = at // 1000  # RTC events' own ``ts`` is in seconds: a late 102 from before this
+        for uid in listed - users.keys():  # snapshot must not empty it
+            users[uid] = {"seq": -1}
+        for uid, user in users.items():
+            user["present"] = uid in listed
+            if uid in listed:
+                user["ts"] = max(user.get("ts") or 0, ts)
+        # Its users stand for the channel's existence; with none listed it is gone.
+        data.update(users=users, open=False, open_ts=ts, known=True, seen_ms=at)
+        key = str(event.payload["channel_key"])
+        return Row(self.name, key, key, data, event.seq)
+
 
 def _rtc_ts(event: Event) -> int | None:
     """An RTC event's own ``ts`` (seconds): orders 101/102, which carry no ``clientSeq``."""
@@ -388,5 +411,7 @@ def _after(then: int | None, destroyed: int | None) -> bool:
 
 
 _RTC_TYPES = frozenset(f"agora.{name}" for name in ncs.RTC_EVENTS.values())
+#: The reconciler's record of a provider's answer to "who is in this channel?".
+PRESENCE_CHECKED = "observed.presence"
 
 PROJECTIONS: tuple[Projection, ...] = (Rooms(), Sessions(), Presence(), *CATALOG_PROJECTIONS)

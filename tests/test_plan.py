@@ -62,16 +62,31 @@ def test_expired_resource_is_reserved_again_for_the_same_segment() -> None:
     assert kinds(p) == ["reserve"] and (p.actions[0].segment, p.actions[0].attempt) == (0, 1)
 
 
-def test_channel_known_empty_waits_for_a_join_without_requeue() -> None:
-    p = plan(desired(), Observed(channel_empty=True), NOW, CFG)
-    assert kinds(p) == [] and p.requeue_after is None
+def test_channel_known_empty_waits_for_a_join() -> None:
+    """Known empty since 10 s ago: no call, look again once that knowledge is an interval old."""
+    o = Observed(channel_empty=True, presence_seen_ms=NOW - 10_000)
+    p = plan(desired(), o, NOW, CFG)
+    assert kinds(p) == [] and p.requeue_after == CFG.query_interval - 10
+
+
+def test_an_empty_channel_is_checked_with_the_provider_once_an_interval() -> None:
+    """NCS may lose the join: after an interval of silence, ask who is in the channel."""
+    for seen in (NOW - 60_000, NOW - 3_600_000, None):
+        o = Observed(channel_empty=True, presence_seen_ms=seen)
+        p = plan(desired(), o, NOW, CFG)
+        assert kinds(p) == ["presence"] and p.requeue_after == 1.0
+    answered = Observed(channel_empty=False, presence_seen_ms=NOW - 500)
+    assert kinds(plan(desired(), answered, NOW, CFG)) == ["reserve"]
 
 
 def test_recorder_left_for_no_users_is_not_restarted_in_a_hot_loop() -> None:
     o = running("ended", exit_reason="no_users")
-    p = plan(desired(), o, NOW, CFG)
-    assert kinds(p) == [] and p.requeue_after == CFG.query_interval
-    joined = Observed(o.segments, o.sessions, channel_empty=False)
+    p = plan(desired(), o, NOW, CFG)  # no RTC events at all: ask, never start blind
+    assert kinds(p) == ["presence"] and p.requeue_after == 1.0
+    asked = Observed(o.segments, o.sessions, channel_empty=True, presence_seen_ms=NOW - 500)
+    p = plan(desired(), asked, NOW, CFG)
+    assert kinds(p) == [] and p.requeue_after == CFG.query_interval - 0.5
+    joined = Observed(o.segments, o.sessions, channel_empty=False, presence_seen_ms=NOW - 500)
     assert kinds(plan(desired(), joined, NOW, CFG)) == ["reserve"]
 
 
@@ -354,8 +369,12 @@ def test_uids_alternate_between_primary_and_spare_and_stay_in_range() -> None:
 
 def test_failed_start_into_an_empty_channel_does_not_hot_loop() -> None:
     seg = SegmentObs(0, UID0, "res", NOW - 10_000, NOW - 9_000, "retryable")
+    p = plan(
+        desired(), Observed((seg,), channel_empty=True, presence_seen_ms=NOW - 1_000), NOW, CFG
+    )
+    assert kinds(p) == [] and p.requeue_after == CFG.query_interval - 1
     p = plan(desired(), Observed((seg,), channel_empty=True), NOW, CFG)
-    assert kinds(p) == [] and p.requeue_after is None
+    assert kinds(p) == ["presence"]
 
 
 def test_uncertain_start_is_retried_on_the_same_segment_and_uid() -> None:
@@ -405,9 +424,19 @@ def test_an_idle_exit_newer_than_presence_waits_for_a_join() -> None:
     """The channel looks occupied (a leave event was lost) but the recorder left it for want of
     users: restarting would idle out again, in a loop. Wait for news of the channel."""
     seg = SegmentObs(0, UID0, "res", NOW - 90_000, NOW - 89_000, None, "sid0", NOW - 89_000)
-    gone = SessionObs("sid0", UID0, "ended", True, 0, NOW - 89_000, exit_reason="no_users",
-                      idle_exit_ms=NOW - 5_000)
+    gone = SessionObs(
+        "sid0",
+        UID0,
+        "ended",
+        True,
+        0,
+        NOW - 89_000,
+        exit_reason="no_users",
+        idle_exit_ms=NOW - 5_000,
+    )
+    recent = Observed((seg,), (gone,), channel_empty=False, presence_seen_ms=NOW - 30_000)
+    assert kinds(plan(desired(), recent, NOW, CFG)) == []
     stale = Observed((seg,), (gone,), channel_empty=False, presence_seen_ms=NOW - 60_000)
-    assert kinds(plan(desired(), stale, NOW, CFG)) == []
+    assert kinds(plan(desired(), stale, NOW, CFG)) == ["presence"]  # ask; never start blind
     rejoined = Observed((seg,), (gone,), channel_empty=False, presence_seen_ms=NOW - 1_000)
     assert kinds(plan(desired(), rejoined, NOW, CFG)) == ["reserve"]

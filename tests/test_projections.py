@@ -320,3 +320,40 @@ def test_a_late_status_update_never_moves_a_session_back() -> None:
     assert row is not None and row.data["state"] == "recording"
     row = folds.apply(row, status(3, 6))
     assert row is not None and row.data["state"] == "stopping"
+
+
+def checked(users: list[str], at: float) -> Event:
+    """The reconciler's record of the provider's answer to "who is in the channel?"."""
+    payload = {"provider": "agora", "channel_key": "agora/standup", "exists": bool(users),
+               "users": users}
+    return ev("reconciler", "observed.presence", payload, room=ROOM, at=at)
+
+
+def test_seed_165_the_providers_user_list_is_a_snapshot_of_presence() -> None:
+    """A join lost by NCS: the channel looked empty until the user list said otherwise. The
+    snapshot marks its users present and everyone else gone; a late 102 stamped before it
+    empties nothing, and a later leave (a higher clientSeq) still counts."""
+    destroy = {"noticeId": "d", "productId": 1, "eventType": 102, "notifyMs": 0,
+               "payload": {"channelName": "standup", "ts": 1, "lastUid": 11}}
+    f = fold(rtc(107, "11", 1), rtc(108, "11", 2, at=5),
+             ev("agora", "agora.channel_destroy", destroy, room="standup", at=5))
+    row = f.rows[("presence", "agora/standup")]
+    assert observe(None, [], row.data, UIDS)[1].channel_empty is True
+
+    f.apply(checked(["12"], at=70))
+    row = f.rows[("presence", "agora/standup")]
+    _, seen = observe(None, [], row.data, UIDS)
+    assert seen.channel_empty is False
+    assert seen.presence_seen_ms == int((T0 + timedelta(seconds=70)).timestamp() * 1000)
+    assert {uid for uid, u in row.data["users"].items() if u["present"]} == {"12"}
+
+    f.apply(ev("agora", "agora.channel_destroy", destroy, room="standup", at=71))  # late, ts 1
+    assert observe(None, [], f.rows[("presence", "agora/standup")].data, UIDS)[1].channel_empty \
+        is False
+    f.apply(rtc(108, "12", 4, at=80))
+    assert observe(None, [], f.rows[("presence", "agora/standup")].data, UIDS)[1].channel_empty \
+        is True
+
+    f.apply(checked([], at=140))  # asked again: nobody
+    assert observe(None, [], f.rows[("presence", "agora/standup")].data, UIDS)[1].channel_empty \
+        is True

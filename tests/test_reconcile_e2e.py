@@ -93,6 +93,34 @@ async def test_empty_channel_waits_then_starts_on_join(tmp_path: Path) -> None:
         assert len(w.live_tasks("standup")) == 1
 
 
+async def test_seed_165_a_lost_join_is_found_by_asking_who_is_in_the_channel(
+    tmp_path: Path,
+) -> None:
+    """The channel emptied (the recorder idled out, the channel was destroyed), then someone
+    joined while NCS lost every callback: nothing would ever say so. Once what the service
+    knows of the channel is a query interval old, it asks Agora who is in it, and starts."""
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        await w.run(key, passes=3)
+        w.emu.leave("standup", 11)
+        await w.tick(40)  # maxIdleTime 30: the recorder leaves with NO_USERS
+        assert not w.live_tasks("standup")
+        result = await w.run(key)
+        assert not [a for a in result.plan.actions if a.kind in ("reserve", "start")]
+        w.emu.set_faults(FaultConfig(callback_drop_rate=1.0, side_effect_rate=0.0))
+        w.emu.join("standup", 12)
+        waited = 0.0
+        kinds: list[str] = []
+        while not w.live_tasks("standup"):
+            result = await w.run(key, step=10)
+            kinds += [a.kind for a in result.plan.actions]
+            waited += 10
+            assert waited <= w.reconciler.config.query_interval + 30, kinds
+        assert "presence" in kinds
+        assert kinds.index("presence") < kinds.index("reserve")
+
+
 async def test_desired_stopped_stops_and_a_repeated_stop_is_success(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         w.emu.join("standup", 11)

@@ -99,6 +99,16 @@ class StopResult:
     upload_status: str | None = None
 
 
+@dataclass(frozen=True)
+class ChannelUsers:
+    """Who is in a channel now, by the provider's own account: the users that keep a recorder
+    busy (communication: everyone; live: the hosts). Recorders count too; the caller knows
+    which uids are its own."""
+
+    exists: bool
+    users: tuple[str, ...] = ()
+
+
 class Provider(Protocol):
     """One recording service: Agora, Cloudflare (and their emulators, which speak the same)."""
 
@@ -121,5 +131,10 @@ class Provider(Protocol):
         ...
 
     async def stop(self, handle: SessionHandle) -> StopResult | Outcome: ...
+
+    async def channel_users(self, channel: str) -> ChannelUsers | Outcome | None:
+        """Ask the provider who is in ``channel``: the check behind "the channel is empty"
+        when a join notification may have been lost. ``None``: this provider cannot tell."""
+        ...
 
     async def aclose(self) -> None: ...

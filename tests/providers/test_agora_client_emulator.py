@@ -18,7 +18,9 @@ from reconcilers.outcomes import AlreadyRecording, Ended, RateLimited, Rejected,
 from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.agora.errors import ResourceExpired
+from reconcilers.providers.agora.responses import parse_channel_users
 from reconcilers.providers.base import (
+    ChannelUsers,
     Reservation,
     SessionHandle,
     SessionStatus,
@@ -262,3 +264,53 @@ async def test_the_token_lets_the_recorder_in_when_the_app_has_a_certificate() -
         await no_token.aclose()
     assert isinstance(recording, SessionStatus) and recording.state == "recording"
     assert isinstance(dropped, Ended)
+
+
+async def test_the_channel_user_list_counts_users_or_hosts_and_recorders(
+    emu: AgoraEmulator, agora: AgoraProvider
+) -> None:
+    """RTC Channel Management's user list (agora.md §10): the check behind "empty channel"."""
+    assert await agora.channel_users("room") == ChannelUsers(exists=False)
+    emu.join("room", USER, profile="communication")
+    assert await agora.channel_users("room") == ChannelUsers(True, (str(USER),))
+    handle, _ = await started(agora)
+    emu.advance(5)
+    listed = await agora.channel_users("room")
+    assert isinstance(listed, ChannelUsers)  # the recorder counts as a user, as at Agora
+    assert set(listed.users) == {str(USER), handle.recorder_uid}
+
+    emu.join("live", 7, role="host")
+    emu.join("live", 8, role="audience")
+    assert await agora.channel_users("live") == ChannelUsers(True, ("7",))  # hosts only
+
+
+async def test_the_channel_user_list_needs_the_credentials(emu: AgoraEmulator) -> None:
+    wrong = dataclasses.replace(CONFIG, customer_secret="wrong")
+    provider = connect(emu, wrong)
+    outcome = await provider.channel_users("room")
+    await provider.aclose()
+    assert isinstance(outcome, Rejected) and outcome.http_status == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"success": True, "data": {"channel_exist": False}}, ChannelUsers(False)),
+        (
+            {"success": True, "data": {"channel_exist": True, "mode": 1, "total": 2,
+                                       "users": [906218805, "906218806"]}},
+            ChannelUsers(True, ("906218805", "906218806")),
+        ),
+        (
+            {"success": True, "data": {"channel_exist": True, "mode": 2, "broadcasters": [5],
+                                       "audience": [6, 7], "audience_total": 2}},
+            ChannelUsers(True, ("5",)),
+        ),
+        ({"success": True, "data": {"channel_exist": "true", "mode": "1"}}, ChannelUsers(True)),
+        ({}, ChannelUsers(False)),
+    ],
+)
+def test_the_user_list_reply_is_read_leniently(
+    body: dict[str, Any], expected: ChannelUsers
+) -> None:
+    assert parse_channel_users(body) == expected

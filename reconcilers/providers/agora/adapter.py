@@ -24,10 +24,11 @@ from reconcilers.providers.agora.bodies import acquire_request, start_request, u
 from reconcilers.providers.agora.client import AgoraClient, AgoraConfig, BeforeRequest, Reply
 from reconcilers.providers.agora.errors import ResourceExpired, code_of, message_of
 from reconcilers.providers.agora.models import validate_options
-from reconcilers.providers.agora.responses import parse_query, parse_stop
+from reconcilers.providers.agora.responses import parse_channel_users, parse_query, parse_stop
 from reconcilers.providers.agora.storage import storage_config
 from reconcilers.providers.agora.token import recorder_token, token_lifetime
 from reconcilers.providers.base import (
+    ChannelUsers,
     Mode,
     Reservation,
     SessionHandle,
@@ -164,6 +165,10 @@ class AgoraProvider:
             async_stop=self.async_stop,
         )
         return parse_stop(result.body) if isinstance(result, Reply) else result
+
+    async def channel_users(self, channel: str) -> ChannelUsers | Outcome:
+        result = await self.client.channel_users(channel)
+        return parse_channel_users(result.body) if isinstance(result, Reply) else result
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -81,9 +81,9 @@ class AgoraClient:
         self.config = config
         self._before_request = before_request
         self._auth = httpx.BasicAuth(config.customer_key, config.customer_secret)
-        self._root = (
-            f"{config.base_url.rstrip('/')}/v1/apps/{segment(config.app_id)}/cloud_recording"
-        )
+        base = config.base_url.rstrip("/")
+        self._root = f"{base}/v1/apps/{segment(config.app_id)}/cloud_recording"
+        self._channel_users = f"{base}/dev/v1/channel/user/{segment(config.app_id)}/"
 
     async def acquire(self, cname: str, uid: str, client_request: JSON) -> Reply | Outcome:
         return await self._call("acquire", "POST", "/acquire", _body(cname, uid, client_request))
@@ -125,6 +125,11 @@ class AgoraClient:
         wait = None if async_stop else self._stop_timeout()
         return await self._call("stop", "POST", path, body, wait)
 
+    async def channel_users(self, cname: str) -> Reply | Outcome:
+        """RTC Channel Management's user list (``GET /dev/v1/channel/user/{appid}/{cname}``):
+        Agora's advice for confirming an empty channel, since NCS may lose a join."""
+        return await self._call("channelUsers", "GET", segment(cname), url=self._channel_users)
+
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
@@ -144,6 +149,7 @@ class AgoraClient:
         path: str,
         body: dict[str, Any] | None = None,
         http_timeout: httpx.Timeout | None = None,
+        url: str | None = None,
     ) -> Reply | Outcome:
         if self._before_request is not None:
             await self._before_request()
@@ -155,7 +161,7 @@ class AgoraClient:
         try:
             response = await self._http.request(
                 method,
-                self._root + path,
+                (url or self._root) + path,
                 content=content,
                 headers=headers,
                 auth=self._auth,

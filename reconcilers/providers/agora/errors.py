@@ -21,7 +21,7 @@ from reconcilers.outcomes import (
     Retryable,
 )
 
-Endpoint = Literal["acquire", "start", "query", "update", "updateLayout", "stop"]
+Endpoint = Literal["acquire", "start", "query", "update", "updateLayout", "stop", "channelUsers"]
 SESSION_CALLS: frozenset[str] = frozenset({"query", "update", "updateLayout", "stop"})
 
 

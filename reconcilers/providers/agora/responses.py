@@ -20,7 +20,13 @@ from reconcilers.providers.agora._values import (
     as_str,
     recorded_files,
 )
-from reconcilers.providers.base import RecordedFile, SessionState, SessionStatus, StopResult
+from reconcilers.providers.base import (
+    ChannelUsers,
+    RecordedFile,
+    SessionState,
+    SessionStatus,
+    StopResult,
+)
 
 #: ``serverResponse.status`` -> state; 4 or 5 is Agora's own test for "started".
 STATUS_STATES: dict[int, SessionState] = {
@@ -111,3 +117,15 @@ def parse_stop(body: dict[str, Any]) -> StopResult:
     if status is None and as_int(body.get("code")) == 50:
         status = "timeout"
     return StopResult(files=_dedupe(files), upload_status=status)
+
+
+def parse_channel_users(body: dict[str, Any]) -> ChannelUsers:
+    """The user list reply: ``{"success": true, "data": {"channel_exist": ..., "mode": 1,
+    "total": n, "users": [...]}}``, or for the live profile (mode 2) ``broadcasters`` beside
+    ``audience``. Only users (communication) or hosts (live) keep a recorder from idling."""
+    data = as_dict(body.get("data"))
+    if not as_bool(data.get("channel_exist"), False):
+        return ChannelUsers(exists=False)
+    key = "broadcasters" if as_int(data.get("mode")) == 2 else "users"
+    uids = (as_str(uid) for uid in as_list(data.get(key)))
+    return ChannelUsers(exists=True, users=tuple(uid for uid in uids if uid is not None))

@@ -110,6 +110,10 @@ class CloudflareProvider:
             upload_status=recording.status if recording else None,
         )
 
+    async def channel_users(self, channel: str) -> None:
+        """RealtimeKit's participant webhooks are the only account of a meeting kept here."""
+        return None
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

@@ -40,6 +40,12 @@ _ROUTES: gateway.RouteTable = (
     ("POST", re.compile(_SID + r"/updateLayout$"), "updateLayout"),
     ("POST", re.compile(_SID + r"/stop$"), "stop"),
     ("GET", re.compile(r"^/v1/ncs/ip$"), "ncs_ip"),
+    # RTC Channel Management (another product, same host and credentials in the emulator).
+    (
+        "GET",
+        re.compile(r"^/dev/v1/channel/user/(?P<app>[^/]+)/(?P<channel>[^/]+)$"),
+        "channelUsers",
+    ),
 )
 
 NO_ROUTE = {"message": "no Route matched with those values"}
@@ -114,6 +120,9 @@ class AgoraGateway:
         self._stats.accepted()
         if endpoint == "ncs_ip":
             return Reply(200, {"data": {"service": {"hosts": [{"primaryIP": "127.0.0.1"}]}}})
+        if endpoint == "channelUsers":
+            self._clock.run_due()
+            return self._api.channel_users(params["channel"])
         body: dict[str, Any] = {}
         if request.method == "POST":
             decoded = await _json_body(request)

@@ -11,6 +11,7 @@ from typing import Any
 
 from service.emulators.common.clock import Clock
 
+from .channels import HOST, LIVE
 from .config import EmulatorConfig
 from .engine import RecordingEngine
 from .ids import IdSource, ResourceClaim, digest_of
@@ -56,6 +57,27 @@ class CloudRecordingApi:
         self._ids = ids
         self._engine = engine
         self._not_found_count = 0
+
+    def channel_users(self, cname: str) -> Reply:
+        """RTC Channel Management's user list, recorders included (Agora counts them)."""
+        channel = self._engine.channels.channels.get(cname)
+        members = list(channel.members.values()) if channel is not None else []
+        if not members:
+            return Reply(200, {"success": True, "data": {"channel_exist": False}})
+        data: dict[str, Any]
+        if any(p.profile == LIVE for p in members):
+            audience = [p.uid for p in members if p.role != HOST]
+            data = {
+                "channel_exist": True,
+                "mode": 2,
+                "broadcasters": [p.uid for p in members if p.role == HOST],
+                "audience": audience,
+                "audience_total": len(audience),
+            }
+        else:
+            users = [p.uid for p in members]
+            data = {"channel_exist": True, "mode": 1, "total": len(users), "users": users}
+        return Reply(200, {"success": True, "data": data})
 
     def _over_quota(self) -> bool:
         return self._engine.live >= self._config.max_concurrent_tasks
