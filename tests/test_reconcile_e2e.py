@@ -14,7 +14,7 @@ from reconcilers.events import NewEvent
 from reconcilers.identity import intent_id
 from reconcilers.providers.base import Reservation, StartRequest
 from service.emulators.agora import FaultConfig
-from tests.e2e_harness import STORAGE, world
+from tests.e2e_harness import STORAGE, World, world
 
 
 async def test_declared_room_is_recorded_and_stays_healthy(tmp_path: Path) -> None:
@@ -76,14 +76,20 @@ async def test_failover_inside_the_window_is_waited_for_not_replaced(tmp_path: P
         assert w.live_tasks("standup")[0].failovers == 1
 
 
+async def recorder_idled_out(w: World) -> str:
+    """A recording room whose only user left: the recorder leaves with NO_USERS."""
+    w.emu.join("standup", 11)
+    key = await w.declare("standup")
+    await w.run(key, passes=3)
+    w.emu.leave("standup", 11)
+    await w.tick(40)  # maxIdleTime 30
+    assert not w.live_tasks("standup")
+    return key
+
+
 async def test_empty_channel_waits_then_starts_on_join(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
-        w.emu.join("standup", 11)
-        key = await w.declare("standup")
-        await w.run(key, passes=3)
-        w.emu.leave("standup", 11)
-        await w.tick(40)  # maxIdleTime 30: the recorder leaves with NO_USERS
-        assert not w.live_tasks("standup")
+        key = await recorder_idled_out(w)
         for _ in range(5):
             result = await w.run(key, step=30)
             assert not [a for a in result.plan.actions if a.kind in ("reserve", "start")]
@@ -100,12 +106,7 @@ async def test_seed_165_a_lost_join_is_found_by_asking_who_is_in_the_channel(
     joined while NCS lost every callback: nothing would ever say so. Once what the service
     knows of the channel is a query interval old, it asks Agora who is in it, and starts."""
     async with world(tmp_path) as w:
-        w.emu.join("standup", 11)
-        key = await w.declare("standup")
-        await w.run(key, passes=3)
-        w.emu.leave("standup", 11)
-        await w.tick(40)  # maxIdleTime 30: the recorder leaves with NO_USERS
-        assert not w.live_tasks("standup")
+        key = await recorder_idled_out(w)
         result = await w.run(key)
         assert not [a for a in result.plan.actions if a.kind in ("reserve", "start")]
         w.emu.set_faults(FaultConfig(callback_drop_rate=1.0, side_effect_rate=0.0))
