@@ -140,7 +140,11 @@ was started with an earlier resource id, which a stop with this one would not ma
 def _resources_in_doubt(segments: dict[str, Any]) -> dict[str, str]:
     """Recorder uid -> the resource id of its latest start whose answer never came (the service
     died between intent and result, or the answer was lost). Agora's notifications then tell
-    the session's sid but not its resource id, and a stop needs both: this is that start's."""
+    the session's sid but not its resource id, and a stop needs both: this is that start's.
+
+    When a later start of the same uid (a new resource) answered "already recording" (53), the
+    session is the earlier start's: its resource id is the one kept as ``doubt_resource_id``
+    (chaos seed 226)."""
     found: dict[str, str] = {}
     for _, seg in sorted(segments.items(), key=lambda item: int(item[0])):
         if seg.get("sid"):
@@ -148,6 +152,8 @@ def _resources_in_doubt(segments: dict[str, Any]) -> dict[str, str]:
         maybe_started = seg.get("start_failed") in _MAYBE_STARTED
         if seg.get("start_intent_ms") and maybe_started and seg.get("resource_id"):
             found[str(seg.get("uid"))] = seg["resource_id"]
+        elif seg.get("start_failed") == "already_recording" and seg.get("doubt_resource_id"):
+            found[str(seg.get("uid"))] = seg["doubt_resource_id"]
     return found
 
 

@@ -54,6 +54,16 @@ class SegmentObs:
     sid: str | None = None
     started_ms: int | None = None
     attempts: int = 0  # reservations made for this segment so far
+    #: The resource of the latest start that may have landed unseen (answered "retryable").
+    doubt_resource_id: str | None = None
+
+    @property
+    def session_resource_id(self) -> str | None:
+        """The resource id of a session this segment's uid runs but whose start we never saw
+        answered: after a later start said "already recording", the earlier start's."""
+        if self.start_failed == "already_recording" and self.doubt_resource_id:
+            return self.doubt_resource_id
+        return self.resource_id
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,7 @@ def observe(
                 sid=seg.get("sid"),
                 started_ms=seg.get("started_ms"),
                 attempts=int(seg.get("attempts") or 0),
+                doubt_resource_id=seg.get("doubt_resource_id"),
             )
             for n, seg in sorted(room_row.get("segments", {}).items(), key=lambda kv: int(kv[0]))
         )

@@ -110,11 +110,11 @@ def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanCo
         if s.alive and not _stopping(s, now_ms, cfg) and (s.ours or own) and s.state != "missing"
     ]
     cur = o.current
-    pending = (
+    pending = (  # a start may have landed, or the provider says one did: wait to adopt it
         cur is not None
         and cur.sid is None
         and cur.start_intent_ms is not None
-        and cur.start_failed is None
+        and cur.start_failed in (None, "already_recording")
         and _age(now_ms, cur.start_intent_ms) < cfg.adoption_window
     )
     missing = [
@@ -265,7 +265,7 @@ def _pending_segment(
                 segment=cur.segment,
                 uid=cur.uid,
                 sid=adoptable.sid,
-                resource_id=cur.resource_id,
+                resource_id=cur.session_resource_id,
             )
         )
         return cfg.first_query_delay, "adopting an already started session"

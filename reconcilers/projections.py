@@ -105,6 +105,8 @@ class Rooms:
             seg.update(start_failed=failed)
             if p.get("sid"):
                 seg.update(sid=p["sid"], started_ms=at)
+            elif failed == "retryable":  # it may have landed: a later start then answers 53
+                seg.update(doubt_resource_id=seg.get("resource_id"))
         elif event.type == "session.adopted":
             seg.update(sid=p.get("sid"), started_ms=at, start_failed=None)
         if failed == "rejected":

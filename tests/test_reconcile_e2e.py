@@ -253,3 +253,42 @@ async def test_seed_85_a_start_in_doubt_is_stopped_when_its_room_stops_wanting_i
         result = await w.run(key)
         assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
         assert not w.live_tasks("standup"), result.report
+
+
+async def test_seed_226_a_session_answered_already_recording_is_stopped_with_its_own_resource(
+    tmp_path: Path,
+) -> None:
+    """Chaos seed 226: a start (resource A) timed out but landed; the retry reserved resource
+    B and its start answered 53, "already recording". The session is A's: a stop must carry A,
+    whether the room stops wanting it before the session is adopted or after."""
+    for adopt_first in (False, True):
+        async with world(tmp_path / str(adopt_first)) as w:
+            w.emu.join("standup", 11)
+            key = await w.declare("standup")
+            w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
+                                         side_effect_rate=1.0))
+            await w.reconciler.reconcile(key)  # start A lands, its answer is lost
+            (task,) = w.live_tasks("standup")
+            w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
+            room = await w.store.get_row("rooms", key)
+            assert room is not None
+            first = room.data["segments"]["0"]["resource_id"]
+            await w.reconciler.reconcile(key)  # reserve B, start: 53
+            room = await w.store.get_row("rooms", key)
+            assert room is not None
+            segment = room.data["segments"]["0"]
+            assert (segment["start_failed"], segment["doubt_resource_id"]) == (
+                "already_recording", first)
+            assert segment["resource_id"] != first
+            if adopt_first:
+                await w.tick(1)  # the session's notifications arrive
+                result = await w.reconciler.reconcile(key)
+                assert [(a.kind, a.resource_id) for a in result.plan.actions] == [
+                    ("adopt", first)]
+            await w.declare("standup", state="stopped")
+            if not adopt_first:  # the session is not known yet: wait to adopt it, then stop
+                result = await w.run(key)
+                assert result.plan.requeue_after == w.reconciler.config.first_query_delay
+            result = await w.run(key)
+            assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
+            assert not w.live_tasks("standup"), result.report
