@@ -142,18 +142,21 @@ def _resources_in_doubt(segments: dict[str, Any]) -> dict[str, str]:
     died between intent and result, or the answer was lost). Agora's notifications then tell
     the session's sid but not its resource id, and a stop needs both: this is that start's.
 
-    When a later start of the same uid (a new resource) answered "already recording" (53), the
-    session is the earlier start's: its resource id is the one kept as ``doubt_resource_id``
-    (chaos seed 226)."""
+    The segment keeps that resource as ``doubt_resource_id``: the latest start's unless its
+    answer said it did not start, so after a 53 ("already recording") or a failed retry it is
+    the earlier start's (chaos seeds 226 and 259). Rows folded before that field existed fall
+    back to the latest start, when its answer never came or was retryable."""
     found: dict[str, str] = {}
     for _, seg in sorted(segments.items(), key=lambda item: int(item[0])):
         if seg.get("sid"):
             continue
-        maybe_started = seg.get("start_failed") in _MAYBE_STARTED
-        if seg.get("start_intent_ms") and maybe_started and seg.get("resource_id"):
-            found[str(seg.get("uid"))] = seg["resource_id"]
-        elif seg.get("start_failed") == "already_recording" and seg.get("doubt_resource_id"):
-            found[str(seg.get("uid"))] = seg["doubt_resource_id"]
+        resource = None
+        if "doubt_resource_id" in seg:
+            resource = seg["doubt_resource_id"]
+        elif seg.get("start_intent_ms") and seg.get("start_failed") in _MAYBE_STARTED:
+            resource = seg.get("resource_id")
+        if resource:
+            found[str(seg.get("uid"))] = resource
     return found
 
 

@@ -54,16 +54,15 @@ class SegmentObs:
     sid: str | None = None
     started_ms: int | None = None
     attempts: int = 0  # reservations made for this segment so far
-    #: The resource of the latest start that may have landed unseen (answered "retryable").
+    #: The resource of the latest start that may have landed unseen (no answer, or one that
+    #: does not say it failed): after a 53 or a failed retry, an earlier start's.
     doubt_resource_id: str | None = None
 
     @property
     def session_resource_id(self) -> str | None:
-        """The resource id of a session this segment's uid runs but whose start we never saw
-        answered: after a later start said "already recording", the earlier start's."""
-        if self.start_failed == "already_recording" and self.doubt_resource_id:
-            return self.doubt_resource_id
-        return self.resource_id
+        """The resource id of a session this segment's uid runs though no start's answer
+        named it."""
+        return self.doubt_resource_id or self.resource_id
 
 
 @dataclass(frozen=True)

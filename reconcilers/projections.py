@@ -101,12 +101,17 @@ class Rooms:
             seg.update(resource_id=p.get("resource_id"), reserved_ms=at, start_failed=failed)
         elif event.type == "intent.start":
             seg.update(start_intent_ms=at, resource_id=p.get("resource_id"), start_failed=None)
+            # From here this start may land unseen (a crash, a lost answer): its resource is
+            # the one a stop of its session needs, unless its answer says it did not start.
+            seg.update(
+                doubt_before=seg.get("doubt_resource_id"), doubt_resource_id=seg["resource_id"]
+            )
         elif event.type == "result.start":
             seg.update(start_failed=failed)
             if p.get("sid"):
                 seg.update(sid=p["sid"], started_ms=at)
-            elif failed == "retryable":  # it may have landed: a later start then answers 53
-                seg.update(doubt_resource_id=seg.get("resource_id"))
+            elif failed != "retryable":  # it did not start (53: an earlier start did)
+                seg.update(doubt_resource_id=seg.get("doubt_before"))
         elif event.type == "session.adopted":
             seg.update(sid=p.get("sid"), started_ms=at, start_failed=None)
         if failed == "rejected":

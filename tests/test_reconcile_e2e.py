@@ -292,3 +292,33 @@ async def test_seed_226_a_session_answered_already_recording_is_stopped_with_its
             result = await w.run(key)
             assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
             assert not w.live_tasks("standup"), result.report
+
+
+async def test_seed_259_a_failed_retry_keeps_the_resource_of_the_start_in_doubt(
+    tmp_path: Path,
+) -> None:
+    """Chaos seed 259: a start (resource A) answered 65 but landed; the retry's reserve failed
+    (there: 429), which left the segment without a resource. The stop must still carry A."""
+    async with world(tmp_path) as w:
+        w.emu.join("standup", 11)
+        key = await w.declare("standup")
+        w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
+                                     side_effect_rate=1.0))
+        await w.reconciler.reconcile(key)  # start A lands, its answer is lost
+        (task,) = w.live_tasks("standup")
+        room = await w.store.get_row("rooms", key)
+        assert room is not None
+        first = room.data["segments"]["0"]["resource_id"]
+        w.emu.set_faults(FaultConfig(error_rates={"acquire": 1.0}, side_effect_rate=0.0))
+        await w.reconciler.reconcile(key)  # the retry's reserve fails
+        room = await w.store.get_row("rooms", key)
+        assert room is not None
+        segment = room.data["segments"]["0"]
+        assert segment["start_failed"] is not None and segment["resource_id"] is None
+        assert segment["doubt_resource_id"] == first
+        w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
+        await w.tick(1)  # the session's notifications arrive
+        await w.declare("standup", state="stopped")
+        result = await w.run(key)
+        assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
+        assert not w.live_tasks("standup"), result.report
