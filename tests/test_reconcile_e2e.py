@@ -8,6 +8,7 @@ intent and its result, which must never leave two sessions for one segment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from reconcilers.engine import CHANNEL_PREFIX
 from reconcilers.events import NewEvent
@@ -232,6 +233,25 @@ async def test_a_channel_pass_queued_before_its_room_was_declared_stops_nothing(
         assert len(w.live_tasks("standup")) == 1
 
 
+async def a_start_lands_unanswered(w: World) -> tuple[str, Any]:
+    """A declared room whose first start reaches Agora but whose answer is lost (a timeout
+    after the fact): the room's key and the emulator's task."""
+    w.emu.join("standup", 11)
+    key = await w.declare("standup")
+    w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
+                                 side_effect_rate=1.0))
+    await w.reconciler.reconcile(key)
+    (task,) = w.live_tasks("standup")
+    w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
+    return key, task
+
+
+async def assert_the_next_pass_stops(w: World, key: str, task: Any) -> None:
+    result = await w.run(key)
+    assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
+    assert not w.live_tasks("standup"), result.report
+
+
 async def test_seed_85_a_start_in_doubt_is_stopped_when_its_room_stops_wanting_it(
     tmp_path: Path,
 ) -> None:
@@ -239,20 +259,12 @@ async def test_seed_85_a_start_in_doubt_is_stopped_when_its_room_stops_wanting_i
     declared stopped meanwhile. The session is known only from its notifications (a sid, no
     resource id); the resource id is the one the segment's start intent carried."""
     async with world(tmp_path) as w:
-        w.emu.join("standup", 11)
-        key = await w.declare("standup")
-        # The start reaches Agora but its answer is lost (a timeout after the fact).
-        w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
-                                     side_effect_rate=1.0))
-        await w.run(key)
-        (task,) = w.live_tasks("standup")
-        w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
+        key, task = await a_start_lands_unanswered(w)
+        await w.tick(5)
         rows = await w.store.rows("sessions", room="agora/standup")
         assert [r.data.get("resource_id") for r in rows] == [None], "known from notifications"
         await w.declare("standup", state="stopped")
-        result = await w.run(key)
-        assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
-        assert not w.live_tasks("standup"), result.report
+        await assert_the_next_pass_stops(w, key, task)
 
 
 async def test_seed_226_a_session_answered_already_recording_is_stopped_with_its_own_resource(
@@ -263,13 +275,7 @@ async def test_seed_226_a_session_answered_already_recording_is_stopped_with_its
     whether the room stops wanting it before the session is adopted or after."""
     for adopt_first in (False, True):
         async with world(tmp_path / str(adopt_first)) as w:
-            w.emu.join("standup", 11)
-            key = await w.declare("standup")
-            w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
-                                         side_effect_rate=1.0))
-            await w.reconciler.reconcile(key)  # start A lands, its answer is lost
-            (task,) = w.live_tasks("standup")
-            w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
+            key, task = await a_start_lands_unanswered(w)
             room = await w.store.get_row("rooms", key)
             assert room is not None
             first = room.data["segments"]["0"]["resource_id"]
@@ -289,9 +295,7 @@ async def test_seed_226_a_session_answered_already_recording_is_stopped_with_its
             if not adopt_first:  # the session is not known yet: wait to adopt it, then stop
                 result = await w.run(key)
                 assert result.plan.requeue_after == w.reconciler.config.first_query_delay
-            result = await w.run(key)
-            assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
-            assert not w.live_tasks("standup"), result.report
+            await assert_the_next_pass_stops(w, key, task)
 
 
 async def test_seed_259_a_failed_retry_keeps_the_resource_of_the_start_in_doubt(
@@ -300,12 +304,7 @@ async def test_seed_259_a_failed_retry_keeps_the_resource_of_the_start_in_doubt(
     """Chaos seed 259: a start (resource A) answered 65 but landed; the retry's reserve failed
     (there: 429), which left the segment without a resource. The stop must still carry A."""
     async with world(tmp_path) as w:
-        w.emu.join("standup", 11)
-        key = await w.declare("standup")
-        w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
-                                     side_effect_rate=1.0))
-        await w.reconciler.reconcile(key)  # start A lands, its answer is lost
-        (task,) = w.live_tasks("standup")
+        key, task = await a_start_lands_unanswered(w)
         room = await w.store.get_row("rooms", key)
         assert room is not None
         first = room.data["segments"]["0"]["resource_id"]
@@ -319,6 +318,4 @@ async def test_seed_259_a_failed_retry_keeps_the_resource_of_the_start_in_doubt(
         w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
         await w.tick(1)  # the session's notifications arrive
         await w.declare("standup", state="stopped")
-        result = await w.run(key)
-        assert [(a.kind, a.sid) for a in result.plan.actions] == [("stop", task.sid)]
-        assert not w.live_tasks("standup"), result.report
+        await assert_the_next_pass_stops(w, key, task)
