@@ -45,13 +45,13 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "store_batch_size",
-            "Appends resolved by one group-commit transaction",
+            "Appends in one group-commit batch (batches waiting together share a transaction)",
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
         self.commit_seconds = Histogram(
             "store_commit_seconds",
-            "Duration of one group-commit transaction, fsync included",
+            "From sending a group-commit batch to the writer until it is durable",
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -85,7 +85,8 @@ class Metrics:
     def observe_batch(self, report: BatchReport) -> None:
         self.batch_size.observe(report.size)
         self.commit_seconds.observe(report.seconds)
-        self.sync_seconds.observe(report.sync_seconds)
+        if not report.joined:  # one fsync, however many batches it made durable
+            self.sync_seconds.observe(report.sync_seconds)
         for source, count in Counts(event.source for event in report.appended).items():
             self.events.labels(source).inc(count)
 

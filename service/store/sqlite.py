@@ -189,11 +189,13 @@ class SqliteStore:
             log.warning("batch failed; retrying its appends one by one", size=len(batch))
         else:
             took = time.perf_counter() - started
-            self.stats.committed(BatchReport(len(batch), new, took, sync))
+            joined = sync is None  # committed with the batch before it: that one had the fsync
+            report = BatchReport(len(batch), new, took, sync or 0.0, joined=joined)
+            self.stats.committed(report)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            self._note(checkpoints, sync)
+            self._note(checkpoints, report.sync_seconds)
             return
         for item in batch:
             await self._commit_once([item])
