@@ -45,13 +45,13 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "store_batch_size",
-            "Appends in one group-commit batch (batches waiting together share a transaction)",
+            "Appends resolved by one group-commit transaction",
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
         self.commit_seconds = Histogram(
             "store_commit_seconds",
-            "From sending a group-commit batch to the writer until it is durable",
+            "Duration of one group-commit transaction, fsync included",
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -85,8 +85,7 @@ class Metrics:
     def observe_batch(self, report: BatchReport) -> None:
         self.batch_size.observe(report.size)
         self.commit_seconds.observe(report.seconds)
-        if not report.joined:  # one fsync, however many batches it made durable
-            self.sync_seconds.observe(report.sync_seconds)
+        self.sync_seconds.observe(report.sync_seconds)
         for source, count in Counts(event.source for event in report.appended).items():
             self.events.labels(source).inc(count)
 

@@ -16,10 +16,8 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -132,66 +130,6 @@ async def test_a_call_in_flight_when_the_writer_dies_fails_instead_of_hanging(
     keys = [e.dedup_key for e in await store.read_log()]
     assert "k-stall" not in keys  # killed inside its transaction: never committed
     assert keys[-1] == "k-after" and again.event.seq == len(keys)
-
-
-class Gate:
-    """A projection that, on a ``gate`` event, opens ``fifo`` for reading: the writer waits
-    there until the test opens it for writing (which in turn waits for the writer to be
-    there). On a ``poison`` event it raises."""
-
-    name = "gate"
-
-    def __init__(self, fifo: str) -> None:
-        self.fifo = fifo
-
-    def keys(self, event: Event) -> Sequence[str]:
-        return ["x"]
-
-    def apply(self, row: Row | None, event: Event) -> Row | None:
-        if event.type == "gate":
-            Path(self.fifo).read_bytes()
-        if event.type == "poison":
-            raise ValueError("poison")
-        return row
-
-
-def stamped(key: str, type_: str) -> NewEvent:
-    """An event as the store hands it to the writer: stamped with its time of arrival."""
-    return replace(new(key, type_), received_at=datetime.now(UTC))
-
-
-async def test_writes_waiting_behind_a_slow_commit_share_one_transaction(tmp_path: Path) -> None:
-    """Batches sent while the writer is held in a commit are then committed together (one
-    fsync, reported once); a poison batch among them fails alone."""
-    fifo = tmp_path / "gate"
-    os.mkfifo(fifo)
-    host = ProcessHost(str(tmp_path / "events.db"), [Gate(str(fifo))], 4 << 20)
-    await host.open()
-
-    async def behind_a_held_commit(*events: NewEvent) -> list[Any]:
-        """Send a gate, and once the writer is held there, one batch per event; release it."""
-        held = asyncio.create_task(host.write([stamped(f"gate-{events[0].dedup_key}", "gate")]))
-        gate = await asyncio.to_thread(fifo.open, "wb")  # opens once the writer is at the gate
-        waiting = [asyncio.create_task(host.write([e])) for e in events]
-        await asyncio.sleep(0)  # one turn of the loop: every task has sent its call
-        gate.close()
-        assert (await held)[3] is not None
-        return await asyncio.gather(*waiting, return_exceptions=True)
-
-    try:
-        answers = await behind_a_held_commit(*(stamped(k, "t") for k in ("k1", "k2", "k3")))
-        assert answers[0][3] is not None  # opened the shared transaction: its fsync
-        assert [a[3] for a in answers[1:]] == [None, None]  # joined it
-        assert [a[0][0].event.seq for a in answers] == [2, 3, 4]
-
-        bad = stamped("k-poison", "poison")
-        results = await behind_a_held_commit(stamped("k4", "t"), bad, stamped("k5", "t"))
-        assert isinstance(results[1], ValueError)
-        good = [results[0], results[2]]
-        assert [r[0][0].event.dedup_key for r in good] == ["k4", "k5"]
-        assert [r[0][0].event.seq for r in good] == [6, 7]
-    finally:
-        await host.close()
 
 
 async def test_the_writer_ignores_a_ctrl_c_sent_to_the_process_group(store: SqliteStore) -> None:

@@ -34,9 +34,8 @@ class BatchReport:
 
     size: int  # appends resolved by this transaction, duplicates included
     appended: Sequence[Event]  # the new events, in seq order
-    seconds: float  # from sending the batch to the writer until its answer (fsync included)
+    seconds: float  # from BEGIN to COMMIT returning (the fsync included)
     sync_seconds: float = 0.0  # the COMMIT alone, timed by the writer: the disk's share
-    joined: bool = False  # the writer committed it in the transaction of the batch before it
 
 
 BatchObserver = Callable[[BatchReport], None]
@@ -47,7 +46,7 @@ class StoreStats:
     """Counters a backend keeps so tests and metrics can see group commit at work."""
 
     commits: int = 0  # write transactions committed (append batches and replays)
-    batches: int = 0  # append batches committed (batches the writer merged share a commit)
+    batches: int = 0  # append batches committed
     appended: int = 0  # new events stored
     duplicates: int = 0  # appends answered with an earlier copy
     failed_batches: int = 0  # batches rolled back
@@ -55,7 +54,7 @@ class StoreStats:
     observers: list[BatchObserver] = field(default_factory=list)
 
     def committed(self, report: BatchReport) -> None:
-        self.commits += 0 if report.joined else 1
+        self.commits += 1
         self.batches += 1
         self.appended += len(report.appended)
         self.duplicates += report.size - len(report.appended)

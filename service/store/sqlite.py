@@ -189,13 +189,11 @@ class SqliteStore:
             log.warning("batch failed; retrying its appends one by one", size=len(batch))
         else:
             took = time.perf_counter() - started
-            joined = sync is None  # committed with the batch before it: that one had the fsync
-            report = BatchReport(len(batch), new, took, sync or 0.0, joined=joined)
-            self.stats.committed(report)
+            self.stats.committed(BatchReport(len(batch), new, took, sync))
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            self._note(checkpoints, report.sync_seconds)
+            self._note(checkpoints, sync)
             return
         for item in batch:
             await self._commit_once([item])

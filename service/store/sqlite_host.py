@@ -29,10 +29,9 @@ from service.store.base import StoreError, log
 from service.store.sqlite_child import FRAME, wire
 from service.store.sqlite_writer import Checkpoints, SqliteWriter, numbered
 
-WriteResult = tuple[list[Appended], list[Event], Checkpoints, float | None]
+WriteResult = tuple[list[Appended], list[Event], Checkpoints, float]
 """A write's answers, its new events, the writer's background checkpoints so far, and how long
-its COMMIT took (the fsync, timed beside the disk rather than across a thread or a pipe), or
-``None`` when the writer committed it in one transaction with the write before it."""
+its COMMIT took (the fsync, timed beside the disk rather than across a thread or a pipe)."""
 
 
 class WriterHost(ABC):
@@ -97,8 +96,7 @@ class ProcessHost(WriterHost):
     """The writer in a child process (``STORE_WRITER=process``, what ``recctl serve`` runs).
 
     Calls are pipelined: each is sent as soon as it is made and the child answers in order, so
-    the next batch is waiting in the pipe when a commit ends, not behind the event loop's turn;
-    the writes waiting there together share one transaction.
+    the next batch is waiting in the pipe when a commit ends, not behind the event loop's turn.
     A child that dies fails every call in flight (nothing it was committing is acknowledged; if
     it did commit, the sender's retry is a duplicate) and is started again on the next call.
     """
