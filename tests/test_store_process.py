@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -25,8 +26,8 @@ from hypothesis import strategies as st
 
 from reconcilers.events import Event, NewEvent, Row
 from service.store import SqliteStore, StoreError
-from service.store.sqlite_child import unwire, wire
-from service.store.sqlite_host import ProcessHost
+from service.store.sqlite_child import FRAME, unwire, wire
+from service.store.sqlite_host import ProcessHost, _AnswerPipe
 from tests.procs import ROOT
 
 
@@ -118,7 +119,7 @@ async def test_a_call_in_flight_when_the_writer_dies_fails_instead_of_hanging(
     stalled = asyncio.create_task(store.append(new("k-stall", "stall")))
     await _wait_for((tmp_path / "stalled").exists, "the writer to enter the stalling call")
     queued = asyncio.create_task(store.append(new("k-next")))  # a batch pipelined behind it
-    await _wait_for(lambda: len(store._in_flight) == 2, "the second batch to be sent")
+    await _wait_for(lambda: store._in_flight == 2, "the second batch to be sent")
     assert host.pid is not None
     os.kill(host.pid, signal.SIGKILL)
 
@@ -139,6 +140,38 @@ async def test_the_writer_ignores_a_ctrl_c_sent_to_the_process_group(store: Sqli
     os.kill(host.pid, signal.SIGTERM)
     await store.append(new("k1"))
     assert host.starts == 1 and host.alive()
+
+
+async def test_no_task_stands_between_an_append_and_the_writer(store: SqliteStore) -> None:
+    """Appends queued in one turn leave as one batch, and the answer resolves them in the
+    pipe's callback: the only tasks are the callers' own (a task per hop was a turn of the
+    event loop each, and under load every turn waits behind all the requests queued)."""
+    before = asyncio.all_tasks()
+    callers = [asyncio.create_task(store.append(new(f"k{i}"))) for i in range(5)]
+    await asyncio.sleep(0)  # a turn: the callers queue their appends
+    await asyncio.sleep(0)  # the next: the batch is sent, no task started for it
+    assert store._in_flight == 1
+    assert asyncio.all_tasks() - before == set(callers)
+    appended = await asyncio.gather(*callers)
+    assert [a.event.seq for a in appended] == [1, 2, 3, 4, 5]
+    assert store.stats.batches == 1
+
+
+@given(chunks=st.lists(st.integers(min_value=1, max_value=40), max_size=30))
+def test_answers_come_out_whole_whatever_pieces_the_pipe_gives(chunks: list[int]) -> None:
+    bodies = [pickle.dumps((True, i)) * (1 + i % 4) for i in range(6)]
+    stream = b"".join(FRAME.pack(len(b)) + b for b in bodies)
+    received: list[bytes] = []
+    ended: list[bool] = []
+    pipe = _AnswerPipe(received.append, lambda: ended.append(True))
+    offset = 0
+    for size in chunks:
+        pipe.data_received(stream[offset : offset + size])
+        offset += size
+        assert received == bodies[: len(received)]  # whole answers, in order, never a part
+    pipe.data_received(stream[offset:])
+    pipe.connection_lost(None)
+    assert received == bodies and ended == [True]
 
 
 def test_the_writer_exits_when_its_parent_is_killed(tmp_path: Path) -> None:

@@ -1,27 +1,34 @@
 """The embedded event log on one SQLite file: WAL, ``synchronous=FULL``, group commit.
 
-``append`` queues the event and waits. One writer task takes everything pending (up to
-``batch_cap``) and hands it, as one call, to the :class:`SqliteWriter` (on its own thread, or
-in a child process: :mod:`.sqlite_host`): ONE
-transaction, ONE fsync for the whole batch. Only after the commit are the callers' futures
-resolved, so an acknowledgement always means "on disk". No artificial delay is added: while
-one batch commits the next one gathers, so batches grow with the load by themselves.
+``append`` queues the event and waits. Everything pending (up to ``batch_cap``) goes, as one
+call, to the :class:`SqliteWriter` (on its own thread, or in a child process:
+:mod:`.sqlite_host`): ONE transaction, ONE fsync for the whole batch. Only after the commit are
+the callers' futures resolved, so an acknowledgement always means "on disk". No artificial delay
+is added: while one batch commits the next one gathers, so batches grow with the load by
+themselves.
+
+No task stands between a request and the writer. The appends of one turn of the event loop
+leave together at its end, and with the writer process a batch's answer resolves its appends
+(and sends the next batch) in the pipe's own callback. Under load every turn of the loop waits
+behind all the requests that came meanwhile, so these turns are the latency: a writer task and
+a task per batch made five of them between a request and its answer, where there are now two.
 
 Reads never wait for the writer (WAL). A point read (one row, or one room's rows) has a
 connection and a thread of its own, so that it never queues behind a scan; scans (the log,
 every row of a projection) go through aiosqlite's connection. No read runs on the event loop:
-SQLite can wait inside one (see ``_point_read``).
-"""
+SQLite can wait inside one (see ``_point_read``)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,7 @@ import aiosqlite
 from reconcilers.events import Appended, Event, NewEvent, Projection, Row
 from service.store import sqlite_schema as sql
 from service.store.base import BatchReport, StoreClosed, StoreError, StoreStats, log
-from service.store.sqlite_host import ProcessHost, ThreadHost, WriterHost
+from service.store.sqlite_host import ProcessHost, ThreadHost, WriteResult, WriterHost
 from service.store.sqlite_schema import sqlite_path
 from service.store.sqlite_writer import Checkpoints
 
@@ -74,16 +81,21 @@ class SqliteStore:
         self._reader = reader
         self._point = point
         self._batch_cap = batch_cap
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._write_lock = asyncio.Lock()  # replay() holds back the writer task
-        self._in_flight: set[asyncio.Task[None]] = set()  # batches sent, not yet answered
+        self._loop = asyncio.get_running_loop()
+        self._pending: deque[_Pending] = deque()  # appends not sent yet
+        self._retries: deque[_Pending] = deque()  # a failed batch's appends, to send one by one
+        self._in_flight = 0  # batches sent, not answered yet
+        self._flush_soon = False  # a _flush is scheduled
+        self._held = False  # a replay holds back new batches
+        self._quiet = asyncio.Event()  # see _note_quiet
+        self._quiet.set()
+        self._replaying = asyncio.Lock()
         self._closing = False
         self._closed = False
         self.stats = StoreStats()
         self._wal_path = f"{path}-wal"
         self._point_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-point")
         self._checkpoint_failures = 0
-        self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
 
     @classmethod
     async def open(
@@ -95,7 +107,7 @@ class SqliteStore:
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         writer_process: bool = False,
     ) -> SqliteStore:
-        """Create the file and schema if needed, connect both sides, start the writer task.
+        """Create the file and schema if needed, connect both sides, start the writer.
 
         ``writer_process``: run the writer in a child process (see :mod:`.sqlite_host`).
         """
@@ -133,70 +145,63 @@ class SqliteStore:
             raise StoreClosed("the store is closed")
         if event.received_at is None:
             event = replace(event, received_at=datetime.now(UTC))
-        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, future))
+        future: asyncio.Future[Appended] = self._loop.create_future()
+        self._pending.append((event, future))
+        self._quiet.clear()
+        if not self._flush_soon:  # once this turn's appends are all queued: one batch
+            self._flush_soon = True
+            self._loop.call_soon(self._flush)
         return await future
 
-    async def _run_writer(self) -> None:
-        try:
-            while True:
-                while len(self._in_flight) >= PIPELINE_DEPTH:
-                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-                first = await self._queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                stop = False
-                while len(batch) < self._batch_cap:
-                    try:
-                        item = self._queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                async with self._write_lock:  # not during a replay
-                    task = asyncio.create_task(self._commit(batch), name="sqlite-commit")
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-                if stop:
-                    break
-        finally:  # whatever was sent is answered before the writer stops
-            if self._in_flight:
-                await asyncio.wait(self._in_flight)
+    def _flush(self) -> None:
+        """Send batches while the pipeline has room: a failed batch's appends first, one by
+        one (a poison event then fails alone), then everything pending, ``batch_cap`` at a time.
+        Called when appends were queued and whenever a batch is answered: no task in between."""
+        self._flush_soon = False
+        while not self._held and self._in_flight < PIPELINE_DEPTH:
+            if self._retries:
+                batch = [self._retries.popleft()]
+            elif self._pending:
+                take = min(len(self._pending), self._batch_cap)
+                batch = [self._pending.popleft() for _ in range(take)]
+            else:
+                break
+            self._in_flight += 1
+            done = partial(self._answered, batch, time.perf_counter())
+            try:
+                self._host.submit([e for e, _ in batch], done)
+            except Exception as exc:  # could not even be sent: it failed
+                self._loop.call_soon(done, exc)
+        self._note_quiet()
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        """Commit a batch; if it fails, retry its appends one by one: a poison event fails alone."""
-        try:
-            await self._commit_once(batch)
-        except BaseException as exc:  # cancelled mid-batch: nobody may wait forever
-            for _, future in batch:
-                _fail(future, StoreClosed(f"the writer stopped: {exc!r}"))
-            raise
-
-    async def _commit_once(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
-        try:
-            events = [e for e, _ in batch]
-            results, new, checkpoints, sync = await self._host.write(events)
-        except Exception as exc:
+    def _answered(
+        self, batch: list[_Pending], started: float, outcome: WriteResult | BaseException
+    ) -> None:
+        self._in_flight -= 1
+        if isinstance(outcome, BaseException):
             self.stats.failed_batches += 1
             if len(batch) == 1:
-                log.error("append failed", error=repr(exc), dedup_key=batch[0][0].dedup_key)
-                _fail(batch[0][1], exc)
-                return
-            log.warning("batch failed; retrying its appends one by one", size=len(batch))
+                log.error("append failed", error=repr(outcome), dedup_key=batch[0][0].dedup_key)
+                _fail(batch[0][1], outcome)
+            else:
+                log.warning("batch failed; retrying its appends one by one", size=len(batch))
+                self._retries.extend(batch)
         else:
+            results, new, checkpoints, sync = outcome
             took = time.perf_counter() - started
             self.stats.committed(BatchReport(len(batch), new, took, sync))
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
             self._note(checkpoints, sync)
-            return
-        for item in batch:
-            await self._commit_once([item])
+        self._flush()
+
+    def _note_quiet(self) -> None:
+        """Quiet: no batch in flight, and none to send (or sending is held for a replay)."""
+        if self._in_flight == 0 and (self._held or not (self._pending or self._retries)):
+            self._quiet.set()
+        else:
+            self._quiet.clear()
 
     def _note(self, checkpoints: Checkpoints, sync: float) -> None:
         """Count the writer's background checkpoints; say when one was slow or failed, and
@@ -220,11 +225,16 @@ class SqliteStore:
 
     async def replay(self) -> int:
         """Delete every projection row and refold the whole log, in one transaction."""
-        async with self._write_lock:  # no batch is sent meanwhile; those sent commit first
-            if self._in_flight:
-                await asyncio.wait(self._in_flight)
-            count = await self._host.replay()
-            self.stats.commits += 1
+        async with self._replaying:
+            self._held = True  # no batch is sent meanwhile; those sent commit first
+            try:
+                self._note_quiet()
+                await self._quiet.wait()
+                count = await self._host.replay()
+                self.stats.commits += 1
+            finally:
+                self._held = False
+                self._flush()
         return count
 
     # -- reads ------------------------------------------------------------------------------
@@ -271,8 +281,8 @@ class SqliteStore:
         return [sql.row_of(r) for r in found]
 
     async def ping(self) -> None:
-        if self._closing or self._task.done():
-            raise StoreError("the store's writer is not running")
+        if self._closing:
+            raise StoreError("the store is closed")
         await self._reader.execute_fetchall("SELECT 1")
 
     async def synchronous(self) -> int:
@@ -284,15 +294,13 @@ class SqliteStore:
         if self._closed:
             return
         self._closing = True
-        self._queue.put_nowait(None)
         try:
-            await self._task
+            self._note_quiet()
+            await self._quiet.wait()  # every append taken is answered first
         finally:
             self._closed = True
-            while not self._queue.empty():  # only if the writer died: never leave a caller hanging
-                item = self._queue.get_nowait()
-                if item is not None:
-                    _fail(item[1], StoreClosed("the store closed before this append committed"))
+            for _, future in (*self._pending, *self._retries):  # cancelled: leave none hanging
+                _fail(future, StoreClosed("the store closed before this append committed"))
             await self._reader.close()
             self._point_executor.shutdown()
             self._point.close()

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
+from subprocess import PIPE
 from typing import Any, cast
 
 from reconcilers.events import Appended, Event, NewEvent, Projection
-from service.store.base import StoreError, log
+from service.store.base import StoreClosed, StoreError, log
 from service.store.sqlite_child import FRAME, wire
 from service.store.sqlite_writer import Checkpoints, SqliteWriter, numbered
 
@@ -33,15 +36,38 @@ WriteResult = tuple[list[Appended], list[Event], Checkpoints, float]
 """A write's answers, its new events, the writer's background checkpoints so far, and how long
 its COMMIT took (the fsync, timed beside the disk rather than across a thread or a pipe)."""
 
+WriteDone = Callable[[WriteResult | BaseException], None]
+"""Told, on the event loop, how a submitted write ended: its result, or why it failed."""
+
 
 class WriterHost(ABC):
     """The :class:`SqliteWriter`'s calls, awaited from the event loop. Calls never overlap."""
+
+    def __init__(self) -> None:
+        self._submitted: set[asyncio.Task[WriteResult]] = set()
 
     @abstractmethod
     async def open(self) -> None: ...
 
     @abstractmethod
     async def write(self, batch: Sequence[NewEvent]) -> WriteResult: ...
+
+    def submit(self, batch: Sequence[NewEvent], done: WriteDone) -> None:
+        """Start :meth:`write` and return at once; ``done`` gets its outcome. A host that can
+        answer without a task (the process host) does so: see :meth:`ProcessHost.submit`."""
+        task = asyncio.ensure_future(self.write(batch))
+        self._submitted.add(task)
+
+        def finished(task: asyncio.Task[WriteResult]) -> None:
+            self._submitted.discard(task)
+            if task.cancelled():
+                done(StoreClosed("the write was cancelled"))
+            elif (exc := task.exception()) is not None:
+                done(exc)
+            else:
+                done(task.result())
+
+        task.add_done_callback(finished)
 
     @abstractmethod
     async def checkpoint(self) -> tuple[int, int]: ...
@@ -63,6 +89,7 @@ class ThreadHost(WriterHost):
     """The writer on one thread of this process (``STORE_WRITER=thread``)."""
 
     def __init__(self, path: str, projections: Sequence[Projection], wal_bytes: int) -> None:
+        super().__init__()
         self._writer = SqliteWriter(path, projections, wal_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
 
@@ -92,6 +119,37 @@ class ThreadHost(WriterHost):
             self._executor.shutdown()
 
 
+Answer = Callable[[bool, Any], None]
+"""A call's outcome, on the event loop: ``(True, value)`` or ``(False, exception)``."""
+
+CHILD = "from service.store.sqlite_child import main; main()"
+
+
+class _AnswerPipe(asyncio.Protocol):
+    """The child's stdout. Each answer is handed on in the pipe's own callback, as soon as its
+    last byte is read. (A StreamReader wakes a task instead, which is one turn of the event
+    loop more; and under load every turn waits behind all the requests that came meanwhile.)"""
+
+    def __init__(self, on_answer: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
+        self._on_answer = on_answer
+        self._on_end = on_end
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= FRAME.size:
+            end = FRAME.size + FRAME.unpack_from(buffer)[0]
+            if len(buffer) < end:
+                break
+            body = bytes(buffer[FRAME.size : end])
+            del buffer[:end]
+            self._on_answer(body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_end()
+
+
 class ProcessHost(WriterHost):
     """The writer in a child process (``STORE_WRITER=process``, what ``recctl serve`` runs).
 
@@ -102,10 +160,12 @@ class ProcessHost(WriterHost):
     """
 
     def __init__(self, path: str, projections: Sequence[Projection], wal_bytes: int) -> None:
+        super().__init__()
         self._init = (path, tuple(projections), wal_bytes)
-        self._proc: asyncio.subprocess.Process | None = None
-        self._answers: asyncio.Task[None] | None = None
-        self._waiting: deque[asyncio.Future[Any]] = deque()  # calls sent, in order
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._requests: asyncio.WriteTransport | None = None  # the child's stdin
+        self._ended: asyncio.Future[None] | None = None  # its stdout closed: all answers given
+        self._waiting: deque[Answer] = deque()  # calls sent, in order
         self._broken = False  # the child's answers ended: no call may be sent to it
         self._starting = asyncio.Lock()
         self.starts = 0  # how many children were started (tests watch restarts)
@@ -115,7 +175,7 @@ class ProcessHost(WriterHost):
         return self._proc.pid if self._proc is not None else None
 
     def alive(self) -> bool:
-        return self._proc is not None and not self._broken and self._proc.returncode is None
+        return self._proc is not None and not self._broken
 
     async def open(self) -> None:
         async with self._starting:
@@ -125,19 +185,21 @@ class ProcessHost(WriterHost):
         if self._proc is not None:
             log.warning("sqlite writer process exited; starting another", pid=self._proc.pid)
             await self._stop()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from service.store.sqlite_child import main; main()",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        loop = asyncio.get_running_loop()
+        proc = await asyncio.to_thread(  # forking a big process takes a while: not on the loop
+            subprocess.Popen, [sys.executable, "-c", CHILD], stdin=PIPE, stdout=PIPE
         )
-        self._proc, self._broken = proc, False
-        self._answers = asyncio.create_task(self._read_answers(proc), name="sqlite-writer-answers")
+        assert proc.stdin is not None and proc.stdout is not None
+        ended: asyncio.Future[None] = loop.create_future()
+        self._proc, self._broken, self._ended = proc, False, ended
         self.starts += 1
         try:
-            await self._send("open", self._init)
+            self._requests, _ = await loop.connect_write_pipe(asyncio.Protocol, proc.stdin)
+            pipe = _AnswerPipe(partial(self._answered, ended), partial(self._end, ended))
+            await loop.connect_read_pipe(lambda: pipe, proc.stdout)
+            await self._call_now("open", self._init)
         except BaseException:
+            self._end(ended)
             await self._stop()
             raise
         log.debug("sqlite writer process started", pid=proc.pid)
@@ -147,49 +209,51 @@ class ProcessHost(WriterHost):
             async with self._starting:
                 if not self.alive():
                     await self._start()
-        return await self._send(name, args)
+        return await self._call_now(name, args)
 
-    def _send(self, name: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Queue the call's answer, then write the call: no await in between, so the order
-        of ``_waiting`` is the order of the pipe."""
-        proc = self._proc
-        if proc is None or self._broken or proc.stdin is None or proc.stdin.is_closing():
-            raise StoreError(f"the sqlite writer process is gone (call {name!r})")
-        data = pickle.dumps((name, args), pickle.HIGHEST_PROTOCOL)
+    def _call_now(self, name: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
-        proc.stdin.write(FRAME.pack(len(data)) + data)
+        self._send(name, args, partial(_settle, future))
         return future
 
-    async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
-        """Resolve the calls in order; when the child's stdout ends, fail whatever is left."""
-        assert proc.stdout is not None
+    def _send(self, name: str, args: tuple[Any, ...], answer: Answer) -> None:
+        """Queue the call's answer, then write the call: the order of ``_waiting`` is the order
+        of the pipe."""
+        requests = self._requests
+        if not self.alive() or requests is None or requests.is_closing():
+            raise StoreError(f"the sqlite writer process is gone (call {name!r})")
+        data = pickle.dumps((name, args), pickle.HIGHEST_PROTOCOL)
+        self._waiting.append(answer)
+        requests.write(FRAME.pack(len(data)) + data)
+
+    def _answered(self, ended: asyncio.Future[None], body: bytes) -> None:
+        if ended.done():  # a child given up for dead: its calls have failed already
+            return
+        ok, value = pickle.loads(body)
+        answer = self._waiting.popleft()
         try:
-            while True:
-                head = await proc.stdout.readexactly(FRAME.size)
-                body = await proc.stdout.readexactly(FRAME.unpack(head)[0])
-                ok, value = pickle.loads(body)
-                future = self._waiting.popleft()
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._broken = True
-            while self._waiting:
-                future = self._waiting.popleft()
-                if not future.done():
-                    future.set_exception(StoreError("the sqlite writer process exited"))
+            answer(ok, value)
+        except Exception:  # the pipe must go on: a failing receiver is its own problem
+            log.exception("a writer call's receiver failed")
+
+    def _end(self, ended: asyncio.Future[None]) -> None:
+        """A child's stdout closed (it exited, or was killed): fail whatever it did not answer.
+        ``ended`` tells which child: one replaced already has nothing left to fail."""
+        if ended.done():
+            return
+        ended.set_result(None)
+        if ended is not self._ended:
+            return
+        self._broken = True
+        while self._waiting:
+            answer = self._waiting.popleft()
+            answer(False, StoreError("the sqlite writer process exited"))
 
     async def close(self) -> None:
         async with self._starting:
             try:
                 if self.alive():
-                    await self._send("close", ())
+                    await self._call_now("close", ())
             finally:
                 await self._stop()
 
@@ -198,19 +262,36 @@ class ProcessHost(WriterHost):
         proc = self._proc
         if proc is None:
             return
-        if proc.stdin is not None:
-            proc.stdin.close()
+        if self._requests is not None:
+            self._requests.close()
         try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            await proc.wait()
-        if self._answers is not None:
-            await self._answers  # ends at the child's EOF, failing any call left
+            await asyncio.to_thread(proc.wait)
+        if self._ended is not None:
+            await self._ended  # the child's stdout ends with it: any call left has failed
+
+    def submit(self, batch: Sequence[NewEvent], done: WriteDone) -> None:
+        """Write the batch to the pipe now; ``done`` runs in the pipe's callback when the answer
+        arrives: no task, no turn of the event loop in between. (With no child, it takes
+        :meth:`write`'s way, which starts one.)"""
+        if not self.alive():
+            super().submit(batch, done)
+            return
+
+        def answered(ok: bool, value: Any) -> None:
+            done(self._results(batch, value) if ok else value)
+
+        self._send("write", ([wire(e) for e in batch],), answered)
 
     async def write(self, batch: Sequence[NewEvent]) -> WriteResult:
-        wired = [wire(e) for e in batch]
-        answers, checkpoints, sync_seconds = await self._call("write", wired)
+        value = await self._call("write", [wire(e) for e in batch])
+        return self._results(batch, value)
+
+    @staticmethod
+    def _results(batch: Sequence[NewEvent], value: Any) -> WriteResult:
+        answers, checkpoints, sync_seconds = value
         results: list[Appended] = []
         new: list[Event] = []
         for pending, answer in zip(batch, answers, strict=True):
@@ -230,3 +311,12 @@ class ProcessHost(WriterHost):
 
     async def synchronous(self) -> int:
         return cast(int, await self._call("synchronous"))
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
