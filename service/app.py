@@ -87,6 +87,7 @@ def create_app(
                     settings.database_url,
                     default_projections() if projections is None else projections,
                     writer_process=settings.store_writer == "process",
+                    batch_interval=settings.store_batch_interval_ms / 1000,
                 )
                 stack.push_async_callback(opened.close)
             if isinstance(opened, ObservableStore):

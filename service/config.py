@@ -46,6 +46,9 @@ class Settings(BaseModel):
     database_url: str = "sqlite:///./recorder.db"
     # Where the SQLite writer runs: its own process keeps the commits off the event loop's GIL.
     store_writer: Literal["process", "thread"] = "process"
+    # Milliseconds between two group commits at least: under load, fewer and fuller commits
+    # (see service.store.sqlite.DEFAULT_BATCH_INTERVAL); 0 commits as often as the disk allows.
+    store_batch_interval_ms: float = Field(default=1.0, ge=0, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     access_log: bool = False  # a line per HTTP request: webhooks come by the thousand

@@ -288,6 +288,55 @@ async def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
         await store.close()
 
 
+@pytest.mark.parametrize("writer_process", [False, True])
+async def test_a_batch_waits_out_the_interval_since_the_one_before(
+    writer_process: bool, tmp_path: Path
+) -> None:
+    """Under a stream of appends the commits are an interval apart, and fuller for it; an
+    append after a quiet spell leaves at once. (A long interval, so that the test does not
+    depend on how fast this machine commits.)"""
+    interval = 0.2
+    store = await SqliteStore.open(
+        tmp_path / "events.db", batch_interval=interval, writer_process=writer_process
+    )
+    reports: list[BatchReport] = []
+    store.stats.observers.append(reports.append)
+    try:
+        first = asyncio.create_task(store.append(new("k0")))
+        await asyncio.sleep(0)  # a turn: the append is queued
+        await asyncio.sleep(0)  # the next: nothing was sent before it, so it leaves now
+        assert store._in_flight == 1 and store._timer is None
+        sent = store._last_sent
+        await first
+        stream = [asyncio.create_task(store.append(new(f"k{i}"))) for i in range(1, 4)]
+        await asyncio.sleep(0)
+        stream.append(asyncio.create_task(store.append(new("k4"))))  # a turn later: same batch
+        await asyncio.sleep(0)
+        assert store._in_flight == 0 and store._timer is not None  # held back
+        await asyncio.gather(*stream)
+        assert store._last_sent - sent >= interval
+        assert [r.size for r in reports] == [1, 4]
+    finally:
+        await store.close()
+
+
+async def test_without_an_interval_a_batch_leaves_as_soon_as_the_pipeline_has_room(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "events.db", batch_interval=0, writer_process=True)
+    reports: list[BatchReport] = []
+    store.stats.observers.append(reports.append)
+    try:
+        await store.append(new("k0"))
+        second = asyncio.create_task(store.append(new("k1")))
+        await asyncio.sleep(0)
+        third = asyncio.create_task(store.append(new("k2")))  # a turn later: its own batch
+        await asyncio.gather(second, third)
+        assert [r.size for r in reports] == [1, 1, 1]
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 async def test_each_batch_reports_its_fsync_apart_from_the_round_trip(
     backend: str, tmp_path: Path

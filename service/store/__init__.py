@@ -61,13 +61,23 @@ def check_url(url: str) -> None:
 
 
 async def open_store(
-    url: str, projections: Sequence[Projection] = (), *, writer_process: bool = False
+    url: str,
+    projections: Sequence[Projection] = (),
+    *,
+    writer_process: bool = False,
+    batch_interval: float | None = None,
 ) -> ObservableStore:
     """Open the store named by ``url`` and start its writer. Raises ``ValueError`` on a bad URL.
 
     ``writer_process``: the writer gets a process of its own (``STORE_WRITER=process``).
+    ``batch_interval``: seconds between two group commits at least (``STORE_BATCH_INTERVAL_MS``;
+    ``None``: the backend's default).
     """
-    from service.store.sqlite import SqliteStore
+    from service.store.sqlite import DEFAULT_BATCH_INTERVAL, SqliteStore
 
     check_url(url)
-    return await SqliteStore.open(sqlite_path(url), projections, writer_process=writer_process)
+    if batch_interval is None:
+        batch_interval = DEFAULT_BATCH_INTERVAL
+    return await SqliteStore.open(
+        sqlite_path(url), projections, batch_interval=batch_interval, writer_process=writer_process
+    )

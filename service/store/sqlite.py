@@ -49,6 +49,16 @@ DEFAULT_BATCH_CAP = 512
 DEFAULT_CHECKPOINT_BYTES = 4 << 20
 """A WAL larger than this is checkpointed in the background (SQLite's own default is ~4 MB)."""
 
+DEFAULT_BATCH_INTERVAL = 0.001
+"""Seconds between two batches at least: a batch waits out what is left of the interval since
+the one before, so no append waits longer than this for it, and one that comes after a quiet
+spell leaves at once. Without it, at 2,500 webhooks/s (half the intake's closed-loop rate on
+this 2-core VM) the writer committed 1,400 times a second, 1.8 events each, and every commit
+rewrote the same B-tree pages: 4,300 disk writes/s, 50 MB/s and 1,400 flushes/s, with the
+writer ~75% busy. With 1 ms: 770 commits/s, 2,400 writes/s, 33 MB/s, ~25% less CPU for the
+service and its writer together, the same p50 and a lower p99 (3 runs each). Under a closed
+loop, where batches are ~25 events and ~5 ms apart anyway, it changes nothing."""
+
 PIPELINE_DEPTH = 4
 """Batches sent to the writer before the first is answered: the next one waits at the writer
 when a commit ends, instead of waiting for the event loop to hear of it and send it. On the
@@ -76,6 +86,7 @@ class SqliteStore:
         point: sqlite3.Connection,
         batch_cap: int,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
+        batch_interval: float = DEFAULT_BATCH_INTERVAL,
     ) -> None:
         self._host = host
         self._reader = reader
@@ -86,6 +97,9 @@ class SqliteStore:
         self._retries: deque[_Pending] = deque()  # a failed batch's appends, to send one by one
         self._in_flight = 0  # batches sent, not answered yet
         self._flush_soon = False  # a _flush is scheduled
+        self._interval = batch_interval
+        self._last_sent = -batch_interval  # when the last batch left (loop time)
+        self._timer: asyncio.TimerHandle | None = None  # a _flush at the interval's end
         self._held = False  # a replay holds back new batches
         self._quiet = asyncio.Event()  # see _note_quiet
         self._quiet.set()
@@ -105,10 +119,12 @@ class SqliteStore:
         *,
         batch_cap: int = DEFAULT_BATCH_CAP,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
+        batch_interval: float = DEFAULT_BATCH_INTERVAL,
         writer_process: bool = False,
     ) -> SqliteStore:
         """Create the file and schema if needed, connect both sides, start the writer.
 
+        ``batch_interval``: seconds between two batches at least (see ``DEFAULT_BATCH_INTERVAL``).
         ``writer_process``: run the writer in a child process (see :mod:`.sqlite_host`).
         """
         path = str(path)
@@ -130,7 +146,7 @@ class SqliteStore:
             raise
         point.execute("PRAGMA busy_timeout=1000").fetchall()  # WAL readers are next to never busy
         point.execute("PRAGMA query_only=1").fetchall()
-        return cls(host, path, reader, point, batch_cap, checkpoint_bytes)
+        return cls(host, path, reader, point, batch_cap, checkpoint_bytes, batch_interval)
 
     @property
     def host(self) -> WriterHost:
@@ -154,18 +170,25 @@ class SqliteStore:
         return await future
 
     def _flush(self) -> None:
-        """Send batches while the pipeline has room: a failed batch's appends first, one by
-        one (a poison event then fails alone), then everything pending, ``batch_cap`` at a time.
-        Called when appends were queued and whenever a batch is answered: no task in between."""
+        """Send batches while the pipeline has room and the batch interval allows: a failed
+        batch's appends first, one by one (a poison event then fails alone), then everything
+        pending, ``batch_cap`` at a time. Called when appends were queued, whenever a batch is
+        answered, and at the end of an interval that held one back: no task in between."""
         self._flush_soon = False
-        while not self._held and self._in_flight < PIPELINE_DEPTH:
+        while (self._retries or self._pending) and not self._held:
+            if self._in_flight >= PIPELINE_DEPTH:
+                break
+            due = self._last_sent + self._interval
+            if (now := self._loop.time()) < due:
+                if self._timer is None:
+                    self._timer = self._loop.call_at(due, self._flush_on_time)
+                break
+            self._last_sent = now
             if self._retries:
                 batch = [self._retries.popleft()]
-            elif self._pending:
+            else:
                 take = min(len(self._pending), self._batch_cap)
                 batch = [self._pending.popleft() for _ in range(take)]
-            else:
-                break
             self._in_flight += 1
             done = partial(self._answered, batch, time.perf_counter())
             try:
@@ -173,6 +196,10 @@ class SqliteStore:
             except Exception as exc:  # could not even be sent: it failed
                 self._loop.call_soon(done, exc)
         self._note_quiet()
+
+    def _flush_on_time(self) -> None:
+        self._timer = None
+        self._flush()
 
     def _answered(
         self, batch: list[_Pending], started: float, outcome: WriteResult | BaseException
@@ -299,6 +326,8 @@ class SqliteStore:
             await self._quiet.wait()  # every append taken is answered first
         finally:
             self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
             for _, future in (*self._pending, *self._retries):  # cancelled: leave none hanging
                 _fail(future, StoreClosed("the store closed before this append committed"))
             await self._reader.close()
