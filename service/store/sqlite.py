@@ -3,9 +3,11 @@
 ``append`` queues the event and waits. Everything pending (up to ``batch_cap``) goes, as one
 call, to the :class:`SqliteWriter` (on its own thread, or in a child process:
 :mod:`.sqlite_host`): ONE transaction, ONE fsync for the whole batch. Only after the commit are
-the callers' futures resolved, so an acknowledgement always means "on disk". No artificial delay
-is added: while one batch commits the next one gathers, so batches grow with the load by
-themselves.
+the callers' futures resolved, so an acknowledgement always means "on disk". While one batch
+commits the next one gathers, so batches grow with the load by themselves; and two batches
+leave at least ``batch_interval`` apart (1 ms), so that under load the disk sees fewer, fuller
+commits instead of one per webhook (``DEFAULT_BATCH_INTERVAL``). After a quiet spell an append
+leaves at once.
 
 No task stands between a request and the writer. The appends of one turn of the event loop
 leave together at its end, and with the writer process a batch's answer resolves its appends
@@ -62,8 +64,9 @@ loop, where batches are ~25 events and ~5 ms apart anyway, it changes nothing.""
 PIPELINE_DEPTH = 4
 """Batches sent to the writer before the first is answered: the next one waits at the writer
 when a commit ends, instead of waiting for the event loop to hear of it and send it. On the
-intake bench (interleaved runs, writer process) 4 gave ~20% more closed-loop throughput than
-2 and a lower paced p50 and p99; 6 gave less than 4."""
+intake bench (interleaved runs, writer process, measured when a task still carried each
+batch) 4 gave ~20% more closed-loop throughput than 2 and a lower paced p50 and p99; 6 gave
+less than 4."""
 
 SLOW_READ_SECONDS = 0.25
 """A point read slower than this was SQLite waiting, not reading: logged."""
