@@ -186,6 +186,23 @@ class TestStoreContract:
         assert [r.key for r in await store.rows("tally", after_key="b", limit=1)] == ["c"]
         assert await store.rows("nothing") == []
 
+    async def test_a_row_is_found_by_its_room_after_it_keeps_or_changes_it(
+        self, store: Store
+    ) -> None:
+        """A row that keeps its room is updated in place (the room index untouched); one that
+        moves is found under its new room only."""
+        await store.append(new("k1", payload={"group": "g1"}))
+        await store.append(new("k2", payload={"group": "g1"}))  # same room: data and seq only
+        [kept] = await store.rows("tally", room="g1")
+        assert kept.data["count"] == 2 and kept.seq == 2
+        await store.append(new("k3", payload={"group": "g2"}))  # moves
+        assert await store.rows("tally", room="g1") == []
+        [moved] = await store.rows("tally", room="g2")
+        assert moved.data["count"] == 3 and moved.seq == 3 and moved.room == "g2"
+        await store.append(new("k4", payload={"group": "g2"}))
+        [again] = await store.rows("tally", room="g2")
+        assert again.data["count"] == 4 and again.seq == 4
+
     async def test_replay_rebuilds_the_same_rows(self, store: Store) -> None:
         for i in range(20):
             await store.append(new(f"k{i}", type_="reset" if i == 7 else "a", session=f"s{i % 3}"))

@@ -72,6 +72,9 @@ UPSERT_ROW = (
     "ON CONFLICT (projection, key) DO UPDATE "
     "SET room = excluded.room, data = excluded.data, seq = excluded.seq"
 )
+UPDATE_ROW = "UPDATE projections SET data = ?, seq = ? WHERE projection = ? AND key = ?"
+"""A row that keeps its room: ``room`` not set, so SQLite leaves the room index alone (an upsert
+rewrote its entry: one WAL frame in six, at one event a commit)."""
 DELETE_ROW = "DELETE FROM projections WHERE projection = ? AND key = ?"
 
 
@@ -129,6 +132,11 @@ def event_of(r: Sequence[Any]) -> Event:
 def row_params(key: tuple[str, str], row: Row) -> tuple[Any, ...]:
     """A row is filed under the key its projection's ``keys()`` gave, whatever ``row.key`` says."""
     return (key[0], key[1], row.room, dumps(row.data), row.seq)
+
+
+def row_update_params(key: tuple[str, str], row: Row) -> tuple[Any, ...]:
+    """UPDATE_ROW's parameters: the row's data and seq, then its key."""
+    return (dumps(row.data), row.seq, key[0], key[1])
 
 
 def row_of(r: Sequence[Any]) -> Row:

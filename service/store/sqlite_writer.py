@@ -200,12 +200,22 @@ class SqliteWriter:
                         rows.pop((projection.name, key), None)
                     else:
                         rows[(projection.name, key)] = after
-        # A row handed back unchanged (the same object) needs no write.
-        changed = [k for k in touched if k in rows and rows[k] is not loaded.get(k)]
-        upserts = [sql.row_params(k, rows[k]) for k in changed]
+        # A row handed back unchanged (the same object) needs no write. One that keeps its
+        # room is updated in place: the room index is left alone, a page less in each commit.
+        upserts, updates = [], []
+        for k in touched:
+            after, before = rows.get(k), loaded.get(k)
+            if after is None or after is before:
+                continue
+            if before is not None and before.room == after.room:
+                updates.append(sql.row_update_params(k, after))
+            else:
+                upserts.append(sql.row_params(k, after))
         deletes = [k for k in touched if k not in rows and k in loaded]
         if upserts:
             conn.executemany(sql.UPSERT_ROW, upserts)
+        if updates:
+            conn.executemany(sql.UPDATE_ROW, updates)
         if deletes:
             conn.executemany(sql.DELETE_ROW, deletes)
 
