@@ -13,6 +13,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from service.store import (
     StoreError,
     open_store,
 )
+from service.store import sqlite_schema as schema
 from service.store.sqlite import sqlite_path
+from service.store.sqlite_writer import SqliteWriter
 from tests.helpers import Boom
 
 Opener = Callable[[Path, Sequence[Projection]], Awaitable[ObservableStore]]
@@ -681,3 +684,81 @@ async def test_one_rooms_rows_are_read_through_the_room_index(tmp_path: Path) ->
     assert [step[3] for step in plan] == [
         "SEARCH projections USING INDEX projections_room (projection=? AND room=? AND key>?)"
     ]
+
+
+def _stamped(events: Sequence[NewEvent]) -> list[NewEvent]:
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    return [replace(e, received_at=at) for e in events]
+
+
+def _rows_on_disk(path: Path) -> dict[tuple[str, str], Row]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        found = conn.execute(f"{schema.SELECT_ROWS}").fetchall()
+    return {(r.projection, r.key): r for r in map(schema.row_of, found)}
+
+
+def _reference(path: Path) -> dict[tuple[str, str], Row]:
+    """The rows a fold of the whole log gives, as they would be stored."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        log = [schema.event_of(r) for r in conn.execute(f"{schema.SELECT_EVENTS} ORDER BY seq")]
+    fold = Fold(PROJECTIONS)
+    for event in log:
+        fold.apply(event)
+    return as_stored({k: replace(r, projection=k[0], key=k[1]) for k, r in fold.rows.items()})
+
+
+def test_a_write_reuses_the_rows_the_last_one_left(tmp_path: Path) -> None:
+    """The writer keeps what its commits left (rows, last seq): a write touching the same rows
+    as the one before reads neither from the file."""
+    writer = SqliteWriter(tmp_path / "events.db", PROJECTIONS)
+    writer.open()
+    statements: list[str] = []
+    try:
+        writer.write(_stamped([new("k1", session="s1")]))
+        writer.conn.set_trace_callback(statements.append)
+        writer.write(_stamped([new("k2", session="s1")]))
+    finally:
+        writer.close()
+    assert not [s for s in statements if "FROM projections" in s or "MAX(seq)" in s]
+    assert _rows_on_disk(tmp_path / "events.db") == _reference(tmp_path / "events.db")
+
+
+def test_a_writer_sees_what_another_connection_committed(tmp_path: Path) -> None:
+    """Two writers on one file (``recctl`` beside ``recctl serve``): each forgets what it knew
+    once the other has committed, so no row update and no seq is lost."""
+    path = tmp_path / "events.db"
+    first, second = SqliteWriter(path, PROJECTIONS), SqliteWriter(path, PROJECTIONS)
+    first.open()
+    second.open()
+    try:
+        for i in range(12):
+            writer = first if i % 3 else second
+            writer.write(_stamped([new(f"k{i}", type_=f"t{i % 2}", session=f"s{i % 2}")]))
+    finally:
+        first.close()
+        second.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT seq FROM events ORDER BY seq").fetchall() == [
+            (i,) for i in range(1, 13)
+        ]
+    rows = _rows_on_disk(path)
+    assert rows == _reference(path) and rows[("tally", "r1")].data["count"] == 12
+
+
+def test_what_the_writer_keeps_is_bounded_and_a_failed_write_forgets_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    writer = SqliteWriter(path, [Boom(), *PROJECTIONS])
+    writer.open()
+    known = writer._known
+    known.limit = 4
+    try:
+        for i in range(30):
+            writer.write(_stamped([new(f"k{i}", session=f"s{i}", room=f"r{i % 7}")]))
+            assert len(known._rows) <= 4
+        with pytest.raises(RuntimeError):
+            writer.write(_stamped([new("bad", type_="poison", session="s1")]))
+        assert known.last_seq is None and not known._rows
+        writer.write(_stamped([new("k30", session="s1", room="r2")]))
+    finally:
+        writer.close()
+    assert _rows_on_disk(path) == _reference(path)

@@ -12,6 +12,7 @@ Projections are pure functions, so running them on this thread is safe; it also 
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from service.store import sqlite_schema as sql
 from service.store.errors import StoreError
 
 _REPLAY_PAGE = 5000
+_CACHED_ROWS = 4096
 _Key = tuple[str, str]
 
 
@@ -56,6 +58,7 @@ class SqliteWriter:
         self._catch_up = False  # a background checkpoint finished: the next write completes it
         self.checkpoints = Checkpoints()
         self.last_sync_seconds = 0.0  # the last write's COMMIT: the WAL's fsync, nearly all
+        self._known = KnownState()
 
     @property
     def path(self) -> str:
@@ -152,11 +155,13 @@ class SqliteWriter:
         if catch_up:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: seq numbering needs it
+        known = self._known
         try:
+            known.check(conn)
             keys = list(dict.fromkeys((e.source, e.dedup_key) for e in batch))
             found = conn.execute(sql.FIND_EVENTS, (sql.pairs(keys),)).fetchall()
             seen: dict[_Key, Event] = {(e.source, e.dedup_key): e for e in map(sql.event_of, found)}
-            seq: int = conn.execute(sql.LAST_SEQ).fetchone()[0]
+            seq = known.last_seq if known.last_seq is not None else known.read_last_seq(conn)
             results: list[Appended] = []
             new: list[Event] = []
             params: list[tuple[object, ...]] = []
@@ -171,26 +176,31 @@ class SqliteWriter:
                 new.append(event)
                 params.append(sql.event_params(event, pending.raw))
                 results.append(Appended(event, duplicate=False))
+            written: dict[_Key, Row | None] = {}
             if new:
                 conn.executemany(sql.INSERT_EVENT, params)
-                self._fold(conn, new)
+                written = self._fold(conn, new)
             syncing = time.perf_counter()
             conn.execute("COMMIT")
             self.last_sync_seconds = time.perf_counter() - syncing
         except BaseException:
+            known.forget()  # what this transaction read or meant to write is not on disk
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        known.committed(seq, written)
         return results, new
 
-    def _fold(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
-        """Load every row the events touch, fold in seq order in memory, write back the changes."""
+    def _fold(self, conn: sqlite3.Connection, events: Sequence[Event]) -> dict[_Key, Row | None]:
+        """Load every row the events touch, fold in seq order in memory, write back the changes.
+
+        Returns every touched row as it is once the transaction commits (``None``: no row).
+        """
         plan = [(e, [(p, p.keys(e)) for p in self._projections]) for e in events]
         touched = list(dict.fromkeys((p.name, k) for _, per in plan for p, ks in per for k in ks))
         if not touched:
-            return
-        found = conn.execute(sql.FIND_ROWS, (sql.pairs(touched),)).fetchall()
-        loaded: dict[_Key, Row] = {(r.projection, r.key): r for r in map(sql.row_of, found)}
+            return {}
+        loaded = self._known.rows(conn, touched)
         rows = dict(loaded)
         for event, per in plan:
             for projection, keys in per:
@@ -218,10 +228,12 @@ class SqliteWriter:
             conn.executemany(sql.UPDATE_ROW, updates)
         if deletes:
             conn.executemany(sql.DELETE_ROW, deletes)
+        return {k: rows.get(k) for k in touched}
 
     def replay(self) -> int:
         """Delete every projection row and refold the whole log in seq order, in one transaction."""
         conn = self.conn
+        self._known.forget()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM projections")
@@ -240,6 +252,66 @@ class SqliteWriter:
                 conn.execute("ROLLBACK")
             raise
         return count
+
+
+class KnownState:
+    """What the last commits left in the file, kept so the next write need not read it again:
+    the last seq, and the projection rows they loaded or wrote (``None``: known to be absent).
+
+    A write reads and decodes every row its events touch, and most touch the rows the last
+    writes touched (a session's row, its room's). This writer is the file's only writer while
+    ``PRAGMA data_version`` stays the same; when another connection (``recctl`` on the same
+    file, say) commits, it changes, and everything known is forgotten. Bounded: the rows
+    written longest ago go first.
+    """
+
+    def __init__(self, limit: int = _CACHED_ROWS) -> None:
+        self.limit = limit
+        self.last_seq: int | None = None
+        self._rows: dict[_Key, Row | None] = {}
+        self._version: int | None = None
+
+    def check(self, conn: sqlite3.Connection) -> None:
+        """Call with the write lock held: forget everything if another connection committed."""
+        version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self.forget()
+            self._version = version
+
+    def forget(self) -> None:
+        self.last_seq = None
+        self._rows.clear()
+
+    def read_last_seq(self, conn: sqlite3.Connection) -> int:
+        seq: int = conn.execute(sql.LAST_SEQ).fetchone()[0]
+        self.last_seq = seq
+        return seq
+
+    def rows(self, conn: sqlite3.Connection, keys: Sequence[_Key]) -> dict[_Key, Row]:
+        """The rows under ``keys`` that exist: from memory, the rest from the file."""
+        known = self._rows
+        missing = [k for k in keys if k not in known]
+        if missing:
+            found = conn.execute(sql.FIND_ROWS, (sql.pairs(missing),)).fetchall()
+            loaded = {(r.projection, r.key): r for r in map(sql.row_of, found)}
+            for k in missing:
+                known[k] = loaded.get(k)
+        out: dict[_Key, Row] = {}
+        for k in keys:
+            row = known[k]
+            if row is not None:
+                out[k] = row
+        return out
+
+    def committed(self, last_seq: int, rows: dict[_Key, Row | None]) -> None:
+        """The write is on disk: ``rows`` are as they now are, the log ends at ``last_seq``."""
+        self.last_seq = last_seq
+        known = self._rows
+        for k, row in rows.items():
+            known.pop(k, None)  # re-inserted last: eviction goes by the last write
+            known[k] = row
+        for k in list(itertools.islice(known, max(0, len(known) - self.limit))):
+            del known[k]
 
 
 class Checkpointer:
