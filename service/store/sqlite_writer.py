@@ -12,7 +12,6 @@ Projections are pure functions, so running them on this thread is safe; it also 
 
 from __future__ import annotations
 
-import itertools
 import os
 import sqlite3
 import threading
@@ -26,7 +25,7 @@ from service.store import sqlite_schema as sql
 from service.store.errors import StoreError
 
 _REPLAY_PAGE = 5000
-_CACHED_ROWS = 4096
+_KNOWN_BYTES = 16 << 20
 _Key = tuple[str, str]
 
 
@@ -176,7 +175,7 @@ class SqliteWriter:
                 new.append(event)
                 params.append(sql.event_params(event, pending.raw))
                 results.append(Appended(event, duplicate=False))
-            written: dict[_Key, Row | None] = {}
+            written: dict[_Key, tuple[Row | None, int]] = {}
             if new:
                 conn.executemany(sql.INSERT_EVENT, params)
                 written = self._fold(conn, new)
@@ -191,10 +190,13 @@ class SqliteWriter:
         known.committed(seq, written)
         return results, new
 
-    def _fold(self, conn: sqlite3.Connection, events: Sequence[Event]) -> dict[_Key, Row | None]:
+    def _fold(
+        self, conn: sqlite3.Connection, events: Sequence[Event]
+    ) -> dict[_Key, tuple[Row | None, int]]:
         """Load every row the events touch, fold in seq order in memory, write back the changes.
 
-        Returns every touched row as it is once the transaction commits (``None``: no row).
+        Returns each row it changed as it is once the transaction commits (``None``: deleted),
+        with the size of its JSON.
         """
         plan = [(e, [(p, p.keys(e)) for p in self._projections]) for e in events]
         touched = list(dict.fromkeys((p.name, k) for _, per in plan for p, ks in per for k in ks))
@@ -212,23 +214,28 @@ class SqliteWriter:
                         rows[(projection.name, key)] = after
         # A row handed back unchanged (the same object) needs no write. One that keeps its
         # room is updated in place: the room index is left alone, a page less in each commit.
-        upserts, updates = [], []
+        upserts, updates, deletes = [], [], []
+        changed: dict[_Key, tuple[Row | None, int]] = {}
         for k in touched:
             after, before = rows.get(k), loaded.get(k)
-            if after is None or after is before:
+            if after is before:
                 continue
-            if before is not None and before.room == after.room:
-                updates.append(sql.row_update_params(k, after))
+            if after is None:
+                deletes.append(k)
+                changed[k] = (None, 0)
+            elif before is not None and before.room == after.room:
+                updates.append(params := sql.row_update_params(k, after))
+                changed[k] = (after, len(params[0]))
             else:
-                upserts.append(sql.row_params(k, after))
-        deletes = [k for k in touched if k not in rows and k in loaded]
+                upserts.append(params := sql.row_params(k, after))
+                changed[k] = (after, len(params[3]))
         if upserts:
             conn.executemany(sql.UPSERT_ROW, upserts)
         if updates:
             conn.executemany(sql.UPDATE_ROW, updates)
         if deletes:
             conn.executemany(sql.DELETE_ROW, deletes)
-        return {k: rows.get(k) for k in touched}
+        return changed
 
     def replay(self) -> int:
         """Delete every projection row and refold the whole log in seq order, in one transaction."""
@@ -261,14 +268,19 @@ class KnownState:
     A write reads and decodes every row its events touch, and most touch the rows the last
     writes touched (a session's row, its room's). This writer is the file's only writer while
     ``PRAGMA data_version`` stays the same; when another connection (``recctl`` on the same
-    file, say) commits, it changes, and everything known is forgotten. Bounded: the rows
-    written longest ago go first.
+    file, say) commits, it changes, and everything known is forgotten. Bounded by the rows'
+    JSON size (a recording's row grows with its files): the rows written longest ago go first,
+    and a row too big to be worth keeping is read each time.
     """
 
-    def __init__(self, limit: int = _CACHED_ROWS) -> None:
-        self.limit = limit
+    ENTRY_BYTES = 200
+    """What a kept row costs beyond its JSON (the key, the objects); a known absence costs this."""
+
+    def __init__(self, budget: int = _KNOWN_BYTES) -> None:
+        self.budget = budget
+        self.size = 0
         self.last_seq: int | None = None
-        self._rows: dict[_Key, Row | None] = {}
+        self._rows: dict[_Key, tuple[Row | None, int]] = {}
         self._version: int | None = None
 
     def check(self, conn: sqlite3.Connection) -> None:
@@ -281,6 +293,7 @@ class KnownState:
     def forget(self) -> None:
         self.last_seq = None
         self._rows.clear()
+        self.size = 0
 
     def read_last_seq(self, conn: sqlite3.Connection) -> int:
         seq: int = conn.execute(sql.LAST_SEQ).fetchone()[0]
@@ -288,30 +301,46 @@ class KnownState:
         return seq
 
     def rows(self, conn: sqlite3.Connection, keys: Sequence[_Key]) -> dict[_Key, Row]:
-        """The rows under ``keys`` that exist: from memory, the rest from the file."""
+        """The rows under ``keys`` that exist: what is known, the rest read from the file."""
         known = self._rows
-        missing = [k for k in keys if k not in known]
+        out: dict[_Key, Row] = {}
+        missing = []
+        for k in keys:
+            if k not in known:
+                missing.append(k)
+            elif (row := known[k][0]) is not None:
+                out[k] = row
         if missing:
             found = conn.execute(sql.FIND_ROWS, (sql.pairs(missing),)).fetchall()
-            loaded = {(r.projection, r.key): r for r in map(sql.row_of, found)}
+            read = {(r[0], r[1]): (sql.row_of(r), len(r[3])) for r in found}
             for k in missing:
-                known[k] = loaded.get(k)
-        out: dict[_Key, Row] = {}
-        for k in keys:
-            row = known[k]
-            if row is not None:
-                out[k] = row
+                row, size = read.get(k, (None, 0))
+                self._keep(k, row, size)
+                if row is not None:
+                    out[k] = row
+        self._evict()
         return out
 
-    def committed(self, last_seq: int, rows: dict[_Key, Row | None]) -> None:
-        """The write is on disk: ``rows`` are as they now are, the log ends at ``last_seq``."""
+    def committed(self, last_seq: int, changed: dict[_Key, tuple[Row | None, int]]) -> None:
+        """The write is on disk: the log ends at ``last_seq``, ``changed`` rows are as given."""
         self.last_seq = last_seq
+        for k, (row, size) in changed.items():
+            self._keep(k, row, size)
+        self._evict()
+
+    def _keep(self, key: _Key, row: Row | None, size: int) -> None:
+        if (old := self._rows.pop(key, None)) is not None:
+            self.size -= old[1] + self.ENTRY_BYTES
+        if size + self.ENTRY_BYTES > self.budget // 16:
+            return  # re-inserted last (eviction goes by the last write); a giant is not kept
+        self._rows[key] = (row, size)
+        self.size += size + self.ENTRY_BYTES
+
+    def _evict(self) -> None:
         known = self._rows
-        for k, row in rows.items():
-            known.pop(k, None)  # re-inserted last: eviction goes by the last write
-            known[k] = row
-        for k in list(itertools.islice(known, max(0, len(known) - self.limit))):
-            del known[k]
+        while self.size > self.budget:
+            key = next(iter(known))
+            self.size -= known.pop(key)[1] + self.ENTRY_BYTES
 
 
 class Checkpointer:
