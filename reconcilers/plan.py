@@ -93,6 +93,18 @@ def _stop(session: SessionObs, reason: str) -> Action:
     )
 
 
+def _confirmed_gone(s: SessionObs, now_ms: int, cfg: PlanConfig) -> bool:
+    """A 404 is final once a query made after the failover window still gets it.
+
+    Without that look, a task back from failover (its notifications lost) records beside its
+    replacement until it next calls in (chaos seed 311: 56 s). A look that cannot be had (the
+    provider refuses queries) is given up after three query delays.
+    """
+    window_end = (s.not_found_since_ms or 0) + int(cfg.failover_window * 1000)
+    looked = s.last_query_ms is not None and s.last_query_ms >= window_end
+    return looked or _age(now_ms, window_end) >= 3 * cfg.first_query_delay
+
+
 def _stopping(s: SessionObs, now_ms: int, cfg: PlanConfig) -> bool:
     """A stop was taken by the provider, or begun so recently that its result may be coming.
 
@@ -224,6 +236,12 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
             actions.append(Action("query", "404 inside the failover window", sid=session.sid))
             requeue = min(max(window_left, 1.0), 15.0)
             summary = f"waiting for failover ({window_left:.0f}s left)"
+        elif not _confirmed_gone(session, now_ms, cfg):
+            actions.append(
+                Action("query", "404: a last look after the failover window", sid=session.sid)
+            )
+            requeue = cfg.first_query_delay
+            summary = "confirming a 404 after the failover window"
         else:
             begin("restart: gone after the failover window")
     elif session.state in ("stopping",) or _stopping(session, now_ms, cfg):

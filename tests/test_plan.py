@@ -200,6 +200,20 @@ def test_404_after_failover_window_restarts() -> None:
     assert kinds(p) == ["reserve"]
 
 
+def test_seed_311_a_404_gets_a_last_look_after_the_failover_window_before_a_restart() -> None:
+    """Chaos seed 311: the one 404 was seen early in the window, the service was killed twice
+    within it, and the restart after it came without another query. The task was back from
+    failover (its notifications dropped) and recorded beside its replacement for 56 s."""
+    cfg = PlanConfig(failover_window=4.0)
+    seen_once = running("missing", not_found_since_ms=NOW - 4_200, queried=NOW - 4_200)
+    p = plan(desired(), seen_once, NOW, cfg)
+    assert kinds(p) == ["query"] and p.requeue_after == cfg.first_query_delay
+    looked_again = running("missing", not_found_since_ms=NOW - 4_200, queried=NOW - 100)
+    assert kinds(plan(desired(), looked_again, NOW, cfg)) == ["reserve"]
+    cannot_look = running("missing", not_found_since_ms=NOW - 20_000, queried=NOW - 20_000)
+    assert kinds(plan(desired(), cannot_look, NOW, cfg)) == ["reserve"]  # queries refused
+
+
 def test_aggressive_recovery_replaces_a_missing_recorder_at_once() -> None:
     o = running("missing", not_found_since_ms=NOW - 5_000)
     p = plan(desired(recovery="aggressive"), o, NOW, CFG)
