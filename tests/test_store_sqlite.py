@@ -750,12 +750,12 @@ def test_what_the_writer_keeps_is_bounded_and_a_failed_write_forgets_it(tmp_path
     writer = SqliteWriter(path, [Boom(), *PROJECTIONS])
     writer.open()
     known = writer._known
-    known.budget = 4000  # some 16 of these rows
+    known.budget = 12_000  # some 16 of these rows
     try:
         for i in range(30):
             writer.write(_stamped([new(f"k{i}", session=f"s{i}", room=f"r{i % 7}")]))
             kept = known._rows.values()
-            assert known.size == sum(size + known.ENTRY_BYTES for _, size in kept)
+            assert known.size == sum(known.cost(size) for _, size in kept)
             assert known.size <= known.budget
         assert len(known._rows) >= 8
         with pytest.raises(RuntimeError):
@@ -769,9 +769,9 @@ def test_what_the_writer_keeps_is_bounded_and_a_failed_write_forgets_it(tmp_path
 
 def test_a_row_too_big_for_its_share_of_the_budget_is_not_kept() -> None:
     """A recording's row grows with its files; one giant must not push out everything else."""
-    known = KnownState(budget=16_000)
+    known = KnownState(budget=160_000)
     small, big = Row("p", "small", None, {}), Row("p", "big", None, {})
     known.committed(1, {("p", "small"): (small, 500), ("p", "big"): (big, 10_000)})
-    assert list(known._rows) == [("p", "small")] and known.size == 500 + known.ENTRY_BYTES
+    assert list(known._rows) == [("p", "small")] and known.size == known.cost(500)
     known.committed(2, {("p", "small"): (None, 0)})  # deleted: known to be absent
     assert known._rows == {("p", "small"): (None, 0)} and known.size == known.ENTRY_BYTES
