@@ -140,13 +140,13 @@ def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanCo
     if any(s.alive and s.stop_intent_ms is not None and not s.stop_requested for s in o.sessions):
         requeue = cfg.stop_retry_after  # a stop without a result: look again, stop again
     for s in missing:
-        # A 404 may be a failover (agora.md §3): look until the window ends, and once after.
+        # A 404 may be a failover (agora.md §3): look until the window ends, and once after it
+        # however late the service gets there (``_confirmed_gone``).
         left = cfg.failover_window - _age(now_ms, s.not_found_since_ms)
-        if left > -cfg.first_query_delay:
+        if left > 0 or not _confirmed_gone(s, now_ms, cfg):
             actions.append(Action("query", "missing: confirm before giving up", sid=s.sid))
-            if left > 0:
-                nxt = min(cfg.first_query_delay * 2, left + 1.0)
-                requeue = nxt if requeue is None else min(requeue, nxt)
+            nxt = min(cfg.first_query_delay * 2, left + 1.0) if left > 0 else cfg.first_query_delay
+            requeue = nxt if requeue is None else min(requeue, nxt)
     summary = f"stop {len(actions)} session(s)" if actions else "stopped"
     return Plan(tuple(actions), requeue, summary)
 

@@ -423,14 +423,20 @@ def test_seed_7_stop_intent_without_result_is_stopped_again() -> None:
 
 def test_seed_10_missing_after_a_stop_is_checked_at_the_window_end_and_once_after() -> None:
     """Chaos seed 10: with re-checks every 10 s a short failover window got one look at most,
-    and a task back from failover (its notifications dropped) lived on."""
+    and a task back from failover (its notifications dropped) lived on. The look after the
+    window is had even when the service was down just after it (seed 311's lesson)."""
     cfg = PlanConfig(failover_window=4.0)
     o = running("missing", not_found_since_ms=NOW - 1_000)
     p = plan(desired(state="stopped"), o, NOW, cfg)
     assert kinds(p) == ["query"] and p.requeue_after == 4.0  # at the window's end, not 10 s
-    just_after = running("missing", not_found_since_ms=NOW - 6_000)
-    assert kinds(plan(desired(state="stopped"), just_after, NOW, cfg)) == ["query"]
-    long_gone = running("missing", not_found_since_ms=NOW - 20_000)
+    just_after = running("missing", not_found_since_ms=NOW - 6_000, queried=NOW - 6_000)
+    p = plan(desired(state="stopped"), just_after, NOW, cfg)
+    assert kinds(p) == ["query"] and p.requeue_after == cfg.first_query_delay
+    looked = running("missing", not_found_since_ms=NOW - 6_000, queried=NOW - 1_000)
+    assert kinds(plan(desired(state="stopped"), looked, NOW, cfg)) == []
+    was_down = running("missing", not_found_since_ms=NOW - 12_000, queried=NOW - 12_000)
+    assert kinds(plan(desired(state="stopped"), was_down, NOW, cfg)) == ["query"]  # 8 s late
+    long_gone = running("missing", not_found_since_ms=NOW - 20_000, queried=NOW - 20_000)
     assert kinds(plan(desired(state="stopped"), long_gone, NOW, cfg)) == []
 
 
