@@ -74,6 +74,7 @@ class Phase:
     errors: int
     latencies_ms: list[float] = field(repr=False)
     rounds_rps: list[float] = field(default_factory=list)
+    sent_late_ms: list[float] = field(default_factory=list, repr=False)  # paced phases
 
     @property
     def throughput(self) -> float:
@@ -83,8 +84,8 @@ class Phase:
             return statistics.median(self.rounds_rps)
         return self.requests / self.seconds
 
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
+    def percentile(self, p: float, of: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies_ms if of is None else of)
         return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
     def summary(self) -> dict[str, Any]:
@@ -98,6 +99,10 @@ class Phase:
             "p99_ms": round(self.percentile(99), 3),
             "mean_ms": round(statistics.fmean(self.latencies_ms), 3),
             "rounds_rps": [round(r, 1) for r in self.rounds_rps],
+            # The client's own share of the latency: how late it sent (it counts from due).
+            "client_sent_late_p99_ms": (
+                round(self.percentile(99, self.sent_late_ms), 3) if self.sent_late_ms else None
+            ),
         }
 
 
@@ -118,7 +123,15 @@ def send(server: Server, requests: Requests, rate: float | None = None) -> Blast
 
 
 def phase(name: str, run: Blast) -> Phase:
-    return Phase(name, len(run.latencies_ms), run.seconds, run.errors, run.latencies_ms)
+    """An open-loop run as a phase (with how late the client sent)."""
+    return Phase(
+        name,
+        len(run.latencies_ms),
+        run.seconds,
+        run.errors,
+        run.latencies_ms,
+        sent_late_ms=run.sent_late_ms,
+    )
 
 
 def interleaved(servers: dict[str, Server], count: int, rounds: int) -> dict[str, Phase]:
@@ -260,3 +273,5 @@ def print_table(report: dict[str, Any]) -> None:
         f"> 5 ms at {m['loop_late_over_5ms']} of {m['loop_beats']} beats, "
         f"> 10 ms at {m['loop_late_over_10ms']}"
     )
+    late = [(p["phase"], p["client_sent_late_p99_ms"]) for p in report["phases"]]
+    print("client sent late, p99: " + ", ".join(f"{n} {ms} ms" for n, ms in late if ms is not None))

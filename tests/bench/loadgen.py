@@ -11,7 +11,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -96,12 +96,14 @@ Raw = list[bytes]
 @dataclass
 class Blast:
     """What one run of ``blast`` saw: a latency per request (ms), when each was due (s from
-    the start, same order), and non-200 answers."""
+    the start, same order), non-200 answers, and how late the client itself sent each request
+    (ms, in the order sent): latency it adds, which the servers did not cause."""
 
     latencies_ms: list[float]
     due_s: list[float]
     errors: int
     seconds: float
+    sent_late_ms: list[float] = field(default_factory=list)
 
 
 def raw_requests(url: str, path: str, items: Sequence[tuple[bytes, Mapping[str, str]]]) -> Raw:
@@ -138,6 +140,19 @@ class _Conn:
         return status
 
 
+def _precise_selector(highest_fd: int) -> selectors.BaseSelector:
+    """``select()``, whose timeout is in microseconds, while the sockets fit its fd set.
+
+    ``epoll_wait`` counts its timeout in whole milliseconds, rounded up: an open-loop client
+    on it sent each request up to 1.1 ms after it was due, and that counted as latency. With
+    ``select()``, paced at 2,300/s: the bare endpoint's p50 0.31 ms instead of 0.87, requests
+    sent 0.09 ms late at p50 instead of 0.14-0.44 and 0.12-0.50 ms at p99 instead of 1.1.
+    """
+    if highest_fd < 1000:  # FD_SETSIZE is 1024
+        return selectors.SelectSelector()
+    return selectors.DefaultSelector()
+
+
 def blast(url: str, requests: Raw, connections: int, rate: float | None = None) -> Blast:
     """Send every request over ``connections`` keep-alive sockets, one in flight on each.
 
@@ -146,18 +161,19 @@ def blast(url: str, requests: Raw, connections: int, rate: float | None = None) 
     ``i / rate`` and its latency counts from then, not from when a connection was free (as
     wrk2 does: no coordinated omission)."""
     parts = urlsplit(url)
-    selector = selectors.DefaultSelector()
     conns: list[_Conn] = []
     for _ in range(connections):
         sock = socket.create_connection((parts.hostname, parts.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        conn = _Conn(sock)
-        conns.append(conn)
-        selector.register(sock, selectors.EVENT_READ, conn)
+        conns.append(_Conn(sock))
+    selector = _precise_selector(max(conn.sock.fileno() for conn in conns))
+    for conn in conns:
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
     idle = deque(conns)  # first in, first out: every connection stays warm (keep-alive timeout)
     latencies: list[float] = []
     due_s: list[float] = []
+    sent_late: list[float] = []
     errors = 0
     now = time.perf_counter
     begin = now()
@@ -167,6 +183,7 @@ def blast(url: str, requests: Raw, connections: int, rate: float | None = None) 
     def send(conn: _Conn, due: float) -> None:
         nonlocal sent
         conn.started = due
+        sent_late.append((now() - due) * 1000)
         conn.sock.sendall(requests[sent])  # small: fits the socket buffer at once
         sent += 1
 
@@ -199,7 +216,7 @@ def blast(url: str, requests: Raw, connections: int, rate: float | None = None) 
                     send(conn, now())
                 else:
                     idle.append(conn)
-        return Blast(latencies, due_s, errors, now() - begin)
+        return Blast(latencies, due_s, errors, now() - begin, sent_late)
     finally:
         selector.close()
         for conn in conns:
