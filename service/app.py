@@ -93,7 +93,9 @@ def create_app(
             if isinstance(opened, ObservableStore):
                 opened.stats.observers.append(ctx.metrics.observe_batch)
             ctx._store = opened
-            watchdog = LoopWatchdog(settings.loop_stall_seconds, lag=ctx.metrics.loop_lag)
+            watchdog = LoopWatchdog(
+                settings.loop_stall_seconds, settings.loop_beat_seconds, lag=ctx.metrics.loop_lag
+            )
             await stack.enter_async_context(watching(watchdog))
             stack.push_async_callback(ctx.drain_hooks)
             for component in lifespan_components:

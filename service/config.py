@@ -55,6 +55,9 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # The event loop held this long is logged, with the code that holds it.
     loop_stall_seconds: float = Field(default=1.0, gt=0)
+    # How often the event loop beats for the watchdog: each beat's lateness is a histogram
+    # (``event_loop_lag_seconds``); shorter beats catch shorter spells of a busy loop.
+    loop_beat_seconds: float = Field(default=0.1, ge=0.001, le=10)
 
     # Agora notifications (NCS). Several comma-separated secrets: one per product, and rotation.
     agora_ncs_secret: list[SecretStr] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -365,6 +366,18 @@ async def test_metrics_count_webhooks_batches_and_events(client: httpx.AsyncClie
     assert "store_batch_size_count 2.0" in text
     assert "event_append_seconds_count 2.0" in text
     assert "store_sync_seconds_count 2.0" in text
+
+
+async def test_the_loop_beats_as_often_as_configured(make_settings: MakeSettings) -> None:
+    """``LOOP_BEAT_SECONDS`` reaches the watchdog: 20 beats come well within a second at
+    5 ms (at the default 100 ms they would take two)."""
+    app = create_app(make_settings(loop_beat_seconds=0.005))
+    registry = app.state.context.metrics.registry
+    async with running(app):
+        deadline = time.monotonic() + 1.0
+        while (registry.get_sample_value("event_loop_lag_seconds_count") or 0) < 20:
+            assert time.monotonic() < deadline, "the loop beat less often than configured"
+            await asyncio.sleep(0.01)  # beats are time itself: poll until enough have come
 
 
 async def test_two_apps_in_one_process_keep_separate_metrics(make_settings: MakeSettings) -> None:
