@@ -158,8 +158,9 @@ def blast(url: str, requests: Raw, connections: int, rate: float | None = None) 
     # after it was due, and that counts as latency (``Blast.sent_late_ms`` says how much).
     # ``select()`` times to the microsecond but wakes the client for every send as well as
     # every answer: at 2,300/s it cost 107-121 µs of CPU a request instead of 50-57, CPU the
-    # servers under test lose on 2 cores, and the intake's paced phase met its p99 target in
-    # 3 of 8 full runs instead of 6 of 8 that hour (the client itself up to 11.5 ms late).
+    # servers under test lose on 2 cores (in the intake's paced phase it was itself up to
+    # 11.5 ms late at p99). It did not make the intake's tail better: p99 within 10 ms in 2 of
+    # 5 full runs against 3 of 5 on epoll, interleaved.
     selector = selectors.DefaultSelector()
     for conn in conns:
         selector.register(conn.sock, selectors.EVENT_READ, conn)
