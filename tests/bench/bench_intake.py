@@ -17,7 +17,9 @@ disk's share of the tail, and the watchdog's beats that the event loop ran late,
 share.
 
 Targets: intake throughput >= 0.6x the bare endpoint; p99 <= 10 ms at half load.
-Reproduce: ``make bench`` (writes ``bench-results/intake.json``).
+Reproduce: ``make bench`` (writes ``bench-results/intake.json``). With ``BENCH_HOG=0.1/2``,
+each server also runs at half its own throughput beside a CPU hog (:mod:`tests.bench.hog`):
+contention on schedule, to compare versions of the code under the same noise.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.bench.hog import Hog
 from tests.bench.loadgen import Blast, blast, raw_requests
 from tests.helpers import SECRET, encode, notification, signed
 from tests.procs import ROOT, Server, clean_env, free_port
@@ -51,6 +54,7 @@ SMOKE_RATE_SECONDS = 1.0
 WARMUP = 500
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 10.0
+SMOKE_HOG = Hog(spin=0.05, period=0.5)
 BEAT_SECONDS = 0.01  # the intake's watchdog beat: fine enough to see a spell of 10-100 ms
 
 Requests = list[tuple[bytes, dict[str, str]]]
@@ -200,8 +204,18 @@ def shares(server: Server) -> dict[str, dict[float, float]]:
     }
 
 
+def under(hog: Hog, server: Server, rate: float, seconds: float, name: str) -> Phase:
+    """A paced phase with the hog running: how much of the machine the tail can do without."""
+    requests = make_requests(f"hog-{name}", max(1, int(rate * seconds)))
+    with hog.running():
+        return phase(f"{name} at {rate:.0f}/s + hog", send(server, requests, rate))
+
+
 async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path: Path) -> None:
     count = FULL_COUNT if full_bench else SMOKE_COUNT
+    hog = Hog.parse(os.environ["BENCH_HOG"]) if os.environ.get("BENCH_HOG") else None
+    if hog is None and not full_bench:
+        hog = SMOKE_HOG  # the smoke run keeps the hog's phases working
     env = clean_env(
         DATABASE_URL=f"sqlite:///{tmp_path}/bench.db",
         AGORA_NCS_SECRET=SECRET,
@@ -228,10 +242,15 @@ async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path
         # The control: the bare endpoint at the same rate, just before. When the machine
         # stalls (this VM's disk and CPU do, now and then), its tail shows it too.
         control = phase(f"bare at {rate:.0f}/s", send(bare, paced_requests, rate))
+        hogged = []  # each server at half its own throughput, beside a hog (BENCH_HOG)
+        if hog:
+            hogged.append(under(hog, bare, baseline.throughput / 2, seconds, "bare"))
         bare.stop()
         before = shares(intake_server)
         paced = phase(f"intake at {rate:.0f}/s", send(intake_server, paced_requests, rate))
         machine = tail_shares(before, shares(intake_server))
+        if hog:
+            hogged.append(under(hog, intake_server, rate, seconds, "intake"))
     finally:
         bare.stop()
         intake_server.stop()
@@ -242,7 +261,8 @@ async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path
         "concurrency": CONCURRENCY,
         "cpus": os.cpu_count(),
         "log_level": env["LOG_LEVEL"],
-        "phases": [p.summary() for p in (baseline, intake, control, paced)],
+        "phases": [p.summary() for p in (baseline, intake, control, paced, *hogged)],
+        "hog": hog.describe() if hog else None,
         "throughput_ratio": round(ratio, 3),
         "paced_phase_machine": machine,
         "targets": {"ratio": TARGET_RATIO, "p99_ms_at_half_load": TARGET_P99_MS},
@@ -254,6 +274,7 @@ async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path
     (out / "intake.json").write_text(json.dumps(report, indent=2) + "\n")
 
     assert baseline.errors == intake.errors == paced.errors == 0
+    assert all(p.errors == 0 for p in hogged)
     if full_bench:
         assert ratio >= TARGET_RATIO, report
         assert paced.percentile(99) <= TARGET_P99_MS, report
@@ -278,5 +299,7 @@ def print_table(report: dict[str, Any]) -> None:
         f"> 5 ms at {m['loop_late_over_5ms']} of {m['loop_beats']} beats, "
         f"> 10 ms at {m['loop_late_over_10ms']}"
     )
+    if report["hog"]:
+        print(f"+ hog: {report['hog']}, in the bench's session (BENCH_HOG); no target")
     late = [(p["phase"], p["client_sent_late_p99_ms"]) for p in report["phases"]]
     print("client sent late, p99: " + ", ".join(f"{n} {ms} ms" for n, ms in late if ms is not None))
