@@ -17,6 +17,17 @@ JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Fence:
+    """The lease an append is made under: the store refuses the append (``StaleFence``) in the
+    same transaction unless ``owner`` still holds ``shard`` with this fencing ``token`` and the
+    lease has not expired. A replica paused past its lease thus cannot record an intent."""
+
+    shard: int
+    token: int
+    owner: str
+
+
+@dataclass(frozen=True)
 class NewEvent:
     """An event before the store gives it a place in the log.
 
@@ -35,6 +46,9 @@ class NewEvent:
     #: ``payload`` as the JSON text it arrived in, when there was one: stored as received
     #: (a webhook's body), which also spares the store encoding it again.
     raw: str | None = field(default=None, compare=False, repr=False)
+    #: Set on a replica's intent appends: checked against the lease table by stores shared by
+    #: replicas (PostgreSQL); an embedded single-process store (SQLite) has no leases to check.
+    fence: Fence | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

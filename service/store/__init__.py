@@ -14,7 +14,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from reconcilers.events import Projection
-from service.store.errors import StoreClosed, StoreError
+from service.store.errors import StaleFence, StoreClosed, StoreError
 from service.store.sqlite_schema import sqlite_path
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ __all__ = [
     "BatchReport",
     "ObservableStore",
     "SqliteStore",
+    "StaleFence",
     "StoreClosed",
     "StoreError",
     "StoreStats",

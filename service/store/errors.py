@@ -7,3 +7,8 @@ class StoreError(Exception):
 
 class StoreClosed(StoreError):
     """The store is closing or closed; it takes no more appends."""
+
+
+class StaleFence(StoreError):
+    """An append made under a lease its replica no longer holds (another owner, a newer fencing
+    token, or expired): refused, and nothing of it was written."""

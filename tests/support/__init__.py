@@ -1,0 +1,1 @@
+"""Test harnesses: real servers and processes the tests start (PostgreSQL, ...)."""
