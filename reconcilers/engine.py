@@ -15,6 +15,7 @@ from typing import Any
 from reconcilers.events import Row, Store
 from reconcilers.executor import ExecutionReport, Executor
 from reconcilers.observed import Desired, Observed, observe
+from reconcilers.outcomes import Failure, RateLimited
 from reconcilers.plan import Plan, PlanConfig, plan
 from reconcilers.providers.base import Provider, SessionHandle, StorageTarget
 from reconcilers.workqueue import Done, RequeueAfter, Result, Retry, Terminal
@@ -169,10 +170,17 @@ def _provider_of(state: RoomState) -> str:
     return ckey.split("/", 1)[0] if "/" in ckey else "agora"
 
 
+def retry_after(failures: list[Failure]) -> float:
+    """The longest ``Retry-After`` a provider asked for in this pass (0: none): the workqueue
+    waits at least that long, whatever its own backoff says."""
+    asked = [f.retry_after or 0.0 for f in failures if isinstance(f, RateLimited)]
+    return max(asked, default=0.0)
+
+
 def _result(key: str, the_plan: Plan, report: ExecutionReport | None) -> PassResult:
     result: Result
     if report is not None and report.transient:
-        result = Retry(report.transient[0])
+        result = Retry(report.transient[0], min_delay=retry_after(report.transient))
     elif the_plan.requeue_after is None:
         result = Done()
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from reconcilers.events import NewEvent, Store
 from reconcilers.identity import intent_id
@@ -39,7 +39,31 @@ from reconcilers.providers.base import (
     StorageTarget,
 )
 
-OUTCOME_KIND: dict[type[Failure], str] = {
+ActionOutcome = Literal[
+    "reserved",
+    "started",
+    "adopted",
+    "queried",
+    "not_found",
+    "presence",
+    "stopped",
+    "already_ended",
+    "updated",
+    "skipped",
+    "retryable",
+    "rate_limited",
+    "channel_empty",
+    "already_recording",
+    "ended",
+    "rejected",
+]
+"""What an action came to: a closed set, so that it can label a metric (the detail, which may
+name a session, goes only to the log and the CLI)."""
+
+ACTION_OUTCOMES: frozenset[str] = frozenset(get_args(ActionOutcome))
+
+
+OUTCOME_KIND: dict[type[Failure], ActionOutcome] = {
     Retryable: "retryable",
     RateLimited: "rate_limited",
     ChannelEmpty: "channel_empty",
@@ -49,23 +73,38 @@ OUTCOME_KIND: dict[type[Failure], str] = {
 }
 
 
-def outcome_kind(failure: Failure) -> str:
+def outcome_kind(failure: Failure) -> ActionOutcome:
     for cls in type(failure).__mro__:
         if cls in OUTCOME_KIND:
             return OUTCOME_KIND[cls]
     return "retryable"
 
 
+
+
+@dataclass(frozen=True)
+class ActionDone:
+    """One action carried out: its outcome (closed set) and a detail for people."""
+
+    action: Action
+    outcome: ActionOutcome
+    detail: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.outcome}: {self.detail}" if self.detail else self.outcome
+
+
 @dataclass
 class ExecutionReport:
     """What a pass did: the actions run and the failures that should back the key off."""
 
-    done: list[tuple[Action, str]] = field(default_factory=list)
+    done: list[ActionDone] = field(default_factory=list)
     transient: list[Failure] = field(default_factory=list)
     rejected: list[Failure] = field(default_factory=list)
 
-    def record(self, action: Action, result: str) -> None:
-        self.done.append((action, result))
+    def record(self, action: Action, outcome: ActionOutcome, detail: str = "") -> None:
+        self.done.append(ActionDone(action, outcome, detail))
 
 
 @dataclass
@@ -110,7 +149,7 @@ class Executor:
                     },
                     session=action.sid,
                 )
-                report.record(action, "adopted")
+                report.record(action, "adopted", str(action.sid))
             elif action.kind == "query" and handle is not None:
                 await self._query(room, action, handle, report)
             elif action.kind == "presence" and desired is not None:
@@ -120,7 +159,7 @@ class Executor:
             elif action.kind == "update" and handle is not None:
                 await self._update(room, action, handle, report)
             else:
-                report.record(action, "skipped: nothing to act on")
+                report.record(action, "skipped", "nothing to act on")
         return report
 
     # -- actions ---------------------------------------------------------------------------
@@ -156,7 +195,7 @@ class Executor:
             await self._append(
                 room, "result.reserve", key + "|result", {**base, "resource_id": result.resource_id}
             )
-            report.record(action, "reserved")
+            report.record(action, "reserved", str(result.resource_id))
             await self._start(room, desired, action, result.resource_id, report)
             return
         await self._append(room, "result.reserve", key + "|result", {**base, **_failure(result)})
@@ -192,7 +231,7 @@ class Executor:
             await self._append(
                 room, "result.start", key + "|result", {**base, **applied}, session=result.sid
             )
-            report.record(action, f"started {result.sid}")
+            report.record(action, "started", result.sid)
             return
         await self._append(room, "result.start", key + "|result", {**base, **_failure(result)})
         self._note(report, action, result)
@@ -218,7 +257,10 @@ class Executor:
             self._note(report, action, result)
             return
         await self._append(room, "observed.query", key, payload, session=handle.sid)
-        report.record(action, str(payload.get("state", "not found")))
+        if isinstance(result, Ended):
+            report.record(action, "not_found", str(result.code))
+        else:
+            report.record(action, "queried", str(payload.get("state")))
 
     async def _presence(
         self, room: str, desired: Desired, action: Action, report: ExecutionReport
@@ -228,7 +270,7 @@ class Executor:
         spec = desired.spec
         result = await self.provider.channel_users(spec.channel)
         if result is None:
-            report.record(action, "skipped: the provider cannot tell")
+            report.record(action, "skipped", "the provider cannot tell")
             return
         if not isinstance(result, ChannelUsers):
             self._note(report, action, result)
@@ -246,7 +288,9 @@ class Executor:
                 "users": users,
             },
         )
-        report.record(action, f"{len(users)} in the channel" if users else "nobody in the channel")
+        report.record(
+            action, "presence", f"{len(users)} in the channel" if users else "nobody in the channel"
+        )
 
     async def _stop(
         self,
@@ -275,13 +319,13 @@ class Executor:
                 "upload_status": result.upload_status,
             }
             await self._append(room, "result.stop", key + "|result", payload, session=handle.sid)
-            report.record(action, "stopped")
+            report.record(action, "stopped", handle.sid)
             return
         await self._append(
             room, "result.stop", key + "|result", {**base, **_failure(result)}, session=handle.sid
         )
         if isinstance(result, Ended):
-            report.record(action, "already ended")
+            report.record(action, "already_ended", str(result.code))
         else:
             self._note(report, action, result)
 
@@ -300,7 +344,7 @@ class Executor:
             payload.update(_failure(result))
             self._note(report, action, result)
         else:
-            report.record(action, "updated")
+            report.record(action, "updated", handle.sid)
         await self._append(room, "result.update", key, payload, session=handle.sid)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -323,7 +367,7 @@ class Executor:
     @staticmethod
     def _note(report: ExecutionReport, action: Action, failure: Failure) -> None:
         kind = outcome_kind(failure)
-        report.record(action, f"{kind}: {failure.code} {failure.message}".strip())
+        report.record(action, kind, f"{failure.code} {failure.message}".strip())
         if isinstance(failure, Rejected):
             report.rejected.append(failure)
         elif isinstance(failure, Retryable | RateLimited):

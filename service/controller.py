@@ -270,13 +270,16 @@ class Controller:
         structlog.contextvars.bind_contextvars(room=key, reconcile_id=next(self._ids))
         try:
             result = await self.reconciler.reconcile(key, self.plan_config)
-            for action, outcome in result.report.done if result.report else []:
-                self.metrics.actions.labels(action.kind, outcome.split(":")[0]).inc()
+            for done in result.report.done if result.report else []:
+                action = done.action
+                # Labels from closed sets only: the kind and the outcome, never a sid.
+                self.metrics.actions.labels(action.kind, done.outcome).inc()
                 log.info(
                     "action",
                     kind=action.kind,
                     reason=action.reason,
-                    outcome=outcome,
+                    outcome=done.outcome,
+                    detail=done.detail,
                     sid=action.sid,
                     segment=action.segment,
                 )

@@ -21,6 +21,23 @@ from starlette.responses import Response
 
 from service.store.base import BatchReport
 
+#: Every outcome a webhook request is counted under: a closed set, so one label value per
+#: outcome and never one per request (anything else is counted as ``other``).
+WEBHOOK_OUTCOMES = frozenset(
+    {
+        "accepted",
+        "duplicate",
+        "healthcheck",
+        "test",
+        "bad_json",
+        "invalid",
+        "too_large",
+        "unauthorized",
+        "unavailable",
+        "other",
+    }
+)
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -77,9 +94,9 @@ class Metrics:
     def webhook(self, source: str, outcome: str) -> None:
         # ``labels()`` validates and locks on every call: each child kept once made (with
         # ``inc``, 1.24 µs a call becomes 0.46).
-        key = (source, outcome)
+        key = (source, outcome if outcome in WEBHOOK_OUTCOMES else "other")
         if (child := self._webhook_children.get(key)) is None:
-            child = self._webhook_children[key] = self.webhooks.labels(source, outcome)
+            child = self._webhook_children[key] = self.webhooks.labels(*key)
         child.inc()
 
     def observe_batch(self, report: BatchReport) -> None:

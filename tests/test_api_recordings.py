@@ -85,6 +85,8 @@ async def test_recover_fails_a_recording_whose_files_never_arrived(tmp_path: Pat
         d = r.json()["data"]
         assert set(d) == {"id", "status", "message"} and d["message"].startswith("Recovery")
         assert d["status"] == "failed"
+        # The message agrees with the status: nothing is "initiated" for a failed recording.
+        assert "reprocessed" not in d["message"] and "failed" in d["message"]
         log = [e.type for e in await w.store.read_log()]
         assert "storage.checked" in log and "recording.failed" in log
 

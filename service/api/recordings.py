@@ -40,6 +40,18 @@ PROCESSING_MESSAGE = "Recording is still being processed. Please try again later
 RECOVER_MESSAGE = "Recovery initiated. Recording will be reprocessed."
 
 
+def recover_message(view: RecordingView) -> str:
+    """What a recovery came to, in words that agree with the status beside them."""
+    if view.status == "processing":
+        return RECOVER_MESSAGE
+    if view.status == "failed":
+        reason = view.reason or "failed"
+        return f"Recovery found nothing more to process: the recording failed ({reason})."
+    if view.status == "ready":
+        return "Recovery complete: every file is in storage."
+    return f"Recovery changed nothing: the recording is {view.status}."
+
+
 def iso(ms: int | None) -> str | None:
     """ISO 8601 UTC with seconds, as the API documents (``2026-01-06T10:30:00Z``)."""
     if not ms:
@@ -304,7 +316,7 @@ class RecordingsApi:
                 catalog.FAILED, view.room, f"{rid}|failed", {"recording_id": rid, "reason": reason}
             )
             _, after = await self._view(tenant, rid)
-        return data({"id": rid, "status": after.status, "message": RECOVER_MESSAGE})
+        return data({"id": rid, "status": after.status, "message": recover_message(after)})
 
     async def delete(self, request: Request) -> Response:
         tenant, rid = self._ids(request)
