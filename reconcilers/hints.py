@@ -37,7 +37,9 @@ _PROGRESS = frozenset(
     )
 )
 _STATUS_UPDATE = "agora.cloud_recording_status_update"
-_RUNNING = range(0, 6)  # statuses 0..5: starting up to recording (agora.md §3); 6+ stop or end
+# Statuses 0..5: starting up to recording; 6 and up: stopping or ended
+# (docs/providers/agora.md#3-query).
+_RUNNING = range(0, 6)
 _JOINS = frozenset(f"agora.{name}" for name in ("broadcaster_join", "audience_join", "user_join"))
 
 

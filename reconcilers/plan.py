@@ -140,7 +140,8 @@ def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanCo
     if any(s.alive and s.stop_intent_ms is not None and not s.stop_requested for s in o.sessions):
         requeue = cfg.stop_retry_after  # a stop without a result: look again, stop again
     for s in missing:
-        # A 404 may be a failover (agora.md §3): look until the window ends, and once after it
+        # A 404 may be a failover (docs/providers/agora.md#3-query): look until the window ends, and
+        # once after it
         # however late the service gets there (``_confirmed_gone``).
         left = cfg.failover_window - _age(now_ms, s.not_found_since_ms)
         if left > 0 or not _confirmed_gone(s, now_ms, cfg):

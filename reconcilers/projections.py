@@ -236,7 +236,8 @@ class Sessions:
             if p.get("outcome") == "rejected":
                 data["stop_rejected"] = p.get("message") or True
             if p.get("outcome") == "ended" and p.get("http_status") == 404 and not ended:
-                # 404 is also what a task failing over answers (agora.md §3): not proof that
+                # 404 is also what a task failing over answers (docs/providers/agora.md#3-query):
+                # not proof that
                 # it is gone. Missing, not ended: queried, and stopped again if it comes back.
                 data.update(state="missing", stop_requested=False)
                 if data.get("not_found_since_ms") is None:

@@ -81,8 +81,9 @@ class Settings(BaseModel):
     # PEM public key(s) of webhooks.json; several concatenated for a rotation. Not a secret.
     cloudflare_webhook_public_key: list[str] = Field(default_factory=list)
     cloudflare_webhook_verify: bool = True
-    # Cloudflare's API-wide limit is 1200 requests per 5 minutes per user (not in cloudflare.md;
-    # Dyte allowed 2000/min): stay under the stricter one.
+    # Cloudflare's API-wide limit is 1200 requests per 5 minutes per user; Dyte allowed 2000/min:
+    # stay under the stricter one (docs/providers/cloudflare.md#3-api-rate-limit,
+    # https://developers.cloudflare.com/fundamentals/api/reference/limits/).
     cloudflare_rate_limit_qps: float = Field(default=4.0, gt=0)
 
     # Desired-state API.

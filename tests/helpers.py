@@ -37,7 +37,8 @@ def notification(
     sequence: int = 0,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A cloud-recording notification as Agora sends it (``agora.md`` §8)."""
+    """A cloud-recording notification as Agora sends it
+    (``docs/providers/agora.md#8-notifications-ncs``)."""
     return {
         "noticeId": notice_id,
         "productId": product_id,

@@ -1,4 +1,5 @@
-"""The recordings API's shapes (``recordings-api.md``), errors and tenant isolation."""
+"""The recordings API's shapes (``docs/providers/recordings-api.md``), errors and tenant
+isolation."""
 
 from __future__ import annotations
 

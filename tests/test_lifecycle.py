@@ -149,7 +149,8 @@ def test_archive_delete_and_fail_are_recorded() -> None:
 
 
 def test_a_cloudflare_recording_gets_its_file_from_the_uploaded_webhook() -> None:
-    """RealtimeKit names the file in ``recording.statusUpdate`` UPLOADED (cloudflare.md §2.2):
+    """RealtimeKit names the file in ``recording.statusUpdate`` UPLOADED
+    (docs/providers/cloudflare.md#22-payloads):
     the catalog must learn it there, since nothing queries a recording once it is stopped."""
     from datetime import UTC, datetime
 

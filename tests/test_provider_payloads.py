@@ -1,10 +1,10 @@
-"""The real payloads in ``../shared/providers/*.md``, read from the documents themselves (not
-copies), replayed through our parsers: what the providers documented is what we understand."""
+"""The providers' documented payloads, kept as fixtures under ``tests/fixtures/providers/``
+(each file names its public source and the section of ``docs/providers/`` that explains it),
+replayed through our parsers: what the providers documented is what we understand."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +14,24 @@ from reconcilers.providers.agora.responses import parse_stop
 from reconcilers.providers.cloudflare.webhooks import parse_webhook
 from service.webhooks import storage
 
-PROVIDERS = Path(__file__).resolve().parents[2] / "shared" / "providers"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "providers"
 
 
-def blocks(name: str) -> list[dict[str, Any]]:
-    """Every ```json block of a provider document that parses as a JSON object."""
-    text = (PROVIDERS / name).read_text()
+def payloads(prefix: str) -> list[dict[str, Any]]:
+    """The payload of every fixture whose file name starts with ``prefix``."""
     found = []
-    for block in re.findall(r"```json\n(.*?)```", text, re.S):
-        try:
-            value = json.loads(block)
-        except ValueError:
-            continue  # an example with "..." elisions: prose, not a payload
-        if isinstance(value, dict):
-            found.append(value)
+    for path in sorted(FIXTURES.glob(f"{prefix}*.json")):
+        fixture = json.loads(path.read_text())
+        assert fixture["source"].startswith("https://"), path
+        documented_in = ROOT / fixture["documented_in"].split("#")[0]
+        assert documented_in.is_file(), path
+        found.append(fixture["payload"])
     return found
 
 
 def test_agora_documented_payloads_parse() -> None:
-    found = blocks("agora.md")
+    found = payloads("agora_")
     assert len(found) >= 6
     stops = [b for b in found if "serverResponse" in b]
     assert stops, "the stop response example"
@@ -59,14 +58,14 @@ def test_agora_documented_payloads_parse() -> None:
 
 
 def test_cloudflare_documented_webhook_parses() -> None:
-    (hook,) = [b for b in blocks("cloudflare.md") if b.get("event") == "recording.statusUpdate"]
+    (hook,) = [b for b in payloads("cloudflare_") if b.get("event") == "recording.statusUpdate"]
     parsed = parse_webhook(hook)
     assert parsed.recording is not None and parsed.recording.id == hook["recording"]["id"]
     assert parsed.meeting_id == hook["meeting"]["id"]
 
 
 def test_storage_documented_notifications_parse() -> None:
-    found = blocks("storage-and-webhooks.md")
+    found = payloads("r2_") + payloads("s3_")
     events = [e for document in found for e in storage.parse(document)]
     formats = {e.payload["format"] for e in events}
     assert {"s3", "r2"} <= formats, formats

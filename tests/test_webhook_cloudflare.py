@@ -1,5 +1,6 @@
 """``POST /webhooks/cloudflare`` in process on a real SQLite file, and the payload parsing and
-signature checks behind it, against the payloads ``cloudflare.md`` §2.2 quotes."""
+signature checks behind it, against the payloads ``docs/providers/cloudflare.md#22-payloads``
+quotes."""
 
 from __future__ import annotations
 

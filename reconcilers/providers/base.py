@@ -2,8 +2,9 @@
 
 Every method returns a value or an :mod:`~reconcilers.outcomes` failure; none raises for a
 provider error. ``reserve`` exists because Agora needs a resource before ``start`` and the
-executor records that resource in an intent *before* starting (the crash-safety argument in
-DESIGN.md); providers without such a step return an empty :class:`Reservation`.
+executor records that resource in an intent *before* starting, so that a crash between the two
+leaves a record to find the session by (``docs/architecture.md#crash-safety``); providers without
+such a step return an empty :class:`Reservation`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The recordings API (``recordings-api.md``): a catalog of a room's recordings, on top of the
-reconciler.
+"""The recordings API (``docs/providers/recordings-api.md``): a catalog of a room's recordings, on
+top of the reconciler.
 
 ``start``/``stop`` append a ``recording.*`` event and then set the room's desired state through
 :meth:`RoomsApi.declare`, the same write path as ``PUT /v1/rooms/{room}/recording``; the

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-# Agora channel names: under 64 bytes of a-z, A-Z, 0-9, space and these (agora.md §1).
+# Agora channel names: under 64 bytes of a-z, A-Z, 0-9, space and these
+# (docs/providers/agora.md#1-acquire).
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9 !#$%&()+\-:;<=.>?@\[\]^_{}|~,]{1,63}$")
 
 

@@ -7,9 +7,10 @@ answered 200 within 10 s, and a resend carries the same ``noticeId``, the dedup 
 acknowledged again without being stored twice. Unknown event types are stored as received:
 rejecting them would only make Agora retry them.
 
-Console health checks (channel ``test_webhook``, uid ``12121212``, ``agora.md`` §9) are
-answered 200 and stored as type ``agora.healthcheck`` with no room and no session, so that no
-projection turns them into a room or a session while the log still shows the check arrived.
+Console health checks (channel ``test_webhook``, uid ``12121212``,
+``docs/providers/agora.md#9-signatures-retries-allowlist``) are answered 200 and stored as type
+``agora.healthcheck`` with no room and no session, so that no projection turns them into a room or a
+session while the log still shows the check arrived.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ authenticate (shared secret) -> read JSON -> normalise every record -> append ea
   (comma-separated for rotation), in constant time. S3 itself delivers through SNS/SQS/
   EventBridge, so a small forwarder (or R2's consumer Worker) posts here with the secret.
   ``HEAD`` answers MinIO's liveness check with the same auth.
-- Shapes (``storage-and-webhooks.md`` §4, §5): ``{"Records": [...]}`` from S3 and MinIO (MinIO
+- Shapes (``docs/providers/storage.md`` §1, §2): ``{"Records": [...]}`` from S3 and MinIO (MinIO
   adds ``s3:`` to ``eventName`` and a top-level ``EventName``/``Key``; keys are form-encoded in
   both, so ``unquote_plus``); S3's ``s3:TestEvent`` is acknowledged and not stored; R2 bodies
   (``{"account", "action", "bucket", "object": {...}, "eventTime"}``) alone, as a list, or as
@@ -80,7 +80,7 @@ def _time(value: Any) -> datetime | None:
 
 
 def s3_record(record: Any, where: str) -> NewEvent:
-    """One S3 or MinIO record (``storage-and-webhooks.md`` §5)."""
+    """One S3 or MinIO record (``docs/providers/storage.md#2-s3-event-notifications``)."""
     if not isinstance(record, dict):
         raise StorageEventError(where, "expected an object")
     name = _get(record, "eventName", where).removeprefix("s3:")
@@ -119,7 +119,8 @@ def s3_record(record: Any, where: str) -> NewEvent:
 
 
 def r2_body(body: Any, where: str) -> NewEvent:
-    """One R2 event notification message body (``storage-and-webhooks.md`` §4)."""
+    """One R2 event notification message body
+    (``docs/providers/storage.md#1-r2-event-notifications``)."""
     if not isinstance(body, dict):
         raise StorageEventError(where, "expected an object")
     action = _get(body, "action", where)

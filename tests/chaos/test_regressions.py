@@ -15,8 +15,8 @@ async def test_seed_1_stop_answered_404_during_failover_is_stopped_once_it_retur
     tmp_path: Path,
 ) -> None:
     """Seed 1: the room stopped wanting a recording while its recorder was failing over. The
-    stop got 404 (a task failing over answers 404, agora.md §3), the session was folded as
-    ended for good, and the task that came back from failover recorded for ever."""
+    stop got 404 (a task failing over answers 404, docs/providers/agora.md#3-query), the session was
+    folded as ended for good, and the task that came back from failover recorded for ever."""
     async with world(tmp_path) as w:
         w.emu.join("standup", 11)
         key = await w.declare("standup")

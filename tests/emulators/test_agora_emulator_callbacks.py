@@ -10,7 +10,7 @@ from service.emulators.agora import FaultConfig, sign_sha1, sign_sha256, signatu
 
 from .conftest import RECEIVER_URL, Receiver, manual, running
 
-# agora.md §9, the LEG ncs.md pairing.
+# docs/providers/agora.md#9-signatures-retries-allowlist, the LEG ncs.md pairing.
 VECTOR_BODY = (
     b'{"eventMs":1560408533119,"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e-53f411c2761f",'
     b'"notifyMs":1560408533119,"payload":{"a":"1","b":2},"productId":1}'

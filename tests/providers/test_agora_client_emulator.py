@@ -1,8 +1,8 @@
 """AgoraProvider against the Agora emulator, mounted in process through httpx.ASGITransport.
 
 The emulator runs on a manual clock (``speed=0``): tests move time with ``advance`` instead of
-sleeping. It follows ``agora.md``, so these tests check that the bodies we build are accepted
-and that every error class it can produce maps to the outcome the reconciler expects.
+sleeping. It follows ``docs/providers/agora.md``, so these tests check that the bodies we build are
+accepted and that every error class it can produce maps to the outcome the reconciler expects.
 """
 
 from __future__ import annotations
@@ -269,7 +269,8 @@ async def test_the_token_lets_the_recorder_in_when_the_app_has_a_certificate() -
 async def test_the_channel_user_list_counts_users_or_hosts_and_recorders(
     emu: AgoraEmulator, agora: AgoraProvider
 ) -> None:
-    """RTC Channel Management's user list (agora.md §10): the check behind "empty channel"."""
+    """RTC Channel Management's user list (docs/providers/agora.md#10-rtc-channel-events): the check
+    behind "empty channel"."""
     assert await agora.channel_users("room") == ChannelUsers(exists=False)
     emu.join("room", USER, profile="communication")
     assert await agora.channel_users("room") == ChannelUsers(True, (str(USER),))

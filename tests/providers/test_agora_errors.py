@@ -54,7 +54,7 @@ def err(code: int | str, reason: str = "") -> dict[str, Any]:
 
 # (endpoint, HTTP status, body, outcome class, code kept)
 TABLE: list[tuple[str, int, dict[str, Any], type[Failure], int | str | None]] = [
-    # acquire (agora.md §1)
+    # acquire (docs/providers/agora.md#1-acquire)
     ("acquire", 400, err(2, "Acquire: invalid resourceExpiredHour value!"), Rejected, 2),
     ("acquire", 400, err(400, "invalid_appid"), Rejected, 400),
     ("acquire", 400, err(401, "invalid_channel_name"), Rejected, 401),

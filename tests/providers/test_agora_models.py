@@ -1,5 +1,5 @@
 """Request schemas: every documented rule accepted and refused with the field named, and the
-bodies each mode sends compared with ``agora.md``'s examples."""
+bodies each mode sends compared with ``docs/providers/agora.md``'s examples."""
 
 from __future__ import annotations
 

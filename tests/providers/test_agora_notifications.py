@@ -1,5 +1,5 @@
-"""Real notification payloads from ``agora.md`` replayed through parse_notification and
-details_of, each event type's details, and a property: details_of never raises."""
+"""Real notification payloads from ``docs/providers/agora.md`` replayed through parse_notification
+and details_of, each event type's details, and a property: details_of never raises."""
 
 from __future__ import annotations
 

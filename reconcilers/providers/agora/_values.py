@@ -1,8 +1,9 @@
 """Lenient readers for Agora's JSON: numbers as strings, two spellings, seconds or milliseconds.
 
-Agora's payloads drift from its documentation (``agora.md`` §3 "Parser pitfalls", §11), and the
-same file list shape appears in query, stop and notifications. These helpers never raise: a value
-that cannot be read becomes ``None`` (or is skipped), so one odd field never loses a whole event.
+Agora's payloads drift from its documentation (``docs/providers/agora.md#3-query`` "Parser
+pitfalls", §11), and the same file list shape appears in query, stop and notifications. These
+helpers never raise: a value that cannot be read becomes ``None`` (or is skipped), so one odd field
+never loses a whole event.
 """
 
 from __future__ import annotations

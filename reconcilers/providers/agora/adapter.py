@@ -37,7 +37,7 @@ from reconcilers.providers.base import (
     StopResult,
 )
 
-#: An acquired resource id is valid for five minutes (``agora.md`` §1).
+#: An acquired resource id is valid for five minutes (``docs/providers/agora.md#1-acquire``).
 RESOURCE_TTL_MS = 5 * 60 * 1000
 
 

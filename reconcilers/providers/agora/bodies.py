@@ -1,4 +1,5 @@
-"""Request bodies for each call, built from validated options (``agora.md`` §1, §2, §4, §5).
+"""Request bodies for each call, built from validated options (``docs/providers/agora.md`` §1, §2,
+§4, §5).
 
 A spec's options hold the start ``clientRequest`` fields plus the keys the engine may change
 live (``reconcilers.spec.LIVE_OPTION_KEYS``). At start the live keys are folded into their start

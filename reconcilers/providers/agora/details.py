@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 _PRODUCT_RTC = 1
 _PRODUCT_CLOUD_RECORDING = 3
 
-# recorder_leave ``leaveCode`` bits (agora.md §8); 0 alone means initialisation failed.
+# recorder_leave ``leaveCode`` bits (docs/providers/agora.md#8-notifications-ncs); 0 alone means
+# initialisation failed.
 LEAVE_SIG = 2
 LEAVE_NO_USERS = 4
 LEAVE_TIMER_CATCH = 8

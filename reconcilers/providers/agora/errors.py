@@ -1,4 +1,5 @@
-"""Agora's HTTP statuses and error codes (``agora.md`` §1-§6) as :mod:`reconcilers.outcomes`.
+"""Agora's HTTP statuses and error codes (``docs/providers/agora.md`` §1-§6) as
+:mod:`reconcilers.outcomes`.
 
 The same code means different things on different endpoints (a 404 on query is a finished task,
 on acquire it is not; 433 on start wants a new resource, on stop it means the REST window is
@@ -38,7 +39,7 @@ def needs_reacquire(outcome: Failure) -> bool:
 
 _Kind = type[Retryable] | type[RateLimited] | type[AlreadyRecording] | type[Ended] | type[Rejected]
 
-#: What a code means wherever it appears (``agora.md`` §6).
+#: What a code means wherever it appears (``docs/providers/agora.md#6-error-codes``).
 _BY_CODE: dict[int, _Kind] = {
     2: Rejected,  # invalid parameter
     7: AlreadyRecording,  # start repeated with the same resource: the task exists
@@ -131,7 +132,8 @@ def classify(
 
 
 def _by_status(endpoint: str, http_status: int, message: str) -> _Kind:
-    """No known code: decide by the HTTP status (``agora.md`` §6 "HTTP-level")."""
+    """No known code: decide by the HTTP status (``docs/providers/agora.md#6-error-codes``
+    "HTTP-level")."""
     if http_status == 404:
         # "failed to find worker" is a finished task; "no Route matched" is our URL: a bug.
         if endpoint in SESSION_CALLS and _NOT_FOUND in message.lower():

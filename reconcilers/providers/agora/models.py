@@ -1,4 +1,5 @@
-"""Agora Cloud Recording request schemas (``agora.md`` §2, §4), checked before anything is sent.
+"""Agora Cloud Recording request schemas (``docs/providers/agora.md`` §2, §4), checked before
+anything is sent.
 
 Field names are Agora's own (camelCase, and ``x_axis``/``render_mode`` where Agora spells them
 so), so a model dumps straight into a request body. Every documented range and exclusion is a

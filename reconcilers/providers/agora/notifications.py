@@ -69,7 +69,7 @@ __all__ = [
 PRODUCT_RTC = 1
 PRODUCT_CLOUD_RECORDING = 3
 
-#: Cloud recording event types (productId 3), ``agora.md`` §8.
+#: Cloud recording event types (productId 3), ``docs/providers/agora.md#8-notifications-ncs``.
 RECORDING_EVENTS: dict[int, str] = {
     1: "cloud_recording_error",
     2: "cloud_recording_warning",
@@ -101,7 +101,7 @@ RECORDING_EVENTS: dict[int, str] = {
     1001: "postpone_transcode_final_result",
 }
 
-#: RTC channel event types (productId 1), ``agora.md`` §10.
+#: RTC channel event types (productId 1), ``docs/providers/agora.md#10-rtc-channel-events``.
 RTC_EVENTS: dict[int, str] = {
     101: "channel_create",
     102: "channel_destroy",

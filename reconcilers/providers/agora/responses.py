@@ -1,4 +1,4 @@
-"""Query and stop replies (``agora.md`` §3, §5) as neutral :class:`SessionStatus` and
+"""Query and stop replies (``docs/providers/agora.md`` §3, §5) as neutral :class:`SessionStatus` and
 :class:`StopResult`.
 
 ``serverResponse`` differs by mode and configuration (a JSON file list, one M3U8 name as a

@@ -1,4 +1,5 @@
-"""A neutral :class:`StorageTarget` as Agora's ``storageConfig`` (``agora.md`` §2).
+"""A neutral :class:`StorageTarget` as Agora's ``storageConfig``
+(``docs/providers/agora.md#2-start``).
 
 Agora numbers vendors and regions instead of naming them. The region tables are Agora's
 "Third-party cloud storage regions" page (docs.agora.io/en/cloud-recording/reference/region-vendor,

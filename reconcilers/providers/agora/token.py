@@ -1,9 +1,9 @@
 """The recorder's RTC token (AccessToken2), built with Agora's own maintained builder.
 
-Cloud recording cannot renew a token (``agora.md`` §2): a token that expires drops the recorder
-from the channel. So the token must outlive the planned segment. AccessToken2 is valid for at
-most 24 hours, so a longer segment is capped there: the plan must roll a segment over before
-then (its ``max_segment_seconds`` default of 12 h leaves room).
+Cloud recording cannot renew a token (``docs/providers/agora.md#2-start``): a token that expires
+drops the recorder from the channel. So the token must outlive the planned segment. AccessToken2 is
+valid for at most 24 hours, so a longer segment is capped there: the plan must roll a segment over
+before then (its ``max_segment_seconds`` default of 12 h leaves room).
 """
 
 from __future__ import annotations

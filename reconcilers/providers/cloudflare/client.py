@@ -1,5 +1,5 @@
-"""The RealtimeKit recordings REST client (``cloudflare.md`` §1.1-§1.2): one connection pool,
-outcomes as values.
+"""The RealtimeKit recordings REST client (``docs/providers/cloudflare.md`` §1.1-§1.2): one
+connection pool, outcomes as values.
 
 Calls: start, get one, list a meeting's, the active one, and stop / pause / resume (one
 ``PUT`` with an ``action``). Each returns a :class:`Reply` (status and the envelope's ``data``)

@@ -1,6 +1,6 @@
 """RealtimeKit's HTTP answers as :mod:`reconcilers.outcomes`, per endpoint.
 
-The error body is not specified in ``cloudflare.md``: Cloudflare's v4 API answers
+The error body is not specified in ``docs/providers/cloudflare.md``: Cloudflare's v4 API answers
 ``{"success": false, "errors": [{"code", "message"}]}`` and Dyte answered
 ``{"success": false, "error": {"code", "message"}}``; both are read. Which status a second start
 in a meeting that already records gets is not documented either (**UNVERIFIED**): a 409, or a

@@ -1,5 +1,5 @@
-"""RealtimeKit start-recording options (``cloudflare.md`` §1.3), checked before anything is sent,
-and the start body built from a spec.
+"""RealtimeKit start-recording options (``docs/providers/cloudflare.md#13-start-options``), checked
+before anything is sent, and the start body built from a spec.
 
 A spec's ``options`` are the start body's optional fields, in RealtimeKit's own snake_case
 spelling, minus what the service decides: ``meeting_id`` (the spec's ``channel``),

@@ -1,4 +1,5 @@
-"""RealtimeKit's recording object and statuses (``cloudflare.md`` §1.4-§1.5), in neutral terms.
+"""RealtimeKit's recording object and statuses (``docs/providers/cloudflare.md`` §1.4-§1.5), in
+neutral terms.
 
 The REST object (snake_case) and the webhook's ``recording`` (camelCase) describe the same
 thing; :func:`parse_recording` reads either, leniently: ``fileSize`` comes as a string or a

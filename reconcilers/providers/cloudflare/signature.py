@@ -1,4 +1,5 @@
-"""RealtimeKit webhook signatures (``cloudflare.md`` §2.3): RSA-SHA256 over the raw body.
+"""RealtimeKit webhook signatures (``docs/providers/cloudflare.md#23-signatures``): RSA-SHA256 over
+the raw body.
 
 The ``rtk-signature`` header carries a base64 RSASSA-PKCS1-v1_5 / SHA-256 signature of the
 request body bytes exactly as received (never re-serialised JSON), checked against the public

@@ -1,5 +1,5 @@
-"""RealtimeKit webhook payloads (``cloudflare.md`` §2.1-§2.2): what one means, and how to tell a
-redelivery of it.
+"""RealtimeKit webhook payloads (``docs/providers/cloudflare.md`` §2.1-§2.2): what one means, and
+how to tell a redelivery of it.
 
 Every payload has a top-level ``event``; parsing is strict only about what the service acts on
 (``recording.id`` and ``recording.status`` of a status update, ``meeting.id`` of meeting events)

@@ -1,6 +1,6 @@
 """A high-fidelity emulator of Agora Cloud Recording's REST API and notifications.
 
-Behaves as ``/work/shared/providers/agora.md`` documents, failures included, from in-memory
+Behaves as ``docs/providers/agora.md`` documents, failures included, from in-memory
 state and one timer heap, deterministically for a seed. Use it in process
 (``AgoraEmulator(config).app`` behind ``httpx.ASGITransport``) or as a server (``cli.py``).
 """

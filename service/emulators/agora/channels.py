@@ -20,7 +20,7 @@ AUDIENCE = "audience"
 PLATFORM_LINUX = 6
 CLIENT_TYPE_CLOUD_RECORDING = 10
 
-# RTC event types (agora.md §10).
+# RTC event types (docs/providers/agora.md#10-rtc-channel-events).
 CHANNEL_CREATE = 101
 CHANNEL_DESTROY = 102
 _JOIN = {(LIVE, HOST): 103, (LIVE, AUDIENCE): 105, (COMMUNICATION, HOST): 107}

@@ -64,7 +64,9 @@ class AgoraEmulator(EmulatorLifecycle):
             redundant=cfg.redundant_callbacks,
             log_size=cfg.callback_log_size,
             client=http_client,
-            policy=RetryPolicy(),  # Agora resends anything but a 200 (agora.md §9)
+            # Agora resends anything but a 200
+            # (docs/providers/agora.md#9-signatures-retries-allowlist).
+            policy=RetryPolicy(),
             name="agora-ncs",
         )
         routes = Routes(

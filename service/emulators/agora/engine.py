@@ -5,7 +5,7 @@ playlists record while someone it subscribes to publishes (status 5 after the fi
 it leaves when stopped, when the channel stays idle for ``maxIdleTime``, or (web) after
 ``maxRecordingHour`` → uploads → exits. A kill moves the task elsewhere within the failover
 window (404 meanwhile, ``bak<n>_`` files after) or ends it for good. Every step sends the
-notifications Agora documents for it (agora.md §7, §8, §10).
+notifications Agora documents for it (docs/providers/agora.md §7, §8, §10).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from .ids import IdSource
 from .model import Task
 from .signing import signature_headers
 
-#: serviceType of each recording event the emulator sends (agora.md §8).
+#: serviceType of each recording event the emulator sends
+#: (docs/providers/agora.md#8-notifications-ncs).
 SERVICE_TYPES: dict[int, int] = {
     1: 0, 3: 0, 4: 0, 11: 0, 12: 0,
     30: 2, 31: 2, 32: 2, 33: 2,

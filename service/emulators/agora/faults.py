@@ -1,5 +1,6 @@
 """Agora's faults: its endpoints and the transient errors each is documented to return
-(``agora.md`` §1-§6), on top of the shared seeded injector of :mod:`service.emulators.common`.
+(``docs/providers/agora.md`` §1-§6), on top of the shared seeded injector of
+:mod:`service.emulators.common`.
 """
 
 from __future__ import annotations

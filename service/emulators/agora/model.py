@@ -16,7 +16,7 @@ from service.emulators.common.clock import Timer
 
 from .validation import StartSpec, Subscription
 
-# serverResponse.status values (agora.md §3).
+# serverResponse.status values (docs/providers/agora.md#3-query).
 STATUS_IDLE = 0
 STATUS_INITIALIZED = 1
 STATUS_STARTING = 2
@@ -28,7 +28,7 @@ STATUS_STOPPED = 7
 STATUS_EXITED = 8
 STATUS_ABNORMAL_EXIT = 20
 
-# recorder_leave leaveCode bits (agora.md §8).
+# recorder_leave leaveCode bits (docs/providers/agora.md#8-notifications-ncs).
 LEAVE_INIT = 0
 LEAVE_SIG = 2
 LEAVE_NO_USERS = 4
@@ -152,7 +152,8 @@ class Task:
 
     @property
     def prefix(self) -> str:
-        """``bak<n>_`` after the n+1-th failover (agora.md §7), else nothing."""
+        """``bak<n>_`` after the n+1-th failover
+        (docs/providers/agora.md#7-rate-limits-and-failover), else nothing."""
         return f"bak{self.generation - 1}_" if self.generation else ""
 
     def file_entries(self, now: float, *, final: bool = False) -> list[tuple[Playlist, str]]:

@@ -134,7 +134,8 @@ class StreamRecorder:
             playlist.first_slice = None
 
     def _new_playlist(self, task: Task, uid: str, track: str) -> Playlist:
-        """File names as Agora builds them (agora.md §3), ``bak<n>_`` after a failover."""
+        """File names as Agora builds them (docs/providers/agora.md#3-query), ``bak<n>_`` after a
+        failover."""
         base = f"{task.prefix}{task.sid}_{task.cname}"
         if task.mode == "individual":
             base += f"__uid_s_{uid}__uid_e_{track}"

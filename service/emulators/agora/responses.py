@@ -1,4 +1,5 @@
-"""Response bodies in Agora's shapes: errors, and the per-mode ``serverResponse`` (agora.md §3, §5).
+"""Response bodies in Agora's shapes: errors, and the per-mode ``serverResponse``
+(docs/providers/agora.md §3, §5).
 
 Pure functions of a task and a time, so the REST layer stays a sequence of checks.
 """

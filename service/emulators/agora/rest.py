@@ -225,7 +225,8 @@ class CloudRecordingApi:
         return Reply(200, self._task_ids(found))
 
     def update_layout(self, resource_id: str, sid: str, mode: str, body: dict[str, Any]) -> Reply:
-        """Mix mode only; each call replaces the whole layout (agora.md §4)."""
+        """Mix mode only; each call replaces the whole layout
+        (docs/providers/agora.md#4-update-and-updatelayout)."""
         found = self._lookup("updateLayout", resource_id, sid, mode, body)
         if isinstance(found, Reply):
             return found

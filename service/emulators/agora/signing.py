@@ -1,4 +1,5 @@
-"""NCS request signing: the two headers Agora puts on every notification (``agora.md`` §9).
+"""NCS request signing: the two headers Agora puts on every notification
+(``docs/providers/agora.md#9-signatures-retries-allowlist``).
 
 Both digests are lowercase hex HMACs of the raw body bytes, keyed with the NCS secret (not the
 REST customer secret), so a receiver can verify either header before parsing the JSON.

@@ -1,6 +1,6 @@
 """An emulator of Cloudflare RealtimeKit recordings: REST API, lifecycle, signed webhooks.
 
-Behaves as ``/work/shared/providers/cloudflare.md`` documents, from in-memory state and one
+Behaves as ``docs/providers/cloudflare.md`` documents, from in-memory state and one
 timer heap (shared with the Agora emulator), deterministically for a seed. Use it in process
 (``CloudflareEmulator(config).app`` behind ``httpx.ASGITransport``) or as a server
 (``recctl emulate cloudflare``, see :mod:`.cli`).

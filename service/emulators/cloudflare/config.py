@@ -1,9 +1,9 @@
 """The Cloudflare emulator's settings, as one frozen value.
 
-Defaults follow ``cloudflare.md``: one active recording per meeting, auto-stop after 60 s in an
-empty meeting and at ``max_seconds`` (default 24 h), recordings under ~5 s end ``ERRORED``,
-retries only for 5xx and network errors. What the doc leaves open is a setting: the start and
-upload durations, the retry count and delays (undocumented for RealtimeKit), whether the
+Defaults follow ``docs/providers/cloudflare.md``: one active recording per meeting, auto-stop after
+60 s in an empty meeting and at ``max_seconds`` (default 24 h), recordings under ~5 s end
+``ERRORED``, retries only for 5xx and network errors. What the doc leaves open is a setting: the
+start and upload durations, the retry count and delays (undocumented for RealtimeKit), whether the
 delivery id is stable across retries (RealtimeKit: per delivery; Dyte: per event), and whether
 ``INVOKED`` sends a webhook.
 """

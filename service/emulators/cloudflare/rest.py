@@ -1,4 +1,4 @@
-"""The HTTP face of RealtimeKit's recordings API (``cloudflare.md`` §1.1-§1.2).
+"""The HTTP face of RealtimeKit's recordings API (``docs/providers/cloudflare.md`` §1.1-§1.2).
 
 Checks run in order: route → Bearer token → account/app → rate limit (429 with
 ``retry-after``) → body; then injected latency, errors and timeouts; then the engine. Answers

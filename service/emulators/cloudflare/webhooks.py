@@ -1,4 +1,4 @@
-"""Outgoing webhooks as RealtimeKit sends them (``cloudflare.md`` §2.2-§2.4).
+"""Outgoing webhooks as RealtimeKit sends them (``docs/providers/cloudflare.md`` §2.2-§2.4).
 
 A :class:`Webhook` renders each attempt: the JSON body, ``rtk-signature`` (RSA-SHA256 over those
 exact bytes), ``rtk-webhook-id``, and ``rtk-uuid``, which is new for every delivery attempt

@@ -3,11 +3,12 @@
 Emitting never blocks a request: notices go into a queue that ``concurrency`` worker tasks
 drain. What a notice looks like on the wire (body, signature headers) is the notice's own
 business (:class:`Outgoing`); which answers count as delivered or deserve a retry is the
-provider's (:class:`RetryPolicy`). Agora resends anything but a 200 (``agora.md`` §9); RealtimeKit
-retries only 5xx and network errors (``cloudflare.md`` §2.4). A failed attempt is resent after
-each of ``retry_delays`` (emulated seconds, so a manual clock controls them), then given up.
-Drop, duplicate, delay and reorder faults are decided when a notice is emitted, from seeded
-streams, so a run is reproducible.
+provider's (:class:`RetryPolicy`). Agora resends anything but a 200
+(``docs/providers/agora.md#9-signatures-retries-allowlist``); RealtimeKit retries only 5xx and
+network errors (``docs/providers/cloudflare.md#24-retries``). A failed attempt is resent after each
+of ``retry_delays`` (emulated seconds, so a manual clock controls them), then given up. Drop,
+duplicate, delay and reorder faults are decided when a notice is emitted, from seeded streams, so a
+run is reproducible.
 """
 
 from __future__ import annotations
