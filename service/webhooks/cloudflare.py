@@ -7,9 +7,9 @@ enqueue the room whose channel is the meeting.
 Deduplication, on two keys. The log's ``dedup_key`` is the webhook's ``content_key`` (recording
 id + status, meeting session, peer...: see :mod:`reconcilers.providers.cloudflare.webhooks`),
 because ``rtk-uuid`` is unique per *delivery* and a retry may carry a new one
-(``docs/providers/cloudflare.md#23-signatures``, and its open questions). The delivery id is also remembered (in
-memory, bounded): a retry with the same ``rtk-uuid`` whose bytes changed is acknowledged as the
-duplicate it is.
+(``docs/providers/cloudflare.md#23-signatures``, and its open questions). The delivery id is
+also remembered (in memory, bounded): a retry with the same ``rtk-uuid`` whose bytes changed is
+acknowledged as the duplicate it is.
 
 Answers: RealtimeKit retries only 5xx and network errors (§2.4), so duplicates and unknown
 events are 200, an unusable body 4xx (nothing stored), and only a log that cannot append 503.
