@@ -83,19 +83,7 @@ class Reconciler:
             presence.data if presence else None,
             self.config.uids,
         )
-        handles = {
-            d["sid"]: SessionHandle(
-                provider=d.get("provider", "agora"),
-                channel=d.get("channel") or "",
-                recorder_uid=str(d.get("recorder_uid") or d.get("uid")),
-                mode=d.get("mode") or "mix",
-                sid=d["sid"],
-                resource_id=d.get("resource_id")
-                or in_doubt.get(str(d.get("recorder_uid") or d.get("uid"))),
-            )
-            for d in relevant
-            if d.get("sid")
-        }
+        handles = {d["sid"]: _handle(d, in_doubt) for d in relevant if d.get("sid")}
         return RoomState(key, desired, observed, handles, room_row)
 
     def _of_room(self, key: str, session: dict[str, Any], segment_sids: set[Any]) -> bool:
@@ -138,27 +126,48 @@ reached the backend (Agora's 62/65, a timeout). Not "this uid records already": 
 was started with an earlier resource id, which a stop with this one would not match."""
 
 
-def _resources_in_doubt(segments: dict[str, Any]) -> dict[str, str]:
-    """Recorder uid -> the resource id of its latest start whose answer never came (the service
-    died between intent and result, or the answer was lost). Agora's notifications then tell
-    the session's sid but not its resource id, and a stop needs both: this is that start's.
+def _resources_in_doubt(segments: dict[str, Any]) -> dict[str, list[str]]:
+    """Recorder uid -> every resource its segments' starts were sent on that may have landed
+    unseen (the service died between intent and result, the answer was lost, or it was an
+    error that Agora documents as "may have happened"), oldest first. Agora's notifications
+    tell a session's sid but not its resource id, and a stop needs both: the right one is
+    among these (issue 20: a start answered 65 had landed on A, the retries on B and C
+    answered 62, and a stop with C was refused with 1003).
 
-    The segment keeps that resource as ``doubt_resource_id``: the latest start's unless its
-    answer said it did not start, so after a 53 ("already recording") or a failed retry it is
-    the earlier start's (chaos seeds 226 and 259). Rows folded before that field existed fall
-    back to the latest start, when its answer never came or was retryable."""
-    found: dict[str, str] = {}
+    Rows folded before the list existed keep one resource (``doubt_resource_id``), or none:
+    then the latest start's, when its answer never came or was retryable."""
+    found: dict[str, list[str]] = {}
     for _, seg in sorted(segments.items(), key=lambda item: int(item[0])):
-        if seg.get("sid"):
-            continue
-        resource = None
-        if "doubt_resource_id" in seg:
-            resource = seg["doubt_resource_id"]
+        if "doubt_resource_ids" in seg:
+            resources = list(seg["doubt_resource_ids"] or [])
+        elif "doubt_resource_id" in seg:
+            resources = [seg["doubt_resource_id"]] if seg["doubt_resource_id"] else []
         elif seg.get("start_intent_ms") and seg.get("start_failed") in _MAYBE_STARTED:
-            resource = seg.get("resource_id")
-        if resource:
-            found[str(seg.get("uid"))] = resource
-    return found
+            resources = [seg["resource_id"]] if seg.get("resource_id") else []
+        else:
+            resources = []
+        known = found.setdefault(str(seg.get("uid")), [])
+        known.extend(r for r in resources if r not in known)
+    return {uid: resources for uid, resources in found.items() if resources}
+
+
+def _handle(session: dict[str, Any], in_doubt: dict[str, list[str]]) -> SessionHandle:
+    """A session's handle: the resource it is known by, else the first in doubt for its uid,
+    and the others in doubt to try when the provider says that one is not the session's."""
+    uid = str(session.get("recorder_uid") or session.get("uid"))
+    wrong = set(session.get("wrong_resources") or [])
+    known = session.get("resource_id")
+    candidates = [r for r in ([known] if known else []) + in_doubt.get(uid, []) if r not in wrong]
+    candidates = list(dict.fromkeys(candidates))
+    return SessionHandle(
+        provider=session.get("provider", "agora"),
+        channel=session.get("channel") or "",
+        recorder_uid=uid,
+        mode=session.get("mode") or "mix",
+        sid=session["sid"],
+        resource_id=candidates[0] if candidates else None,
+        resource_candidates=tuple(candidates[1:]),
+    )
 
 
 def _provider_of(state: RoomState) -> str:

@@ -9,10 +9,10 @@ then let the plan adopt the task.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from reconcilers.events import NewEvent, Store
 from reconcilers.identity import intent_id
@@ -22,9 +22,11 @@ from reconcilers.outcomes import (
     ChannelEmpty,
     Ended,
     Failure,
+    Outcome,
     RateLimited,
     Rejected,
     Retryable,
+    WrongResource,
 )
 from reconcilers.plan import Action, live_hash
 from reconcilers.projections import channel_key
@@ -38,6 +40,8 @@ from reconcilers.providers.base import (
     StopResult,
     StorageTarget,
 )
+
+T = TypeVar("T")
 
 ActionOutcome = Literal[
     "reserved",
@@ -239,7 +243,7 @@ class Executor:
     async def _query(
         self, room: str, action: Action, handle: SessionHandle, report: ExecutionReport
     ) -> None:
-        result = await self.provider.query(handle)
+        handle, result = await self._on_session(room, handle, self.provider.query)
         now = self.clock()
         key = f"{room}|query|{handle.sid}|{now.timestamp():.6f}"
         payload: dict[str, Any] = {"sid": handle.sid, "provider": handle.provider}
@@ -311,7 +315,7 @@ class Executor:
             "reason": action.reason,
         }
         await self._append(room, "intent.stop", key, base, session=handle.sid)
-        result = await self.provider.stop(handle)
+        handle, result = await self._on_session(room, handle, self.provider.stop)
         if isinstance(result, StopResult):
             payload = {
                 **base,
@@ -332,7 +336,10 @@ class Executor:
     async def _update(
         self, room: str, action: Action, handle: SessionHandle, report: ExecutionReport
     ) -> None:
-        result = await self.provider.update(handle, action.options)
+        async def update(h: SessionHandle) -> Outcome | None:
+            return await self.provider.update(h, action.options)
+
+        handle, result = await self._on_session(room, handle, update)
         digest = live_hash(action.options)
         key = f"{room}|update|{handle.sid}|{digest}"
         payload: dict[str, Any] = {
@@ -348,6 +355,37 @@ class Executor:
         await self._append(room, "result.update", key, payload, session=handle.sid)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _on_session(
+        self,
+        room: str,
+        handle: SessionHandle,
+        call: Callable[[SessionHandle], Awaitable[T]],
+    ) -> tuple[SessionHandle, T]:
+        """Call with the handle's resource and, while the provider says the session is not
+        under it (Agora 1003), with each of its other candidates. Each refusal is logged (the
+        resource is never tried for that session again), and so is the resource that worked."""
+        resources = [handle.resource_id, *handle.resource_candidates]
+        result: T | None = None
+        for tried, resource in enumerate(resources):
+            attempt = replace(handle, resource_id=resource, resource_candidates=())
+            result = await call(attempt)
+            if not isinstance(result, WrongResource):
+                if tried and not isinstance(result, Failure):
+                    await self._resource_event(room, "observed.resource", attempt)
+                return attempt, result
+            await self._resource_event(room, "observed.wrong_resource", attempt)
+        assert result is not None
+        return handle, result
+
+    async def _resource_event(self, room: str, type_: str, handle: SessionHandle) -> None:
+        payload = {
+            "sid": handle.sid,
+            "provider": handle.provider,
+            "resource_id": handle.resource_id,
+        }
+        key = f"{room}|{type_}|{handle.sid}|{handle.resource_id}"
+        await self._append(room, type_, key, payload, session=handle.sid)
 
     async def _append(
         self, room: str, type_: str, key: str, payload: dict[str, Any], session: str | None = None

@@ -34,6 +34,8 @@ class SessionObs:
     applied_live: str | None = None
     stop_intent_ms: int | None = None  # a stop was begun and its result is not in yet
     stop_attempts: int = 0
+    stop_refused_ms: int | None = None  # when a stop was last refused (rejected)
+    stop_refusals: int = 0
     idle_exit_ms: int | None = None  # when we learned it left an empty channel
 
     @property
@@ -54,15 +56,16 @@ class SegmentObs:
     sid: str | None = None
     started_ms: int | None = None
     attempts: int = 0  # reservations made for this segment so far
-    #: The resource of the latest start that may have landed unseen (no answer, or one that
-    #: does not say it failed): after a 53 or a failed retry, an earlier start's.
-    doubt_resource_id: str | None = None
+    #: Every resource a start of this segment was sent on whose answer does not say it failed
+    #: (no answer, a timeout, 65, 62), oldest first: the session may run under any of them.
+    doubt_resource_ids: tuple[str, ...] = ()
 
     @property
     def session_resource_id(self) -> str | None:
-        """The resource id of a session this segment's uid runs though no start's answer
-        named it."""
-        return self.doubt_resource_id or self.resource_id
+        """The likeliest resource id of a session this segment's uid runs though no start's
+        answer named it: the oldest in doubt (the first start that landed makes the later
+        ones fail). The others stay candidates (``reconcilers.engine``)."""
+        return self.doubt_resource_ids[0] if self.doubt_resource_ids else self.resource_id
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,10 @@ def observe(
                 sid=seg.get("sid"),
                 started_ms=seg.get("started_ms"),
                 attempts=int(seg.get("attempts") or 0),
-                doubt_resource_id=seg.get("doubt_resource_id"),
+                doubt_resource_ids=tuple(
+                    seg.get("doubt_resource_ids")
+                    or ([seg["doubt_resource_id"]] if seg.get("doubt_resource_id") else [])
+                ),
             )
             for n, seg in sorted(room_row.get("segments", {}).items(), key=lambda kv: int(kv[0]))
         )
@@ -146,6 +152,8 @@ def observe(
             stop_requested=bool(row.get("stop_requested")),
             stop_intent_ms=row.get("stop_intent_ms"),
             stop_attempts=int(row.get("stop_attempts") or 0),
+            stop_refused_ms=row.get("stop_refused_ms"),
+            stop_refusals=int(row.get("stop_refusals") or 0),
             idle_exit_ms=row.get("idle_exit_ms"),
             exit_reason=row.get("exit_reason"),
             applied_live=row.get("applied_live"),

@@ -52,4 +52,11 @@ class Rejected(Failure):
     """Needs a human: bad credentials, storage or parameters. No retry until the spec changes."""
 
 
+@dataclass(frozen=True)
+class WrongResource(Rejected):
+    """The session exists but not under the resource the call named (Agora 1003 "sid does not
+    match resourceId"): the call is right, the handle is not. Try the session's other
+    candidate resources; never take it as an answer about the session itself."""
+
+
 Outcome = Retryable | RateLimited | ChannelEmpty | AlreadyRecording | Ended | Rejected

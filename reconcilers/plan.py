@@ -61,6 +61,7 @@ class PlanConfig:
     adoption_window: float = 60.0
     rollover_margin: float = 300.0
     stop_retry_after: float = 30.0  # a stop intent with no result (a crash): stop again
+    stop_refused_backoff_max: float = 600.0  # a refused stop is tried again, at most this apart
 
 
 def live_hash(options: dict[str, Any]) -> str:
@@ -106,12 +107,23 @@ def _confirmed_gone(s: SessionObs, now_ms: int, cfg: PlanConfig) -> bool:
 
 
 def _stopping(s: SessionObs, now_ms: int, cfg: PlanConfig) -> bool:
-    """A stop was taken by the provider, or begun so recently that its result may be coming.
+    """A stop was taken by the provider, or begun so recently that its result may be coming,
+    or refused so recently that asking again would get the same answer.
 
-    A stop intent without a result (the service died mid-call) ages out, and is tried again.
+    A stop intent without a result (the service died mid-call) ages out, and is tried again;
+    so does a refusal, with a backoff: a live recorder of ours that nobody wants is stopped
+    whatever answers came before (issue 20: a 1003 once left one recording for good).
     """
     pending = s.stop_intent_ms is not None and _age(now_ms, s.stop_intent_ms) < cfg.stop_retry_after
-    return s.stop_requested or pending
+    return s.stop_requested or pending or _refusal_wait(s, now_ms, cfg) > 0
+
+
+def _refusal_wait(s: SessionObs, now_ms: int, cfg: PlanConfig) -> float:
+    """Seconds until a refused stop is tried again (``<= 0``: now, or never refused)."""
+    if s.stop_refused_ms is None or s.stop_requested:
+        return 0.0
+    backoff = cfg.stop_retry_after * 2.0 ** max(s.stop_refusals - 1, 0)
+    return min(backoff, cfg.stop_refused_backoff_max) - _age(now_ms, s.stop_refused_ms)
 
 
 def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
@@ -139,6 +151,10 @@ def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanCo
         requeue = cfg.first_query_delay  # a start may have landed: wait to adopt, then stop it
     if any(s.alive and s.stop_intent_ms is not None and not s.stop_requested for s in o.sessions):
         requeue = cfg.stop_retry_after  # a stop without a result: look again, stop again
+    refused = [_refusal_wait(s, now_ms, cfg) for s in o.sessions if s.alive]
+    if any(wait > 0 for wait in refused):  # a refused stop: ask again after its backoff
+        nxt = max(min(w for w in refused if w > 0), 1.0)
+        requeue = nxt if requeue is None else min(requeue, nxt)
     for s in missing:
         # A 404 may be a failover (docs/providers/agora.md#3-query): look until the window ends, and
         # once after it

@@ -101,17 +101,17 @@ class Rooms:
             seg.update(resource_id=p.get("resource_id"), reserved_ms=at, start_failed=failed)
         elif event.type == "intent.start":
             seg.update(start_intent_ms=at, resource_id=p.get("resource_id"), start_failed=None)
-            # From here this start may land unseen (a crash, a lost answer): its resource is
-            # the one a stop of its session needs, unless its answer says it did not start.
-            seg.update(
-                doubt_before=seg.get("doubt_resource_id"), doubt_resource_id=seg["resource_id"]
-            )
+            # From here this start may land unseen (a crash, a lost answer, a 65 that was in
+            # fact carried out): its resource may be the one a stop of the session needs. Every
+            # such resource is kept until an answer proves that start did not land.
+            seg["doubt_resource_ids"] = _in_doubt(seg, p.get("resource_id"))
         elif event.type == "result.start":
             seg.update(start_failed=failed)
             if p.get("sid"):
                 seg.update(sid=p["sid"], started_ms=at)
             elif failed != "retryable":  # it did not start (53: an earlier start did)
-                seg.update(doubt_resource_id=seg.get("doubt_before"))
+                doubts = _in_doubt(seg, None)
+                seg["doubt_resource_ids"] = [r for r in doubts if r != p.get("resource_id")]
         elif event.type == "session.adopted":
             seg.update(sid=p.get("sid"), started_ms=at, start_failed=None)
         if failed == "rejected":
@@ -122,6 +122,25 @@ class Rooms:
                 del segments[old]
         data["segments"] = segments
         data["segment"] = max(int(k) for k in segments)
+
+
+#: The most resources kept in doubt per segment. Only one start of a segment's uid can land
+#: (Agora refuses a second task with the same channel and uid), so these are candidates for
+#: one session; a fault that lasts longer than 64 starts loses the oldest.
+MAX_DOUBTS = 64
+
+
+def _in_doubt(seg: dict[str, Any], resource: str | None) -> list[str]:
+    """The segment's resources in doubt, with ``resource`` added. Rows folded before the list
+    existed kept one (``doubt_resource_id``): it starts the list."""
+    doubts = list(seg.get("doubt_resource_ids") or [])
+    if not doubts and seg.get("doubt_resource_id"):
+        doubts = [seg["doubt_resource_id"]]
+    seg.pop("doubt_resource_id", None)
+    seg.pop("doubt_before", None)
+    if resource and resource not in doubts:
+        doubts.append(resource)
+    return doubts[-MAX_DOUBTS:]
 
 
 _PROGRESS = (
@@ -228,13 +247,16 @@ class Sessions:
         elif event.type == "result.stop":
             data.setdefault("sid", p["sid"])
             data["stop_intent_ms"] = None
-            # A stop the provider took counts, and one that can never work (rejected: say, an
-            # adopted session with no resource id); a transient failure is tried again.
-            data["stop_requested"] = p.get("outcome") in (None, "ended", "rejected") or bool(
+            # A stop the provider took counts; a transient failure is tried again, and so is a
+            # refused one, later and less often (``plan``): a live recorder of ours that
+            # nobody wants is stopped whatever answers came before (issue 20).
+            data["stop_requested"] = p.get("outcome") in (None, "ended") or bool(
                 data.get("stop_requested")
             )
             if p.get("outcome") == "rejected":
                 data["stop_rejected"] = p.get("message") or True
+                data["stop_refused_ms"] = at
+                data["stop_refusals"] = int(data.get("stop_refusals") or 0) + 1
             if p.get("outcome") == "ended" and p.get("http_status") == 404 and not ended:
                 # 404 is also what a task failing over answers (docs/providers/agora.md#3-query):
                 # not proof that
@@ -247,6 +269,18 @@ class Sessions:
                 data.setdefault("exit_reason", "stopped")
             if p.get("files"):
                 data["files"] = sorted(set(data.get("files", [])) | set(p["files"]))
+        elif event.type == "observed.wrong_resource":
+            # The provider said this resource is not the session's (Agora 1003).
+            wrong = set(data.get("wrong_resources") or []) | {p.get("resource_id")}
+            data["wrong_resources"] = sorted(r for r in wrong if r)
+            if data.get("resource_id") == p.get("resource_id"):
+                data["resource_id"] = None
+        elif event.type == "observed.resource":
+            # A call with this resource reached the session: it is the session's.
+            data["resource_id"] = p.get("resource_id")
+            data["wrong_resources"] = [
+                r for r in data.get("wrong_resources") or [] if r != p.get("resource_id")
+            ]
         elif event.type == "result.update" and p.get("outcome") is None:
             data["applied_live"] = p.get("live_hash")
 

@@ -226,6 +226,22 @@ def test_desired_stopped_stops_and_repeats_nothing_once_stopping() -> None:
     assert kinds(plan(desired(state="stopped"), running(stop_requested=True), NOW, CFG)) == []
 
 
+def test_a_refused_stop_is_asked_again_after_a_backoff_never_given_up() -> None:
+    """Issue 20: a stop answered 1003 counted as done, and the recorder ran on for good. A
+    refusal waits ``stop_retry_after`` (doubling per refusal, capped), then stops again."""
+    stopped = desired(state="stopped")
+    refused = running(stop_refused_ms=NOW - 10_000, stop_refusals=1)
+    p = plan(stopped, refused, NOW, CFG)
+    assert kinds(p) == [] and p.requeue_after == CFG.stop_retry_after - 10
+    assert kinds(plan(stopped, running(stop_refused_ms=NOW - 31_000, stop_refusals=1), NOW, CFG)
+                 ) == ["stop"]
+    third = running(stop_refused_ms=NOW - 100_000, stop_refusals=3)  # waits 4 x 30 s
+    assert kinds(plan(stopped, third, NOW, CFG)) == []
+    assert kinds(plan(stopped, third, NOW + 21_000, CFG)) == ["stop"]
+    many = running(stop_refused_ms=NOW - CFG.stop_refused_backoff_max * 1000, stop_refusals=30)
+    assert kinds(plan(stopped, many, NOW, CFG)) == ["stop"], "the backoff is capped"
+
+
 def test_session_nobody_desires_is_stopped_but_a_foreign_one_is_left_alone() -> None:
     ours = SessionObs("x", UID0, "recording", True)
     theirs = SessionObs("y", "1234", "recording", False)

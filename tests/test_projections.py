@@ -221,9 +221,10 @@ def test_a_stop_of_a_session_with_no_segment_leaves_the_room_row_alone() -> None
     assert after is not None and after.data["segments"] == {}
 
 
-def test_a_stop_that_can_never_work_is_not_retried_but_a_failed_one_is() -> None:
-    """Agora's stop needs the resource id, which notifications do not carry: an orphan known
-    only from them is rejected once, then left to its idle timeout, not tried on every event."""
+def test_a_refused_stop_is_kept_apart_from_a_failed_one_and_from_a_stop() -> None:
+    """A transient failure is tried again at once; a refused stop (Agora's 1003 once left a
+    recorder running for good: issue 20) is not a stop either: it is counted, and ``plan``
+    asks again after a backoff."""
     from datetime import UTC, datetime
 
     from reconcilers.events import Event
@@ -240,7 +241,8 @@ def test_a_stop_that_can_never_work_is_not_retried_but_a_failed_one_is() -> None
     assert row is not None and not row.data["stop_requested"], "a transient failure: again"
     row = folds.apply(row, stop(3, "intent.stop", None))
     row = folds.apply(row, stop(4, "result.stop", "rejected"))
-    assert row is not None and row.data["stop_requested"] and row.data["stop_rejected"]
+    assert row is not None and row.data["stop_rejected"] and row.data["stop_refusals"] == 1
+    assert not row.data["stop_requested"], "refused is not stopped: asked again, later"
     assert row.data["stop_attempts"] == 2 and row.data["stop_intent_ms"] is None
 
 

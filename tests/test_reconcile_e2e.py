@@ -283,8 +283,8 @@ async def test_seed_226_a_session_answered_already_recording_is_stopped_with_its
             room = await w.store.get_row("rooms", key)
             assert room is not None
             segment = room.data["segments"]["0"]
-            assert (segment["start_failed"], segment["doubt_resource_id"]) == (
-                "already_recording", first)
+            assert (segment["start_failed"], segment["doubt_resource_ids"]) == (
+                "already_recording", [first])
             assert segment["resource_id"] != first
             if adopt_first:
                 await w.tick(1)  # the session's notifications arrive
@@ -314,7 +314,7 @@ async def test_seed_259_a_failed_retry_keeps_the_resource_of_the_start_in_doubt(
         assert room is not None
         segment = room.data["segments"]["0"]
         assert segment["start_failed"] is not None and segment["resource_id"] is None
-        assert segment["doubt_resource_id"] == first
+        assert segment["doubt_resource_ids"] == [first]
         w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
         await w.tick(1)  # the session's notifications arrive
         await w.declare("standup", state="stopped")

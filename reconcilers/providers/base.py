@@ -64,6 +64,9 @@ class SessionHandle:
     mode: Mode
     sid: str
     resource_id: str | None = None
+    #: Other resources the session may run under, when no start's answer named it (Agora:
+    #: every start of its uid whose answer was lost or was an error that may have landed).
+    resource_candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

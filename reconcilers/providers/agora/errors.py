@@ -20,6 +20,7 @@ from reconcilers.outcomes import (
     RateLimited,
     Rejected,
     Retryable,
+    WrongResource,
 )
 
 Endpoint = Literal["acquire", "start", "query", "update", "updateLayout", "stop", "channelUsers"]
@@ -37,7 +38,9 @@ def needs_reacquire(outcome: Failure) -> bool:
     return isinstance(outcome, ResourceExpired)
 
 
-_Kind = type[Retryable] | type[RateLimited] | type[AlreadyRecording] | type[Ended] | type[Rejected]
+_Kind = (
+    type[Retryable] | type[RateLimited] | type[AlreadyRecording] | type[Ended] | type[Rejected]
+)
 
 #: What a code means wherever it appears (``docs/providers/agora.md#6-error-codes``).
 _BY_CODE: dict[int, _Kind] = {
@@ -66,7 +69,7 @@ _BY_CODE: dict[int, _Kind] = {
     502: Retryable,  # failed to allocate worker
     504: Retryable,  # allocate_timeout
     1001: Rejected,  # resource id unreadable
-    1003: Rejected,  # appid or sid do not match the resource
+    1003: WrongResource,  # the sid does not match the resource: try the session's others
     1013: Rejected,  # invalid channel name
     1028: Rejected,  # invalid updateLayout body
 }
