@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from reconcilers.events import Row, Store
+from reconcilers.events import Fence, Row, Store
 from reconcilers.executor import ExecutionReport, Executor
 from reconcilers.observed import Desired, Observed, observe
 from reconcilers.outcomes import Failure, RateLimited
@@ -101,7 +101,11 @@ class Reconciler:
         now_ms = int(self.clock().timestamp() * 1000)
         return plan(state.desired, state.observed, now_ms, config or self.config)
 
-    async def reconcile(self, key: str, config: PlanConfig | None = None) -> PassResult:
+    async def reconcile(
+        self, key: str, config: PlanConfig | None = None, fence: Fence | None = None
+    ) -> PassResult:
+        """``fence``: the lease this pass acts under (several replicas); every append of the
+        pass carries it, and the store refuses them all once another replica holds the key."""
         state = await self.state(key)
         the_plan = self.plan(state, config)
         if not the_plan.actions:
@@ -111,7 +115,7 @@ class Reconciler:
         if provider is None:
             return PassResult(key, the_plan, None, Terminal(f"no provider {provider_name!r}"))
         executor = Executor(
-            self.store, provider, self.storage_for, self.clock, self.config.uids.contains
+            self.store, provider, self.storage_for, self.clock, self.config.uids.contains, fence
         )
         report = await executor.run(key, state.desired, the_plan.actions, state.handles)
         return _result(key, the_plan, report)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, get_args
 
-from reconcilers.events import NewEvent, Store
+from reconcilers.events import Fence, NewEvent, Store
 from reconcilers.identity import intent_id
 from reconcilers.observed import Desired
 from reconcilers.outcomes import (
@@ -121,6 +121,8 @@ class Executor:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: Whether a uid is one of our own recorders (they do not count as people in a channel).
     is_recorder: Callable[[str], bool] = field(default=lambda uid: False)
+    #: The lease the pass holds (several replicas): on every append, checked by the store.
+    fence: Fence | None = None
 
     async def run(
         self,
@@ -336,12 +338,21 @@ class Executor:
     async def _update(
         self, room: str, action: Action, handle: SessionHandle, report: ExecutionReport
     ) -> None:
+        digest = live_hash(action.options)
+        key = f"{room}|update|{handle.sid}|{digest}"
+        # The intent changes no projection (no sid, no segment): it is there so that the
+        # store's fence check comes before the call, as for every other change a pass makes.
+        await self._append(
+            room,
+            "intent.update",
+            key + "|intent",
+            {"target_sid": handle.sid, "provider": handle.provider, "live_hash": digest},
+        )
+
         async def update(h: SessionHandle) -> Outcome | None:
             return await self.provider.update(h, action.options)
 
         handle, result = await self._on_session(room, handle, update)
-        digest = live_hash(action.options)
-        key = f"{room}|update|{handle.sid}|{digest}"
         payload: dict[str, Any] = {
             "sid": handle.sid,
             "provider": handle.provider,
@@ -399,6 +410,7 @@ class Executor:
                 room=room,
                 session=session,
                 occurred_at=self.clock(),
+                fence=self.fence,
             )
         )
 

@@ -115,7 +115,10 @@ def create_app(
         except Exception as exc:
             log.warning("not ready", error=repr(exc))
             return error_response(503, "not_ready", "the event log is not reachable")
-        return JSONResponse({"status": "ready"})
+        body: dict[str, Any] = {"status": "ready"}
+        for name, describe in ctx.readiness.items():
+            body[name] = describe()
+        return JSONResponse(body)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),

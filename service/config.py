@@ -96,6 +96,9 @@ class Settings(BaseModel):
     resync_interval_seconds: float = Field(default=30.0, gt=0)
     stall_threshold_seconds: float = Field(default=180.0, gt=0)
     failover_window_seconds: float = Field(default=90.0, ge=0)
+    # Several replicas (PostgreSQL): a shard's lease lives this long unless its owner renews
+    # it (every third of it); a dead replica's rooms are taken over this long after it died.
+    lease_seconds: float = Field(default=15.0, ge=1, le=600)
 
     # Recordings catalog and storage (storage credentials: only in STORAGE_PROFILES).
     storage_webhook_secret: list[SecretStr] = Field(default_factory=list)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -36,6 +37,8 @@ class AppContext:
     #: "Our time": it stamps what the intake receives; the reconciler reads the same clock.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     hooks: list[EventHook] = field(default_factory=list)
+    #: Sections of ``/readyz`` (``replica``: who we are, our leases, the other replicas).
+    readiness: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     _store: Store | None = None
     _tasks: set[asyncio.Future[None]] = field(default_factory=set)
 

@@ -23,8 +23,10 @@ from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import Event
 from reconcilers.hints import wakes
 from reconcilers.plan import PlanConfig
-from reconcilers.workqueue import Result, Workers, WorkQueue
+from reconcilers.workqueue import Done, Result, Terminal, Workers, WorkQueue
 from service.commands.reconcile import live_sessions, orphan_channels, room_index
+from service.replicas.ownership import NotOwner, Ownership, SoleOwner
+from service.store.errors import StaleFence
 
 log = structlog.get_logger("controller")
 
@@ -65,6 +67,18 @@ class ControllerMetrics:
             registry=registry,
         )
         self.live_sessions = Gauge("live_sessions", "Live provider sessions", registry=registry)
+        self.refused = Counter(
+            "stale_fence_refusals",
+            "Passes stopped because this replica no longer holds the room's shard: refused by"
+            " the store's fence check, or by the replica's own view of its lease",
+            ["where"],
+            registry=registry,
+        )
+        self.not_mine = Counter(
+            "reconcile_skipped_not_owned",
+            "Keys taken from the queue whose shard another replica holds now",
+            registry=registry,
+        )
 
 
 class Controller:
@@ -79,8 +93,11 @@ class Controller:
         workers: int = 8,
         resync_interval: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ownership: Ownership | None = None,
     ) -> None:
         self.reconciler = reconciler
+        #: Which keys this replica may act on (all of them on SQLite).
+        self.ownership: Ownership = ownership if ownership is not None else SoleOwner()
         self.queue: WorkQueue[str] = WorkQueue()
         self.workers = Workers(self.queue, self._reconcile, workers, on_result=self._observe)
         self.resync_interval = resync_interval
@@ -101,6 +118,7 @@ class Controller:
         self._unwanted: set[str] = set()  # channels the store said no room wants, until resync
         #: Index changes made while a resync reads its snapshot: replayed over the snapshot.
         self._index_log: list[tuple[str, str | None]] | None = None
+        self._resync_wanted: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -122,6 +140,10 @@ class Controller:
         self._scheduler = scheduler
 
     async def stop(self) -> None:
+        if self._resync_wanted is not None:
+            self._resync_wanted.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync_wanted
         if self._scheduler is not None:
             # Let a resync under way finish: cancelled, APScheduler would log it as an error.
             self._scheduler.pause()
@@ -163,11 +185,37 @@ class Controller:
     def _wake(self, event: Event, keys: list[str]) -> None:
         for key in keys:
             if event.source == "api":
-                self.enqueue(key)
+                delay = 0.0
             elif key.startswith(CHANNEL_PREFIX):
-                self.queue.add_after(key, ORPHAN_COALESCE_SECONDS)
+                delay = ORPHAN_COALESCE_SECONDS
             else:  # a provider's events come in bursts: one pass for the burst
-                self.queue.add_after(key, EVENT_COALESCE_SECONDS)
+                delay = EVENT_COALESCE_SECONDS
+            if self.ownership.owns(key):
+                self.wake(key, delay)
+            else:  # another replica's room: wake it there (PostgreSQL's NOTIFY)
+                self.ownership.forward(key, delay)
+
+    def wake(self, key: str, delay: float) -> None:
+        """Run ``key``'s pass after ``delay`` seconds (now when 0): an event's or a peer's."""
+        if delay <= 0:
+            self.enqueue(key)
+        else:
+            self.queue.add_after(key, delay)
+
+    def shards_gained(self, shards: frozenset[int]) -> None:
+        """The replica took over shards: their rooms are ours now, so look at all of them (one
+        resync for however many shards came at once)."""
+        self.resync_soon()
+
+    def resync_soon(self) -> None:
+        if self._resync_wanted is None or self._resync_wanted.done():
+            self._resync_wanted = asyncio.ensure_future(self._resync_logged())
+
+    async def _resync_logged(self) -> None:
+        try:
+            await self.resync()
+        except Exception:
+            log.exception("resync failed")
 
     async def _route_events(self) -> None:
         while True:
@@ -256,7 +304,10 @@ class Controller:
         self.metrics.query_interval.set(interval)
         self.metrics.budget_stretched.set(1 if self.budget.stretched(live) else 0)
         self.metrics.live_sessions.set(live)
+        owns = self.ownership.owns
         for key in keys:
+            if not owns(key):
+                continue  # another replica's
             # A key already scheduled (a requeue pending) or being processed runs anyway, and
             # its pass would see what this one would: the resync is for keys nothing will wake.
             # At 10,000 rooms, a pass for every key every 30 s cost a third of the CPU.
@@ -267,9 +318,20 @@ class Controller:
     # -- work ---------------------------------------------------------------------------------
 
     async def _reconcile(self, key: str) -> Result:
+        if not self.ownership.owns(key):
+            self.metrics.not_mine.inc()
+            return Done()  # its shard moved while it waited: the owner looks after it
         structlog.contextvars.bind_contextvars(room=key, reconcile_id=next(self._ids))
         try:
-            result = await self.reconciler.reconcile(key, self.plan_config)
+            try:
+                with self.ownership.acting_on(key) as fence:
+                    result = await self.reconciler.reconcile(key, self.plan_config, fence=fence)
+            except (NotOwner, StaleFence) as exc:
+                # Not ours any more: the new owner acts. Terminal, so no retries pile up here.
+                where = "fence" if isinstance(exc, StaleFence) else "local"
+                self.metrics.refused.labels(where).inc()
+                log.warning("pass refused: the shard is not ours", where=where, error=str(exc))
+                return Terminal(f"not mine: {exc}")
             for done in result.report.done if result.report else []:
                 action = done.action
                 # Labels from closed sets only: the kind and the outcome, never a sid.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -28,7 +28,6 @@ from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.base import Provider
 from reconcilers.providers.cloudflare.adapter import CloudflareProvider
 from reconcilers.providers.cloudflare.client import CloudflareConfig
-from reconcilers.ratelimit import TokenBucket
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
 from service.api.rooms import RoomsApi
@@ -37,20 +36,43 @@ from service.config import Settings
 from service.context import AppContext
 from service.controller import Controller
 from service.openapi import openapi
+from service.replicas.ownership import Ownership, check_current_pass
+from service.replicas.wiring import Replicas, is_postgres, replicas_of
 from service.storage.s3 import build_storages
 from service.wiring import plan_config, provider_limiter, safe_rate, storage_resolver
 
 log = structlog.get_logger("runtime")
 
 
+class Pacer(Protocol):
+    """What stands before every call to one provider account: a local token bucket, or the
+    database's pacer shared by every replica (:mod:`service.replicas.pacer`)."""
+
+    async def acquire(self) -> None: ...
+
+
+def gated(pacer: Pacer) -> Callable[[], Awaitable[None]]:
+    """The ``before_request`` hook: wait for the rate limit, then make sure the pass this
+    call belongs to still holds its lease (the wait may have outlasted it)."""
+
+    async def before_request() -> None:
+        await pacer.acquire()
+        check_current_pass()
+
+    return before_request
+
+
 def build_providers(
     settings: Settings,
-    limiter: TokenBucket,
+    limiter: Pacer,
     transport: httpx.AsyncBaseTransport | None = None,
     cloudflare_transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    cloudflare_limiter: Pacer | None = None,
 ) -> dict[str, Provider]:
     """One adapter per configured provider, each behind its provider's rate limit (``limiter``
-    is Agora's; Cloudflare, when its account and app are set, gets its own bucket)."""
+    is Agora's; Cloudflare, when its account and app are set, gets ``cloudflare_limiter`` or
+    a bucket of its own)."""
     agora = AgoraProvider(
         AgoraConfig(
             app_id=settings.agora_app_id,
@@ -60,7 +82,7 @@ def build_providers(
             base_url=settings.agora_api_base_url,
         ),
         transport=transport,
-        before_request=limiter.acquire,
+        before_request=gated(limiter),
     )
     providers: dict[str, Provider] = {"agora": agora}
     if settings.cloudflare_configured:
@@ -72,7 +94,9 @@ def build_providers(
                 base_url=settings.cloudflare_api_base_url,
             ),
             transport=cloudflare_transport,
-            before_request=provider_limiter(settings.cloudflare_rate_limit_qps).acquire,
+            before_request=gated(
+                cloudflare_limiter or provider_limiter(settings.cloudflare_rate_limit_qps)
+            ),
         )
     return providers
 
@@ -102,10 +126,31 @@ class Runtime:
 
     @asynccontextmanager
     async def component(self, ctx: AppContext) -> AsyncIterator[Runtime]:
+        async with AsyncExitStack() as stack:
+            replicas: Replicas | None = None
+            if is_postgres(self.settings.database_url):
+                replicas = await stack.enter_async_context(
+                    replicas_of(self.settings, ctx.metrics.registry)
+                )
+                ctx.readiness["replica"] = replicas.replica.describe
+            yield await stack.enter_async_context(self._running(ctx, replicas))
+
+    @asynccontextmanager
+    async def _running(self, ctx: AppContext, replicas: Replicas | None) -> AsyncIterator[Runtime]:
         settings = self.settings
-        limiter = provider_limiter(settings.agora_rate_limit_qps)
+        ownership: Ownership | None = None
+        if replicas is None:
+            limiter: Pacer = provider_limiter(settings.agora_rate_limit_qps)
+            cloudflare_limiter: Pacer | None = None
+        else:
+            limiter, cloudflare_limiter = replicas.agora_pacer, replicas.cloudflare_pacer
+            ownership = replicas.replica
         self.providers = build_providers(
-            settings, limiter, self.transport, self.cloudflare_transport
+            settings,
+            limiter,
+            self.transport,
+            self.cloudflare_transport,
+            cloudflare_limiter=cloudflare_limiter,
         )
         reconciler = build_reconciler(settings, ctx.store, self.providers, self.clock)
         self.controller = Controller(
@@ -115,6 +160,7 @@ class Runtime:
             workers=settings.reconcile_workers,
             resync_interval=settings.resync_interval_seconds,
             clock=self.clock,
+            ownership=ownership,
         )
         self.api = RoomsApi(
             ctx.store,
@@ -138,10 +184,16 @@ class Runtime:
         self.api.ledger = self.catalog  # every change of a room's wish keeps the catalog
         ctx.subscribe(self.controller.notify)
         await self.controller.start()
+        if replicas is not None:
+            replica, controller = replicas.replica, self.controller
+            replica.on_gain = controller.shards_gained
+            replica.on_wake = controller.wake
+            replica.on_reconnect = controller.resync_soon
+            replica.run()
         try:
             yield self
         finally:
-            await self.controller.stop()
+            await self.controller.stop()  # no pass runs any more: then the leases go back
             for provider in self.providers.values():
                 await provider.aclose()
 
