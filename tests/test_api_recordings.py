@@ -102,9 +102,66 @@ async def test_sync_imports_a_session_the_provider_started_by_itself(
                                                                      "status": 0}}}
         await w.store.append(to_event(parse_notification(body), body))
         path = "/api/v1/rooms/standup/recordings/sync"
+        missing = await cat.client.post(path, headers=AUTH)
+        assert missing.status_code == 404, "sync imports into a room of the caller's"
+        api = cat.api.rooms
+        await api.declare("acme", "standup", api.spec_from({"state": "stopped"}, "standup"))
         r = (await cat.client.post(path, headers=AUTH)).json()["data"]
         assert r["synced_count"] == 1 and set(r["recordings"][0]) == {"id", "status"}
         again = (await cat.client.post(path, headers=AUTH)).json()["data"]
         assert again == {"synced_count": 0, "recordings": []}
         listed = (await cat.client.get("/api/v1/recordings", headers=AUTH)).json()
         assert listed["meta"]["total"] == 1
+
+
+def foreign_recorder(channel: str, uid: str, sid: str) -> dict[str, object]:
+    """A recorder_started notification, as Agora sends it for a task on ``channel``."""
+    return {"noticeId": f"n-{sid}", "productId": 3, "eventType": 40, "notifyMs": 1,
+            "payload": {"cname": channel, "uid": uid, "sid": sid, "sequence": 0,
+                        "sendts": 1_767_695_400_000,
+                        "details": {"msgName": "recorder_started", "status": 0}}}
+
+
+async def test_sync_imports_only_what_the_callers_tenant_owns(tmp_path: Path, s3: str) -> None:
+    """Issue 20, High 2: globex, who has no room "standup", synced it and imported a recorder
+    running on acme's channel (and once its files landed, downloaded them). Sync needs a room
+    of the caller's own, and imports from that room's channel only."""
+    async with world(tmp_path) as w, catalog_app(w.store, w.reconciler, s3) as cat:
+        c = cat.client
+        await c.post(START.format("standup"), json=BODY, headers=AUTH)  # acme's channel
+        body = foreign_recorder("standup", "123", "foreign")
+        await w.store.append(to_event(parse_notification(body), body))
+        path = "/api/v1/rooms/standup/recordings/sync"
+        r = await c.post(path, headers=OTHER)
+        assert r.status_code == 404 and r.json()["error"]["field"] == "room", r.text
+        assert (await c.get("/api/v1/recordings", headers=OTHER)).json()["data"] == []
+        mine = (await c.post(path, headers=AUTH)).json()["data"]
+        assert mine["synced_count"] == 1, "the room's owner imports it"
+
+
+async def test_sync_never_imports_a_recorder_of_ours_waiting_to_be_adopted(
+    tmp_path: Path, s3: str
+) -> None:
+    """Issue 20, High 2: when a start's answer was lost, acme's own recorder (known only from
+    its notifications) was imported by a sync, into another tenant's catalog. A recorder with
+    one of the reconciler's uids is the reconciler's: it is adopted, never imported."""
+    from service.emulators.agora import FaultConfig
+
+    async with world(tmp_path) as w, catalog_app(w.store, w.reconciler, s3) as cat:
+        c = cat.client
+        w.emu.join("standup", 11)
+        await c.post(START.format("standup"), json=BODY, headers=AUTH)
+        w.emu.set_faults(FaultConfig(timeout_rates={"start": 1.0}, hang_seconds=0,
+                                     side_effect_rate=1.0))
+        await w.reconciler.reconcile("acme/standup")  # the start lands, its answer is lost
+        w.emu.set_faults(FaultConfig(side_effect_rate=0.0))
+        await w.tick(1)
+        (row,) = await w.store.rows("sessions", room="agora/standup")
+        assert not row.data.get("room"), "known from its notifications only"
+        path = "/api/v1/rooms/standup/recordings/sync"
+        assert (await c.post(path, headers=OTHER)).status_code == 404
+        mine = (await c.post(path, headers=AUTH)).json()["data"]
+        assert mine == {"synced_count": 0, "recordings": []}, "the reconciler adopts it"
+        await w.run("acme/standup", passes=2)
+        listed = (await c.get("/api/v1/recordings", headers=AUTH)).json()
+        assert listed["meta"]["total"] == 1, "one recording: the one the start opened"

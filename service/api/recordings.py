@@ -140,23 +140,32 @@ class RecordingsApi:
                 await self._append(catalog.STOPPED, key, f"{view.id}|stop", payload)
 
     async def sync(self, request: Request) -> Response:
-        """Import the sessions on the room's channel that the reconciler did not start."""
-        tenant, name, key = self.rooms._room(request)
+        """Import the sessions on the room's channel that nobody of ours started.
+
+        Only what the caller's tenant owns (issue 20): the room must be the caller's (its
+        channel is then claimed by that room alone), and a session with one of the
+        reconciler's recorder uids is never imported: it is some room's segment, adopted by
+        that room's reconciler when its start's answer was lost, whoever's room it is.
+        """
+        tenant, _, key = self.rooms._room(request)
         room = await self.store.get_row("rooms", key)
-        ckey = (room.data.get("channel_key") if room else None) or channel_key("agora", name)
-        state = await self.reconciler.state(CHANNEL_PREFIX + ckey)
+        if room is None or room.data.get("deleted") or not room.data.get("channel_key"):
+            raise ApiError(404, "not_found", "no such room", "room")
+        ckey = str(room.data["channel_key"])
+        state = await self.reconciler.state(key)
         sessions = await self.store.rows("sessions", room=ckey)
+        ours = self.reconciler.config.uids.contains
         imported: list[dict[str, str]] = []
         for session in sessions:
             d = session.data
-            if d.get("room") or not d.get("sid"):
-                continue  # ours: already in a recording of this room
+            if d.get("room") or not d.get("sid") or ours(d.get("recorder_uid") or d.get("uid")):
+                continue  # the reconciler's: in a recording already, or about to be adopted
             provider, sid = d.get("provider", "agora"), str(d["sid"])
             handle = state.handles.get(sid)
             if handle is not None and provider in self.rooms.providers:
                 executor = self._executor(provider)
                 query = Action("query", "sync: re-query the provider", sid=sid)
-                await executor.run(CHANNEL_PREFIX + ckey, None, (query,), {sid: handle})
+                await executor.run(key, None, (query,), {sid: handle})
             digest = hashlib.sha256(f"{tenant}|{provider}:{sid}".encode()).hexdigest()[:20]
             rid = f"rec_{digest}"
             appended = await self.store.append(
