@@ -54,17 +54,24 @@ class Recordings:
     name = "recordings"
 
     def keys(self, event: Event) -> Sequence[str]:
+        if event.source != "api" or not event.room:
+            return []
+        tenant = event.room.split("/", 1)[0]
+        entry = _room_entry(event)
+        if entry is not None:
+            opened = entry.get("open")
+            ids = [opened["recording_id"]] if opened else list(entry.get("close") or [])
+            return [recording_key(tenant, str(rid)) for rid in ids]
         rid = event.payload.get("recording_id")
-        if event.source == "api" and event.type.startswith("recording.") and rid and event.room:
-            tenant = event.room.split("/", 1)[0]
+        if event.type.startswith("recording.") and rid:
             return [recording_key(tenant, str(rid))]
         return []
 
     def apply(self, row: Row | None, event: Event) -> Row | None:
-        p = event.payload
+        type_, p = _as_catalog_event(event)
         at = event_ms(event)
         if row is None:
-            if event.type not in (STARTED, IMPORTED):
+            if type_ not in (STARTED, IMPORTED):
                 return None
             tenant, _, name = (event.room or "").partition("/")
             data: dict[str, Any] = {
@@ -75,7 +82,7 @@ class Recordings:
                 "channel_key": p.get("channel_key"),
                 "provider": p.get("provider", "agora"),
                 "storage": p.get("storage", "default"),
-                "origin": "sync" if event.type == IMPORTED else "api",
+                "origin": "sync" if type_ == IMPORTED else "api",
                 "sids": list(p.get("sids", [])),
                 "created_ms": at,
                 "created_seq": event.seq,
@@ -84,23 +91,44 @@ class Recordings:
             }
         else:
             data = dict(row.data)
-        if event.type == STOPPED:
+        if type_ == STOPPED:
             data["stopped_ms"] = data.get("stopped_ms") or at
-        elif event.type == RECOVERY:
+        elif type_ == RECOVERY:
             data["recovered_ms"] = at
-        elif event.type == FAILED and not data.get("archived_ms"):
+        elif type_ == FAILED and not data.get("archived_ms"):
             data["failed"] = {"reason": p.get("reason", "failed"), "at_ms": at}
-        elif event.type == ARCHIVED:
+        elif type_ == ARCHIVED:
             data.setdefault("archived_ms", at)
             data["archive"] = {
                 "storage_class": p.get("storage_class"),
                 "bucket": p.get("bucket"),
                 "keys": list(p.get("keys", [])),
             }
-        elif event.type == DELETED:
+        elif type_ == DELETED:
             data.setdefault("deleted_ms", at)
         key = recording_key(data["tenant"], data["id"])
         return Row(self.name, key, data["room"], data, event.seq)
+
+
+def _room_entry(event: Event) -> dict[str, Any] | None:
+    """The catalog part of a room write (``room.desired`` / ``room.deleted``): the recording it
+    opens (``{"open": {...}}``) or the ones it closes (``{"close": [ids]}``). The wish and its
+    recording are one event, so that one is never stored without the other."""
+    if event.type not in ("room.desired", "room.deleted"):
+        return None
+    entry = event.payload.get("catalog")
+    return entry if isinstance(entry, dict) and entry else None
+
+
+def _as_catalog_event(event: Event) -> tuple[str, dict[str, Any]]:
+    """An event as the catalog reads it: a room write that opens or closes a recording reads
+    as ``recording.started`` / ``recording.stopped``."""
+    entry = _room_entry(event)
+    if entry is None:
+        return event.type, event.payload
+    if entry.get("open"):
+        return STARTED, dict(entry["open"])
+    return STOPPED, {}
 
 
 _RECONCILER_TYPES = frozenset({"result.start", "session.adopted", "result.stop", "observed.query"})

@@ -17,6 +17,7 @@ from typing import Any
 
 from reconcilers.catalog import CATALOG_PROJECTIONS
 from reconcilers.events import Event, Projection, Row
+from reconcilers.idempotency import IdempotencyKeys
 from reconcilers.providers.agora import notifications as ncs
 from reconcilers.providers.cloudflare import folds as cloudflare
 
@@ -456,4 +457,10 @@ _RTC_TYPES = frozenset(f"agora.{name}" for name in ncs.RTC_EVENTS.values())
 #: The reconciler's record of a provider's answer to "who is in this channel?".
 PRESENCE_CHECKED = "observed.presence"
 
-PROJECTIONS: tuple[Projection, ...] = (Rooms(), Sessions(), Presence(), *CATALOG_PROJECTIONS)
+PROJECTIONS: tuple[Projection, ...] = (
+    Rooms(),
+    Sessions(),
+    Presence(),
+    *CATALOG_PROJECTIONS,
+    IdempotencyKeys(),
+)

@@ -86,7 +86,8 @@ def build_schema() -> dict[str, Any]:
         "/v1/rooms/{room}/recording": {
             "get": _op("A room's desired and observed state", {200: _ref(RoomView)}, (_ROOM,)),
             "put": _op(
-                "Declare what a room should be doing",
+                "Declare what a room should be doing (an Idempotency-Key reused with another"
+                " body is refused with 422)",
                 {200: _ref(RoomView), 201: _ref(RoomView)},
                 (_ROOM,),
                 spec_body,
@@ -105,7 +106,12 @@ def build_schema() -> dict[str, Any]:
         "/api/v1/recordings": {"get": _op("The tenant's recordings", {200: _DATA}, page)},
         "/api/v1/recordings/{id}": {
             "get": _op("One recording, with its room", {200: _DATA}, (_ID,)),
-            "delete": _op("Soft delete", {200: _DATA}, (_ID,)),
+            "delete": _op(
+                "Soft delete a recording that is not recording (409 while it records: stop it"
+                " first)",
+                {200: _DATA},
+                (_ID,),
+            ),
         },
         "/api/v1/recordings/{id}/download": {
             "get": _op("A presigned download URL", {200: {"type": "object"}}, (_ID,))

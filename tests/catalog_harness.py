@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import httpx
 from moto.server import ThreadedMotoServer
+from starlette.routing import Route
 
 from reconcilers.engine import Reconciler
 from reconcilers.events import Event, Store
@@ -113,7 +114,11 @@ async def catalog_app(
     app = create_app(
         settings,
         store=store,
-        extra_routes=recordings.routes(lambda: api),
+        extra_routes=[
+            *recordings.routes(lambda: api),
+            Route("/v1/rooms/{room}/recording", rooms.get, methods=["GET"]),
+            Route("/v1/rooms/{room}/recording", rooms.put, methods=["PUT"]),
+        ],
         exception_handlers={ApiError: api_error_handler},
     )
     async with app.router.lifespan_context(app):

@@ -229,12 +229,13 @@ async def test_keyed_locks_serialise_one_key_and_let_others_run() -> None:
     assert len(locks) == 0  # nobody holds or waits: nothing kept
 
 
-async def test_a_declaration_opens_its_recording_first_in_the_log(tmp_path: Path) -> None:
-    """The recording is opened and the wish stored in one go (one group commit, usually); the
-    log never has the wish before the recording it belongs to."""
+async def test_a_declaration_and_its_recording_are_one_event(tmp_path: Path) -> None:
+    """The recording is opened by the wish's own event: one write, one dedup key, so the log
+    never has one without the other."""
     async with service(tmp_path) as svc:
         await asyncio.gather(*(put(svc, f"r{i}", SPEC) for i in range(5)))
         log = await svc.app.state.context.store.read_log()
         for i in range(5):
-            types = [e.type for e in log if e.room == f"acme/r{i}" and e.source == "api"]
-            assert types == ["recording.started", "room.desired"], types
+            events = [e for e in log if e.room == f"acme/r{i}" and e.source == "api"]
+            assert [e.type for e in events] == ["room.desired"]
+            assert events[0].payload["catalog"]["open"]["recording_id"].startswith("rec_")

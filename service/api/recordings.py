@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from reconcilers import catalog
+from reconcilers import catalog, idempotency
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import NewEvent, Row, Store
 from reconcilers.executor import Executor
@@ -84,17 +84,26 @@ class RecordingsApi:
     async def start(self, request: Request) -> Response:
         tenant, name, key = self.rooms._room(request)
         body = await _optional_json(request)
+        idem = request.headers.get("idempotency-key")
+        scoped = f"start|{idem}" if idem else None
+        print_ = idempotency.fingerprint(body)
         async with self._lock:
-            room = await self.store.get_row("rooms", key)
-            current = room.data if room and not room.data.get("deleted") else None
-            if current and current.get("spec", {}).get("state") == "recording":
-                raise ApiError(409, "conflict", "room already being recorded", "id")
-            base = dict(current["spec"]) if current else {}
-            spec = self.rooms.spec_from({**base, **body, "state": "recording"}, name)
-            idem = request.headers.get("idempotency-key")
-            # The one write path: the rooms API opens the recording (``opened``) as it writes.
-            await self.rooms.declare(tenant, name, spec, f"start|{idem}" if idem else None)
+            first = await self.rooms.first_answer(key, scoped, print_) if scoped else None
+            if first is None:
+                room = await self.store.get_row("rooms", key)
+                current = room.data if room and not room.data.get("deleted") else None
+                if current and current.get("spec", {}).get("state") == "recording":
+                    raise ApiError(409, "conflict", "room already being recorded", "id")
+                base = dict(current["spec"]) if current else {}
+                spec = self.rooms.spec_from({**base, **body, "state": "recording"}, name)
+                # The one write path: the room's event opens the recording (``opening``).
+                await self.rooms.declare(tenant, name, spec, scoped, fingerprint=print_)
+                first = await self.rooms.first_answer(key, scoped, print_) if scoped else None
             opened = [v for v in await self._room_views(tenant, key) if v.status == "recording"]
+            if first is not None and first.get("recording_id"):
+                # The answer this key was given the first time (a retry of the same request).
+                _, replayed = await self._view(tenant, str(first["recording_id"]))
+                opened = [replayed]
         if not opened:
             raise ApiError(409, "conflict", "the recording this start opened has ended", "id")
         view = opened[-1]
@@ -105,7 +114,7 @@ class RecordingsApi:
         tenant, name, key = self.rooms._room(request)
         async with self._lock:
             open_ = [v for v in await self._room_views(tenant, key) if v.status == "recording"]
-            if not open_:
+            if not open_:  # decided before any write: a 404 changes nothing
                 raise ApiError(404, "not_found", "no active recording for this room", "id")
             room = await self.store.get_row("rooms", key)
             if room and not room.data.get("deleted"):
@@ -121,23 +130,26 @@ class RecordingsApi:
 
     # -- the ledger the rooms API keeps (``service.api.rooms.Ledger``) -----------------------
 
-    async def opened(self, tenant: str, key: str, spec: dict[str, Any], idem: str | None) -> None:
-        """A room began to want a recording: open one (a retried write opens it once)."""
-        rid = "rec_" + secrets.token_hex(10)
-        payload = {
-            "recording_id": rid,
-            "channel_key": channel_key(spec["provider"], spec["channel"]),
-            "provider": spec["provider"],
-            "storage": spec["storage"],
+    async def opening(self, tenant: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """A room begins to want a recording: the one its event opens."""
+        return {
+            "open": {
+                "recording_id": "rec_" + secrets.token_hex(10),
+                "channel_key": channel_key(spec["provider"], spec["channel"]),
+                "provider": spec["provider"],
+                "storage": spec["storage"],
+            }
         }
-        await self._append(catalog.STARTED, key, f"{key}|start|{idem or rid}", payload)
+
+    async def closing(self, tenant: str, key: str) -> dict[str, Any]:
+        """A room stops wanting a recording: the open ones its event closes."""
+        ids = [v.id for v in await self._room_views(tenant, key) if v.status == "recording"]
+        return {"close": ids} if ids else {}
 
     async def closed(self, tenant: str, key: str) -> None:
-        """A room stopped wanting a recording: close what it has open."""
-        for view in await self._room_views(tenant, key):
-            if view.status == "recording":
-                payload = {"recording_id": view.id}
-                await self._append(catalog.STOPPED, key, f"{view.id}|stop", payload)
+        """Close what a room that no longer exists has open (its own event is long written)."""
+        for rid in (await self.closing(tenant, key)).get("close", []):
+            await self._append(catalog.STOPPED, key, f"{rid}|stop", {"recording_id": rid})
 
     async def sync(self, request: Request) -> Response:
         """Import the sessions on the room's channel that nobody of ours started.
@@ -328,8 +340,15 @@ class RecordingsApi:
         return data({"id": rid, "status": after.status, "message": recover_message(after)})
 
     async def delete(self, request: Request) -> Response:
+        """Soft delete. A recording still recording is refused (409): the client stops it
+        first, so that a deleted recording never records on unseen, and stop stays the one
+        way to end a recording."""
         tenant, rid = self._ids(request)
         _, view = await self._view(tenant, rid)
+        if view.status == "recording":
+            raise ApiError(
+                409, "conflict", "recording is recording: stop it first, then delete it", "id"
+            )
         appended = await self._append(
             catalog.DELETED, view.room, f"{rid}|delete", {"recording_id": rid}
         )
@@ -352,8 +371,10 @@ class RecordingsApi:
             after = rows[-1].key
 
     async def _room_views(self, tenant: str, room: str) -> list[RecordingView]:
+        """The room's recordings that are not deleted, oldest first."""
         rows = await self.store.rows("recordings", room=room)
-        views = [await self._derive(r) for r in rows if r.key.startswith(f"{tenant}/")]
+        mine = [r for r in rows if r.key.startswith(f"{tenant}/") and not r.data.get("deleted_ms")]
+        views = [await self._derive(r) for r in mine]
         return sorted(views, key=lambda v: v.created_ms)
 
     async def _view(self, tenant: str, rid: str) -> tuple[Row, RecordingView]:

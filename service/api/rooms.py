@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from reconcilers import idempotency
 from reconcilers.engine import Reconciler
 from reconcilers.events import Event, NewEvent, Store
 from reconcilers.projections import channel_key
@@ -30,15 +31,14 @@ from service.api.views import room_view
 
 
 class Ledger(Protocol):
-    """Told, inside the room's write lock and before the write, when a room's wish to record
-    begins or ends: the recordings catalog opens and closes its recordings there, whichever
-    API changed the room."""
+    """Asked, inside the room's write lock, what the recordings catalog makes of a change of
+    the room's wish to record: the recording it opens, or the ones it closes. The answer rides
+    in the room's own event (``payload["catalog"]``): the wish and its recording are one write,
+    under one dedup key, whichever API changed the room."""
 
-    async def opened(
-        self, tenant: str, key: str, spec: dict[str, Any], idem: str | None
-    ) -> None: ...
+    async def opening(self, tenant: str, key: str, spec: dict[str, Any]) -> dict[str, Any]: ...
 
-    async def closed(self, tenant: str, key: str) -> None: ...
+    async def closing(self, tenant: str, key: str) -> dict[str, Any]: ...
 
 
 class Scheduler(Protocol):
@@ -136,11 +136,22 @@ class RoomsApi:
         spec: dict[str, Any],
         idem: str | None = None,
         request: Request | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[RoomView, int]:
-        """Append ``room.desired`` (unless unchanged) and enqueue: the one write path."""
+        """Append ``room.desired`` (unless unchanged) and enqueue: the one write path.
+
+        With an idempotency key ``idem``, a request seen before is answered as the first time
+        (same fingerprint) or refused with 422 (another body); either way nothing is written.
+        ``fingerprint`` defaults to the spec's.
+        """
         key = f"{tenant}/{name}"
         ckey = channel_key(spec["provider"], spec["channel"])
+        print_ = fingerprint or idempotency.fingerprint(spec)
         async with self._locks.hold(key, ckey):
+            if idem is not None:
+                first = await self.first_answer(key, idem, print_)
+                if first is not None:
+                    return await self._view(key), int(first["status"])
             row = await self.store.get_row("rooms", key)
             current = row.data if row and not row.data.get("deleted") else None
             if request is not None:
@@ -149,34 +160,66 @@ class RoomsApi:
                 if other.key != key and not other.data.get("deleted"):
                     raise ApiError(409, "conflict", "channel: used by another room", "channel")
             if current is not None and current.get("spec") == spec:
+                if idem is not None:
+                    await self._record(key, idem, print_, 200)
                 return await self._view(key), 200
+            status = 201 if current is None else 200
             was = current is not None and current["spec"].get("state") == "recording"
             wants = spec.get("state") == "recording"
-            opening: asyncio.Task[None] | None = None
+            entry: dict[str, Any] = {}
             if self.ledger is not None and wants and not was:
-                # Queued before the wish (tasks start in creation order), so both usually share
-                # one group commit, and the wish is never on disk without its recording.
-                opening = asyncio.create_task(self.ledger.opened(tenant, key, spec, idem))
+                entry = await self.ledger.opening(tenant, key, spec)
             elif self.ledger is not None and was and not wants:
-                await self.ledger.closed(tenant, key)
-            dedup = f"{key}|{idem}" if idem else f"{key}|{uuid.uuid4()}"
-            wish = self.store.append(
+                entry = await self.ledger.closing(tenant, key)
+            payload: dict[str, Any] = {
+                "tenant": tenant,
+                "name": name,
+                "spec": spec,
+                "channel_key": ckey,
+            }
+            if entry:
+                payload["catalog"] = entry
+            if idem is not None:
+                payload["idempotency"] = _record_of(idem, print_, status, entry)
+            appended = await self.store.append(
                 NewEvent(
                     source="api",
-                    dedup_key=dedup,
+                    dedup_key=f"{key}|{idem}" if idem else f"{key}|{uuid.uuid4()}",
                     type="room.desired",
                     room=key,
-                    payload={"tenant": tenant, "name": name, "spec": spec, "channel_key": ckey},
+                    payload=payload,
                     occurred_at=self.clock(),
                 )
             )
-            if opening is None:
-                appended = await wish
-            else:
-                _, appended = await asyncio.gather(opening, wish)
         self.scheduler.notify(appended.event)
-        status = 201 if current is None and not appended.duplicate else 200
-        return await self._view(key), status
+        return await self._view(key), 201 if status == 201 and not appended.duplicate else 200
+
+    async def first_answer(self, key: str, idem: str, print_: str) -> dict[str, Any] | None:
+        """The first request's record under this key, if any; 422 if it had another body."""
+        row = await self.store.get_row("idempotency", idempotency.idempotency_key(key, idem))
+        if row is None:
+            return None
+        if row.data.get("fingerprint") != print_:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "Idempotency-Key: already used for a different request body",
+                "Idempotency-Key",
+            )
+        return row.data
+
+    async def _record(self, key: str, idem: str, print_: str, status: int) -> None:
+        """Record a request that wrote nothing else, so that its key stays spent."""
+        await self.store.append(
+            NewEvent(
+                source="api",
+                dedup_key=f"{key}|{idem}",
+                type=idempotency.REQUEST_RECORDED,
+                room=key,
+                payload={"idempotency": _record_of(idem, print_, status, {})},
+                occurred_at=self.clock(),
+            )
+        )
 
     async def get(self, request: Request) -> Response:
         _, _, key = self._room(request)
@@ -189,15 +232,16 @@ class RoomsApi:
             if row is None or row.data.get("deleted"):
                 raise ApiError(404, "not_found", "no such room", "room")
             self._check_if_match(request, row.data)
+            entry: dict[str, Any] = {}
             if self.ledger is not None and row.data["spec"].get("state") == "recording":
-                await self.ledger.closed(key.split("/", 1)[0], key)
+                entry = await self.ledger.closing(key.split("/", 1)[0], key)
             deleted = await self.store.append(
                 NewEvent(
                     source="api",
                     dedup_key=f"{key}|delete|g{row.data['generation']}",
                     type="room.deleted",
                     room=key,
-                    payload={},
+                    payload={"catalog": entry} if entry else {},
                     occurred_at=self.clock(),
                 )
             )
@@ -270,6 +314,14 @@ class RoomsApi:
         return JSONResponse(
             view.model_dump(), status_code=status, headers={"ETag": f'"{view.generation}"'}
         )
+
+
+def _record_of(idem: str, print_: str, status: int, entry: dict[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {"key": idem, "fingerprint": print_, "status": status}
+    opened = entry.get("open")
+    if opened:
+        record["recording_id"] = opened["recording_id"]
+    return record
 
 
 def _field_of(message: str) -> str:
