@@ -24,7 +24,7 @@ from reconcilers.events import Event
 from reconcilers.hints import wakes
 from reconcilers.plan import PlanConfig
 from reconcilers.workqueue import Done, Result, Terminal, Workers, WorkQueue
-from service.commands.reconcile import live_sessions, orphan_channels, room_index
+from service.inventory import live_sessions, orphan_channels, room_index
 from service.replicas.ownership import NotOwner, Ownership, SoleOwner
 from service.store.errors import StaleFence
 

@@ -1,4 +1,5 @@
-"""``recctl``: exit codes, ``events``, ``replay``, ``emulate`` delegation, the command registry."""
+"""``recctl``: exit codes, ``events``, ``replay``, ``emulate`` delegation, the command registry,
+``--output``, completion, and a closed pipe."""
 
 from __future__ import annotations
 
@@ -6,19 +7,23 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
+import click
 import pytest
 
 from reconcilers.events import NewEvent
 from service import cli
+from service.commands import emulate
+from service.commands.events import tail_events
 from service.store import open_store
 from tests.helpers import notification
-from tests.procs import clean_env, recctl
+from tests.procs import ROOT, clean_env, recctl
 
 
 @pytest.fixture
@@ -63,10 +68,9 @@ def test_serve_as_a_process_reports_config_errors_the_same_way(tmp_path: Path) -
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in ([], ["nonsense"], ["events", "--bogus"]):
-        with pytest.raises(SystemExit) as exited:
-            cli.main(argv)
-        assert exited.value.code == 2
+    for argv in ([], ["nonsense"], ["events", "--bogus"], ["events", "--output", "xml"]):
+        assert cli.main(argv) == 2, argv
+    assert "No such option '--bogus'" in capsys.readouterr().err
 
 
 def test_events_prints_a_table(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,7 +84,7 @@ def test_events_prints_a_table(db_url: str, capsys: pytest.CaptureFixture[str]) 
 
 def test_events_as_json_lines_filtered(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     seed(db_url, 5)
-    assert cli.main(["events", "--json", "--room", "room-1", "--since", "2"]) == 0
+    assert cli.main(["events", "--json", "--channel", "room-1", "--since", "2"]) == 0
     found = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(e["seq"], e["dedup_key"], e["room"]) for e in found] == [(4, "n3", "room-1")]
     assert found[0]["payload"]["noticeId"] == "n3"
@@ -118,9 +122,7 @@ async def test_follow_prints_new_events_until_stopped(tmp_path: Path) -> None:
     try:
         await store.append(NewEvent("api", "old", "t", {}))
         tail = asyncio.create_task(
-            cli.tail_events(
-                store, out, since=1, as_json=True, follow=True, stop=stop, interval=0.01
-            )
+            tail_events(store, out, since=1, output="jsonl", follow=True, stop=stop, interval=0.01)
         )
         await store.append(NewEvent("api", "new", "t", {}, room="r"))
         await asyncio.wait_for(out.seen.wait(), 10)
@@ -152,7 +154,7 @@ def test_emulate_delegates_to_the_emulator_cli(monkeypatch: pytest.MonkeyPatch) 
     fake.add_arguments = add_arguments  # type: ignore[attr-defined]
     fake.main = main  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_emulator_cli", fake)
-    monkeypatch.setitem(cli.EMULATORS, "agora", "fake_emulator_cli")
+    monkeypatch.setitem(emulate.EMULATORS, "agora", ("fake_emulator_cli", "a fake"))
     assert cli.main(["emulate", "agora", "--port", "9001"]) == 3
     assert seen[0].port == 9001
 
@@ -160,20 +162,136 @@ def test_emulate_delegates_to_the_emulator_cli(monkeypatch: pytest.MonkeyPatch) 
 def test_emulate_without_the_emulator_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(cli.EMULATORS, "agora", "service.emulators.not_built_yet.cli")
+    monkeypatch.setitem(emulate.EMULATORS, "agora", ("service.emulators.not_built_yet.cli", "-"))
     assert cli.main(["emulate", "agora"]) == 2
     assert "emulator is not available" in capsys.readouterr().err
 
 
-def test_a_subcommand_module_is_added_by_listing_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("fake_status_command")
+def test_a_command_is_added_by_listing_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = types.ModuleType("fake_hello_command")
 
-    def add_parser(subparsers: Any) -> None:
-        parser = subparsers.add_parser("status", help="show rooms")
-        parser.add_argument("--room")
-        parser.set_defaults(handler=lambda args: 0 if args.room == "a/b" else 1)
+    @click.command()
+    @click.option("--room")
+    def hello(room: str | None) -> int:
+        return 0 if room == "a/b" else 1
 
-    module.add_parser = add_parser  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_status_command", module)
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_status_command",))
-    assert cli.main(["status", "--room", "a/b"]) == 0
+    module.hello = hello  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_hello_command", module)
+    monkeypatch.setitem(cli.COMMANDS, "hello", "fake_hello_command:hello")
+    assert cli.main(["hello", "--room", "a/b"]) == 0
+    assert cli.main(["--help"]) == 0
+    assert "hello" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([name, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"Usage: recctl {name}")
+
+
+def test_emulate_lists_the_providers_and_each_has_its_own_help() -> None:
+    listed = recctl("emulate", "--help", env=clean_env())
+    assert listed.returncode == 0, listed.stderr
+    assert "agora" in listed.stdout and "cloudflare" in listed.stdout
+    for provider, flag in (("agora", "--ncs-secret"), ("cloudflare", "--public-key-out")):
+        helped = recctl("emulate", provider, "--help", env=clean_env())
+        assert helped.returncode == 0, helped.stderr
+        assert helped.stdout.startswith(f"usage: recctl emulate {provider}")
+        assert flag in helped.stdout
+    bad = recctl("emulate", "agora", "--port", "many", env=clean_env())
+    assert bad.returncode == 2 and "invalid int value" in bad.stderr
+
+
+def test_events_output_json_is_one_array(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    seed(db_url, 3)
+    assert cli.main(["events", "--output", "json"]) == 0
+    assert [e["seq"] for e in json.loads(capsys.readouterr().out)] == [1, 2, 3]
+    assert cli.main(["events", "-o", "json", "--since", "3"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_missing_event_log_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/nowhere.db")
+    for command in (["events"], ["status"], ["replay"], ["reconcile", "--dry-run"]):
+        assert cli.main(command) == 1, command
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: no event log at {tmp_path}/nowhere.db"), err
+        assert err.count("\n") == 1
+    assert not (tmp_path / "nowhere.db").exists(), "nothing was created"
+
+
+def test_a_user_error_as_a_process_is_one_line_without_traceback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    seed(url, 1)
+    done = recctl("events", "--room", "acme/nowhere", env=clean_env(DATABASE_URL=url))
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: no such room 'acme/nowhere' (use tenant/room, or --channel for a provider "
+        "channel)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["events"], ["status", "--output", "json"], ["reconcile", "--dry-run"]]
+)
+def test_a_reader_that_went_away_ends_the_command_quietly(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """``recctl events | head``: the pipe closes under us; no traceback, exit 141 as for a
+    process SIGPIPE killed. The pipe's reading end is closed before the command starts, so its
+    first write fails, however large the pipe's buffer."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    seed(url, 5)
+    declare_rooms(url, 3)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", *command],
+            cwd=ROOT, env=clean_env(DATABASE_URL=url), stdout=write, stderr=subprocess.PIPE,
+            text=True, timeout=60, check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == "", done.stderr
+    assert done.returncode == cli.EXIT_BROKEN_PIPE
+
+
+def declare_rooms(url: str, count: int) -> None:
+    """``count`` rooms declared through the API's event, as the service stores them."""
+    from reconcilers.projections import PROJECTIONS
+
+    async def run() -> None:
+        store = await open_store(url, PROJECTIONS)
+        try:
+            for i in range(count):
+                spec = {"state": "recording", "provider": "agora", "mode": "mix",
+                        "channel": f"room-{i}", "storage": "default", "options": {}}
+                payload = {"tenant": "acme", "name": f"room-{i}", "spec": spec,
+                           "channel_key": f"agora/room-{i}"}
+                key = f"acme/room-{i}"
+                await store.append(NewEvent("api", key, "room.desired", payload, key))
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_completion_scripts_are_clicks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert "_RECCTL_COMPLETE=bash_complete" in script
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli"],
+        cwd=ROOT,
+        env=clean_env(_RECCTL_COMPLETE="bash_complete", COMP_WORDS="recctl ev", COMP_CWORD="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "events" in done.stdout, done

@@ -9,7 +9,6 @@ leaves both servers running for exploring, until Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import secrets
@@ -21,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import click
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
 from reconcilers.events import Event
 from reconcilers.projections import PROJECTIONS
+from service.commands.common import UserError
 from service.config import Settings
 from service.store import open_store
 
@@ -340,21 +341,23 @@ async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
     return 0
 
 
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="run the whole product against the emulator")
-    parser.add_argument("--keep", action="store_true", help="leave the servers running")
-    parser.add_argument("--db", type=Path, default=Path("demo.db"), help="event log file")
-    parser.set_defaults(handler=_handler)
-
-
-def _handler(args: argparse.Namespace) -> int:
+@click.command()
+@click.option("--keep", is_flag=True, help="leave the servers running (Ctrl-C stops them)")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("demo.db"),
+    show_default=True,
+    help="event log file (made afresh)",
+)
+def demo_command(keep: bool, db: Path) -> int:
+    """Run the whole product against the emulators, on loopback, with no credentials."""
     from service.logging import configure_logging
 
     configure_logging("WARNING")
     for suffix in ("", "-wal", "-shm"):  # a fresh log, so that the story is this run's
-        Path(f"{args.db}{suffix}").unlink(missing_ok=True)
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
     try:
-        return asyncio.run(demo(args.db, args.keep))
+        return asyncio.run(demo(db, keep))
     except TimeoutError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(str(exc)) from None

@@ -6,65 +6,31 @@ see exactly what the controller would do, and make it so now.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
-import time
-from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
+
+import click
 
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler, RoomState
-from reconcilers.events import Store
 from reconcilers.plan import Plan
+from service.commands.common import (
+    CommandContext,
+    output_option,
+    print_records,
+    print_table,
+    run_with_store,
+)
+from service.commands.progress import progress
+from service.inventory import LIVE_STATES as LIVE_STATES  # re-exported: moved there
+from service.inventory import all_keys
+from service.inventory import live_sessions as live_sessions
+from service.inventory import orphan_channels as orphan_channels
+from service.inventory import room_index as room_index
 
 HEADERS = ("ROOM", "DESIRED", "OBSERVED", "ACTION", "REASON")
-
-
-async def room_index(store: Store) -> tuple[list[str], dict[str, list[str]]]:
-    """Every room key (deleted rooms too: they stop what they had), and the rooms that want
-    something of each channel (not deleted): the ones a provider's event is for."""
-    keys: list[str] = []
-    by_channel: dict[str, list[str]] = {}
-    after = ""
-    while rows := await store.rows("rooms", after_key=after, limit=1000):
-        after = rows[-1].key
-        for r in rows:
-            keys.append(r.key)
-            if r.room and not r.data.get("deleted"):
-                by_channel.setdefault(r.room, []).append(r.key)
-    return keys, by_channel
-
-
-async def all_keys(store: Store, room: str | None = None) -> list[str]:
-    """Room keys to reconcile (one room, or all), plus channels with live sessions nobody owns."""
-    if room is not None:
-        return [room]
-    keys, by_channel = await room_index(store)
-    return keys + [CHANNEL_PREFIX + c for c in await orphan_channels(store, set(by_channel))]
-
-
-async def orphan_channels(store: Store, mapped: set[str]) -> list[str]:
-    """Channel keys of live sessions whose channel no room maps to."""
-    found: set[str] = set()
-    after = ""
-    while rows := await store.rows("sessions", after_key=after, limit=1000):
-        after = rows[-1].key
-        for r in rows:
-            if r.data.get("state") != "ended" and r.room and r.room not in mapped:
-                found.add(r.room)
-    return sorted(found)
-
-
-LIVE_STATES = frozenset({"starting", "recording", "stopping"})
-
-
-async def live_sessions(store: Store) -> int:
-    """Sessions the provider runs for us now: what the query budget must cover."""
-    live, after = 0, ""
-    while rows := await store.rows("sessions", after_key=after, limit=2000):
-        after = rows[-1].key
-        live += sum(1 for r in rows if r.data.get("state") in LIVE_STATES)
-    return live
+#: Above this many keys, a progress bar (on a terminal).
+PROGRESS_ABOVE = 50
 
 
 def describe(state: RoomState) -> tuple[str, str]:
@@ -94,17 +60,6 @@ def rows_for(key: str, state: RoomState, plan: Plan) -> list[tuple[str, ...]]:
     ]
 
 
-def render(
-    rows: Sequence[tuple[str, ...]], out: TextIO, headers: tuple[str, ...] = HEADERS
-) -> None:
-    """A plain table, columns sized to their content (at most 48 characters)."""
-    table = [headers, *rows]
-    widths = [min(max(len(r[i]) for r in table), 48) for i in range(len(headers))]
-    for r in table:
-        out.write("  ".join(c[:48].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        out.write("\n")
-
-
 async def reconcile_command(
     reconciler: Reconciler,
     room: str | None,
@@ -112,6 +67,7 @@ async def reconcile_command(
     out: TextIO | None = None,
     err: TextIO | None = None,
     concurrency: int = 8,
+    output: str = "table",
 ) -> int:
     """Print the plan table; apply it unless ``dry_run``. Returns the process exit code."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -121,61 +77,46 @@ async def reconcile_command(
         return 1
     table: list[tuple[str, ...]] = []
     failures = 0
-    done = 0
-    last_progress = time.monotonic()
     sem = asyncio.Semaphore(concurrency)
+    verb = "planning" if dry_run else "reconciling"
 
-    async def one(key: str) -> None:
-        nonlocal failures, done, last_progress
-        async with sem:
-            state = await reconciler.state(key)
-            plan = reconciler.plan(state)
-            table.extend(rows_for(key, state, plan))
-            if not dry_run and plan.actions:
-                result = await reconciler.reconcile(key)
-                failures += result.result.kind in ("retry", "terminal")
-            done += 1
-            if len(keys) > 50 and time.monotonic() - last_progress > 1.0:
-                last_progress = time.monotonic()
-                err.write(f"reconcile: {done}/{len(keys)} keys\n")
+    with progress(
+        f"{verb} {len(keys)} keys", len(keys), enabled=None if len(keys) > PROGRESS_ABOVE else False
+    ) as advance:
 
-    await asyncio.gather(*(one(k) for k in keys))
+        async def one(key: str) -> None:
+            nonlocal failures
+            async with sem:
+                state = await reconciler.state(key)
+                plan = reconciler.plan(state)
+                table.extend(rows_for(key, state, plan))
+                if not dry_run and plan.actions:
+                    result = await reconciler.reconcile(key)
+                    failures += result.result.kind in ("retry", "terminal")
+                advance(1)
+
+        await asyncio.gather(*(one(k) for k in keys))
     table.sort()
-    render(table, out)
+    if output == "table":
+        print_table(HEADERS, table, out)
+    else:
+        print_records(
+            [dict(zip(map(str.lower, HEADERS), r, strict=True)) for r in table], output, out
+        )
     verb = "planned" if dry_run else "applied"
     acted = sum(1 for r in table if r[3] != "-")
     err.write(f"{verb} {acted} action(s) over {len(keys)} key(s); {failures} failed\n")
     return 1 if failures else 0
 
 
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "reconcile", help="show the plan for every room (or one) and apply it"
-    )
-    parser.add_argument("--room", help="only this room (tenant/room)")
-    parser.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
-    parser.set_defaults(handler=_handler)
+@click.command()
+@click.option("--room", metavar="ROOM", help="only this room (tenant/room)")
+@click.option("--dry-run", is_flag=True, help="show the plan, change nothing")
+@output_option()
+def reconcile(room: str | None, dry_run: bool, output: str) -> int:
+    """Show the plan for every room (or one) and apply it, as the controller would now."""
 
+    async def body(ctx: CommandContext) -> int:
+        return await reconcile_command(ctx.reconciler(), room, dry_run, output=output)
 
-def _handler(args: argparse.Namespace) -> int:
-    from service.cli import load_settings
-    from service.runtime import build_providers, build_reconciler
-    from service.store import open_store
-    from service.wiring import provider_limiter
-
-    settings = load_settings(quiet=True)
-
-    async def run() -> int:
-        from reconcilers.projections import PROJECTIONS
-
-        store = await open_store(settings.database_url, PROJECTIONS)
-        providers = build_providers(settings, provider_limiter(settings.agora_rate_limit_qps))
-        try:
-            reconciler = build_reconciler(settings, store, providers)
-            return await reconcile_command(reconciler, args.room, args.dry_run)
-        finally:
-            for provider in providers.values():
-                await provider.aclose()
-            await store.close()
-
-    return asyncio.run(run())
+    return run_with_store(body, providers=True)

@@ -1,4 +1,4 @@
-"""``recctl status [ROOM] [--json]``: what each room wants and what it has, from the store.
+"""``recctl status [ROOM] [--output FORMAT]``: what each room wants and what it has, from the store.
 
 It reads the same projections the service does, so it works whether or not the service runs.
 Without a room it prints one line per room; with one, the room's whole view (as the API's GET).
@@ -6,16 +6,17 @@ Without a room it prints one line per room; with one, the room's whole view (as 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import sys
 from typing import Any, TextIO
 
+import click
+
 from reconcilers.budget import QueryBudget
 from reconcilers.engine import Reconciler
 from service.api.views import room_view
-from service.commands.reconcile import all_keys, live_sessions, render
+from service.commands.common import CommandContext, output_option, print_table, run_with_store
+from service.inventory import all_keys, live_sessions
 
 HEADERS = ("ROOM", "DESIRED", "PROVIDER", "SESSION", "RECORDING", "REASON")
 
@@ -26,10 +27,13 @@ async def status_command(
     as_json: bool,
     out: TextIO | None = None,
     budget: QueryBudget | None = None,
+    output: str | None = None,
 ) -> int:
     """Print the rooms' status; 1 when the named room does not exist. With ``budget``, the
     table ends with the query interval the live sessions get, and whether the provider's rate
-    limit stretches it."""
+    limit stretches it. ``output``: table, json (an array) or jsonl (``as_json``: jsonl); one
+    room's whole view is indented JSON unless jsonl."""
+    output = output or ("jsonl" if as_json else "table")
     out = out or sys.stdout
     keys = [room] if room else [k for k in await all_keys(reconciler.store) if "/" in k]
     views = []
@@ -41,12 +45,15 @@ async def status_command(
                 return 1
             continue
         views.append((key, room_view(state)))
-    if as_json or room:
-        for key, view in views:
-            out.write(json.dumps({"key": key, **view.model_dump()}, indent=None if not room else 2))
-            out.write("\n")
+    records = [{"key": key, **view.model_dump()} for key, view in views]
+    if output == "jsonl":
+        out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         return 0
-    render([_row(key, view.model_dump()) for key, view in views], out, HEADERS)
+    if output == "json" or room:
+        found: Any = records[0] if room else records
+        out.write(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    print_table(HEADERS, [_row(key, view.model_dump()) for key, view in views], out)
     if budget is not None:
         live = await live_sessions(reconciler.store)
         stretched = "stretched by the rate limit" if budget.stretched(live) else "as configured"
@@ -74,32 +81,24 @@ def _row(key: str, view: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("status", help="show what each room wants and has")
-    parser.add_argument("room", nargs="?", help="one room (tenant/room): its whole view")
-    parser.add_argument("--json", action="store_true", help="one JSON object per room")
-    parser.set_defaults(handler=_handler)
+@click.command()
+@click.argument("room", required=False)
+@click.option("--json", "as_json", is_flag=True, help="the same as --output jsonl")
+@output_option()
+def status(room: str | None, as_json: bool, output: str) -> int:
+    """Show what each room wants and has (from the store: the service need not run).
 
-
-def _handler(args: argparse.Namespace) -> int:
-    from reconcilers.projections import PROJECTIONS
-    from service.cli import load_settings
-    from service.runtime import build_reconciler
-    from service.store import open_store
+    With ROOM (tenant/room): that room's whole view, as the API's GET returns it.
+    """
     from service.wiring import safe_rate
 
-    settings = load_settings(quiet=True)
+    async def body(ctx: CommandContext) -> int:
+        budget = QueryBudget(
+            rate_per_s=safe_rate(ctx.settings.agora_rate_limit_qps),
+            min_interval=ctx.settings.query_interval_seconds,
+        )
+        return await status_command(
+            ctx.reconciler(), room, as_json, None, budget, output="jsonl" if as_json else output
+        )
 
-    async def run() -> int:
-        store = await open_store(settings.database_url, PROJECTIONS)
-        try:
-            budget = QueryBudget(
-                rate_per_s=safe_rate(settings.agora_rate_limit_qps),
-                min_interval=settings.query_interval_seconds,
-            )
-            reconciler = build_reconciler(settings, store, {})
-            return await status_command(reconciler, args.room, args.json, None, budget)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return run_with_store(body)
