@@ -32,7 +32,7 @@ from service.http import (
     server_error_handler,
 )
 from service.metrics import Metrics
-from service.store import ObservableStore, open_store
+from service.store import ObservableStore, PoolLimits, open_store
 from service.watchdog import LoopWatchdog, watching
 from service.webhooks.agora import AgoraWebhook
 from service.webhooks.cloudflare import CloudflareWebhook
@@ -88,6 +88,7 @@ def create_app(
                     default_projections() if projections is None else projections,
                     writer_process=settings.store_writer == "process",
                     batch_interval=settings.store_batch_interval_ms / 1000,
+                    pool=pool_limits(settings),
                 )
                 stack.push_async_callback(opened.close)
             if isinstance(opened, ObservableStore):
@@ -142,3 +143,12 @@ def create_app(
     )
     app.state.context = ctx
     return app
+
+
+def pool_limits(settings: Settings) -> PoolLimits:
+    """PostgreSQL's pool bounds from the settings (SQLite has no pool and ignores them)."""
+    return PoolLimits(
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+        command_timeout=settings.database_command_timeout_seconds,
+    )

@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -44,6 +45,11 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     database_url: str = "sqlite:///./recorder.db"
+    # PostgreSQL's connection pool, per replica: replicas x max must stay under the server's
+    # max_connections. A statement slower than the timeout fails its append (not acknowledged).
+    database_pool_min: int = Field(default=1, ge=0, le=100)
+    database_pool_max: int = Field(default=10, ge=1, le=100)
+    database_command_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # Where the SQLite writer runs: its own process keeps the commits off the event loop's GIL.
     store_writer: Literal["process", "thread"] = "process"
     # Milliseconds between two group commits at least: under load, fewer and fuller commits
@@ -176,6 +182,8 @@ class Settings(BaseModel):
             self.cloudflare_api_token.get_secret_value(),
         ]
         found += list(self.api_tokens)
+        if password := urlsplit(self.database_url).password:
+            found.append(password)
         for profile in self.storage_profiles.values():
             found += [
                 profile.access_key_id.get_secret_value(),

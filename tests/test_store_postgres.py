@@ -5,13 +5,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
 
+from reconcilers.events import Fence, Fold, Projection
+from service.config import Settings
+from service.store import BatchReport, PostgresStore, StaleFence, StoreError, open_store
 from service.store.migrations import SchemaTooNew
 from service.store.postgres.schema import MIGRATIONS, applied_versions, migrate
-from tests.support.pg_server import NoPostgres, find_bindir
+from tests.support.pg_server import NoPostgres, PostgresServer, find_bindir, free_port
+from tests.support.store_cases import PROJECTIONS, all_rows, as_stored, new
 
 
 async def test_the_server_is_real_and_durable(postgres_db: str) -> None:
@@ -83,3 +88,200 @@ async def test_a_database_ahead_of_this_build_is_refused(postgres_db: str) -> No
             await migrate(conn)
     finally:
         await conn.close()
+
+
+# -- the store on PostgreSQL: what the contract suite cannot show with one store ------------
+
+
+async def _fresh(dsn: str, projections: Sequence[Projection] = PROJECTIONS) -> PostgresStore:
+    return await PostgresStore.open(dsn, projections)
+
+
+async def test_an_acknowledged_append_is_durable(postgres_db: str) -> None:
+    store = await _fresh(postgres_db)
+    try:
+        await store.append(new("k1"))
+        assert await store.durability() == "synchronous_commit=on fsync=on"
+    finally:
+        await store.close()
+
+
+async def test_group_commit_batches_concurrent_appends(postgres_db: str) -> None:
+    store = await _fresh(postgres_db)
+    reports: list[BatchReport] = []
+    store.stats.observers.append(reports.append)
+    try:
+        results = await asyncio.gather(*(store.append(new(f"k{i}")) for i in range(200)))
+        assert sorted(r.event.seq for r in results) == list(range(1, 201))
+        assert store.stats.appended == 200 and sum(r.size for r in reports) == 200
+        assert store.stats.commits <= 20 and max(r.size for r in reports) > 20, store.stats
+    finally:
+        await store.close()
+
+
+async def test_a_tailing_reader_sees_every_seq_once_in_order_with_concurrent_writers(
+    postgres_db: str,
+) -> None:
+    """Three replicas append at once (each its own pool, so their transactions overlap); a
+    reader tails the feed by its last seq. Were commits visible out of seq order, it would
+    skip the seq that committed late, and the test would see a hole."""
+    writers = [await _fresh(postgres_db) for _ in range(3)]
+    reader = await _fresh(postgres_db, ())
+    per_writer, burst = 120, 12
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def write(index: int, store: PostgresStore) -> None:
+        for start in range(0, per_writer, burst):
+            keys = (f"w{index}-{i}" for i in range(start, start + burst))
+            await asyncio.gather(*(store.append(new(k, room=f"r{index}")) for k in keys))
+
+    async def tail() -> None:
+        last = 0
+        while True:
+            finished = done.is_set()  # read before the page: a page after it misses nothing
+            page = await reader.read_log(since_seq=last, limit=50)
+            seen.extend(e.seq for e in page)
+            last = page[-1].seq if page else last
+            if finished and not page:
+                return
+
+    try:
+        tailing = asyncio.create_task(tail())
+        await asyncio.gather(*(write(i, s) for i, s in enumerate(writers)))
+        done.set()
+        await tailing
+    finally:
+        for store in (*writers, reader):
+            await store.close()
+    assert seen == list(range(1, 3 * per_writer + 1))
+    assert sum(w.stats.batches for w in writers) > 3  # the writers' commits did interleave
+
+
+async def test_two_replicas_folding_the_same_rows_lose_no_update(postgres_db: str) -> None:
+    """Nothing is cached between batches: each fold reads the rows as the last commit of any
+    replica left them, so the count of a shared room is every append of both."""
+    first, second = await _fresh(postgres_db), await _fresh(postgres_db)
+    try:
+        await asyncio.gather(
+            *(
+                (first if i % 2 else second).append(new(f"k{i}", session=f"s{i % 3}"))
+                for i in range(100)
+            )
+        )
+        for i in range(100, 110):  # and one after the other
+            await (first if i % 2 else second).append(new(f"k{i}", session="s1"))
+        tally = await first.get_row("tally", "r1")
+        assert tally is not None and tally.data["count"] == 110
+        log = await second.read_log(limit=1000)
+        fold = Fold(PROJECTIONS)
+        for event in log:
+            fold.apply(event)
+        assert await all_rows(first, PROJECTIONS) == as_stored(fold.rows)
+        assert (await second.append(new("k3"))).duplicate  # dedup sees the other's commits
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _lease(dsn: str, shard: int, owner: str, token: int, seconds: float) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO leases (shard, owner, token, expires_at)"
+            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))"
+            " ON CONFLICT (shard) DO UPDATE SET owner = excluded.owner,"
+            " token = excluded.token, expires_at = excluded.expires_at",
+            shard,
+            owner,
+            token,
+            seconds,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_fenced_append_is_refused_unless_its_lease_holds(postgres_db: str) -> None:
+    store = await _fresh(postgres_db)
+    try:
+        await _lease(postgres_db, 7, "replica-a", 5, 60)
+        ok = await store.append(new("k1", fence=Fence(7, 5, "replica-a")))
+        assert not ok.duplicate
+        for stale in (Fence(7, 4, "replica-a"), Fence(7, 5, "replica-b"), Fence(8, 5, "replica-a")):
+            with pytest.raises(StaleFence):
+                await store.append(new(f"k-{stale}", fence=stale))
+        await _lease(postgres_db, 7, "replica-a", 5, -1)  # expired
+        with pytest.raises(StaleFence):
+            await store.append(new("k2", fence=Fence(7, 5, "replica-a")))
+        assert [e.dedup_key for e in await store.read_log()] == ["k1"]
+        tally = await store.get_row("tally", "r1")
+        assert tally is not None and tally.data["count"] == 1  # nothing of them was folded
+        with pytest.raises(StaleFence):  # even a retry of an intent already in the log
+            await store.append(new("k1", fence=Fence(7, 5, "replica-a")))
+    finally:
+        await store.close()
+
+
+async def test_a_stale_fence_fails_alone_in_its_group_commit(postgres_db: str) -> None:
+    store = await _fresh(postgres_db)
+    reports: list[BatchReport] = []
+    store.stats.observers.append(reports.append)
+    try:
+        await _lease(postgres_db, 1, "a", 2, 60)
+        appends = [
+            new(f"k{i}", fence=Fence(1, 1 if i == 3 else 2, "a") if i % 2 else None)
+            for i in range(10)
+        ]
+        results = await asyncio.gather(*map(store.append, appends), return_exceptions=True)
+        assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [3]
+        assert isinstance(results[3], StaleFence)
+        assert len(reports) == 1 and reports[0].size == 9  # one transaction all the same
+        assert len(await store.read_log()) == 9
+    finally:
+        await store.close()
+
+
+async def test_an_append_waiting_behind_a_takeover_is_refused_once_it_commits(
+    postgres_db: str,
+) -> None:
+    """The lease row is locked FOR SHARE by the append: a takeover being committed makes it
+    wait, and it then sees the new owner and token (PostgreSQL re-checks the updated row)."""
+    store = await _fresh(postgres_db)
+    takeover = await asyncpg.connect(postgres_db)
+    try:
+        await _lease(postgres_db, 1, "a", 5, 60)
+        transaction = takeover.transaction()
+        await transaction.start()
+        await takeover.execute("UPDATE leases SET owner = 'b', token = token + 1 WHERE shard = 1")
+        appending = asyncio.create_task(store.append(new("k1", fence=Fence(1, 5, "a"))))
+        await _until_a_backend_waits_for_a_lock(takeover)
+        assert not appending.done()
+        await transaction.commit()
+        with pytest.raises(StaleFence):
+            await appending
+        assert await store.read_log() == []
+    finally:
+        await takeover.close()
+        await store.close()
+
+
+async def _until_a_backend_waits_for_a_lock(conn: asyncpg.Connection) -> None:
+    """There is no event for "blocked on a row lock": look at pg_stat_activity until it says so."""
+    deadline = asyncio.get_running_loop().time() + 30
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while await conn.fetchval(query) == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the append never waited"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_unreachable_server_is_a_store_error(postgres_server: PostgresServer) -> None:
+    with pytest.raises(StoreError, match="cannot connect"):
+        await open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+
+
+def test_the_database_password_is_a_secret_the_logs_hide() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://recctl:s3cr3t-pw@db:5432/rec"})
+    assert "s3cr3t-pw" in settings.secret_values()

@@ -1,6 +1,6 @@
 """The SQLite writer in a child process: what a process adds to the store contract.
 
-The contract itself runs against this host in ``test_store_sqlite.py`` (backend
+The contract itself runs against this host in ``test_store_contract.py`` (backend
 ``sqlite-process``). Here: the child dies and is replaced, a call it dies in fails rather than
 hangs, it outlives neither its parent nor a Ctrl-C it should ignore, and the pipe's encoding of
 an event gives back the same event.

@@ -1,296 +1,37 @@
-"""The Store contract, run against every backend in BACKENDS, plus SQLite's own guarantees.
-
-To add a backend (PostgreSQL), add an opener to BACKENDS: every contract test and the replay
-property run against it too.
-"""
+"""SQLite's own guarantees: group commit and its interval, WAL and fsync, checkpoints aside,
+point reads off the event loop, the writer's known rows. The store contract every backend
+keeps is ``test_store_contract.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
-import tempfile
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from reconcilers.events import Event, Fold, NewEvent, Projection, Row, Store
+from reconcilers.events import Fold, NewEvent, Projection, Row
 from service.store import (
     BatchReport,
     ObservableStore,
     SqliteStore,
-    StoreClosed,
-    StoreError,
     open_store,
 )
 from service.store import sqlite_schema as schema
 from service.store.sqlite import sqlite_path
 from service.store.sqlite_writer import KnownState, SqliteWriter
 from tests.helpers import Boom
-
-Opener = Callable[[Path, Sequence[Projection]], Awaitable[ObservableStore]]
+from tests.support.store_cases import PROJECTIONS, as_stored, new
 
 
 async def _open_sqlite(directory: Path, projections: Sequence[Projection]) -> ObservableStore:
     return await open_store(f"sqlite:///{directory / 'events.db'}", projections)
-
-
-async def _open_sqlite_process(
-    directory: Path, projections: Sequence[Projection]
-) -> ObservableStore:
-    url = f"sqlite:///{directory / 'events.db'}"
-    return await open_store(url, projections, writer_process=True)
-
-
-BACKENDS: dict[str, Opener] = {"sqlite": _open_sqlite, "sqlite-process": _open_sqlite_process}
-
-
-class RoomTally:
-    """Order-sensitive on purpose: counts a room's events, keeps its last three types."""
-
-    name = "tally"
-
-    def keys(self, event: Event) -> Sequence[str]:
-        return [event.room] if event.room else []
-
-    def apply(self, row: Row | None, event: Event) -> Row | None:
-        if event.type == "reset":
-            return None
-        data = dict(row.data) if row else {"count": 0, "recent": []}
-        data["count"] += 1
-        data["recent"] = [*data["recent"], event.type][-3:]
-        return Row(self.name, event.room or "", event.payload.get("group"), data, event.seq)
-
-
-class SessionTypes:
-    """Several keys per event (per session and type, and per session). ``apply`` is not told
-    the key, so a new row's key is left empty: the store files rows under ``keys()``'s key."""
-
-    name = "session_types"
-
-    def keys(self, event: Event) -> Sequence[str]:
-        return [f"{event.session}:{event.type}", f"{event.session}:*"] if event.session else []
-
-    def apply(self, row: Row | None, event: Event) -> Row | None:
-        data = (
-            {"n": row.data["n"] + 1, "first": row.data["first"]}
-            if row
-            else {"n": 1, "first": event.seq}
-        )
-        return Row(self.name, row.key if row else "", event.room, data, event.seq)
-
-
-PROJECTIONS: tuple[Projection, ...] = (RoomTally(), SessionTypes())
-
-
-def new(key: str, type_: str = "a", room: str | None = "r1", **kw: Any) -> NewEvent:
-    payload = kw.pop("payload", {"group": "g1", "key": key})
-    return NewEvent("api", key, type_, payload, room=room, **kw)
-
-
-async def all_rows(store: Store, projections: Sequence[Projection]) -> dict[tuple[str, str], Row]:
-    found: dict[tuple[str, str], Row] = {}
-    for projection in projections:
-        after = ""
-        while page := await store.rows(projection.name, after_key=after, limit=7):
-            found.update({(r.projection, r.key): r for r in page})
-            after = page[-1].key
-    return found
-
-
-def as_stored(rows: dict[tuple[str, str], Row]) -> dict[tuple[str, str], Row]:
-    """What a row looks like after a trip through the store: canonical key, JSON data."""
-    return {
-        k: Row(k[0], k[1], r.room, json.loads(json.dumps(r.data)), r.seq) for k, r in rows.items()
-    }
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def opener(request: pytest.FixtureRequest) -> Opener:
-    return BACKENDS[request.param]
-
-
-@pytest.fixture
-async def store(opener: Opener, tmp_path: Path) -> AsyncIterator[ObservableStore]:
-    opened = await opener(tmp_path, PROJECTIONS)
-    yield opened
-    await opened.close()
-
-
-class TestStoreContract:
-    async def test_append_gives_consecutive_seqs_and_the_stored_event(self, store: Store) -> None:
-        at = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-        first = await store.append(new("k1", occurred_at=at, session="s1"))
-        second = await store.append(new("k2"))
-        assert (first.duplicate, second.duplicate) == (False, False)
-        assert second.event.seq == first.event.seq + 1
-        assert await store.read_log() == [first.event, second.event]
-        assert first.event.occurred_at == at and first.event.session == "s1"
-        assert first.event.received_at.tzinfo is not None
-
-    async def test_a_duplicate_returns_the_first_copy_and_stores_nothing(
-        self, store: Store
-    ) -> None:
-        first = await store.append(new("k1", payload={"v": 1}))
-        again = await store.append(new("k1", type_="other", payload={"v": 2}))
-        assert again == type(again)(first.event, duplicate=True)
-        assert len(await store.read_log()) == 1
-        tally = await store.get_row("tally", "r1")
-        assert tally is not None and tally.data["count"] == 1
-
-    async def test_a_duplicate_inside_one_batch_is_stored_once(self, store: Store) -> None:
-        results = await asyncio.gather(*(store.append(new("same")) for _ in range(5)))
-        assert [r.duplicate for r in results].count(False) == 1
-        assert {r.event.seq for r in results} == {results[0].event.seq}
-        assert len(await store.read_log()) == 1
-
-    async def test_dedup_keys_are_per_source(self, store: Store) -> None:
-        a = await store.append(NewEvent("api", "k", "a", {}))
-        b = await store.append(NewEvent("agora", "k", "a", {}))
-        assert not a.duplicate and not b.duplicate and a.event.seq != b.event.seq
-
-    async def test_projections_follow_each_append(self, store: Store) -> None:
-        await store.append(new("k1", session="s1"))
-        await store.append(new("k2", type_="b", session="s1"))
-        tally = await store.get_row("tally", "r1")
-        assert tally == Row("tally", "r1", "g1", {"count": 2, "recent": ["a", "b"]}, 2)
-        per_session = await store.get_row("session_types", "s1:*")
-        assert per_session is not None and per_session.data == {"n": 2, "first": 1}
-
-    async def test_a_projection_returning_none_deletes_the_row(self, store: Store) -> None:
-        await store.append(new("k1"))
-        await store.append(new("k2", type_="reset"))
-        assert await store.get_row("tally", "r1") is None
-        await store.append(new("k3"))
-        row = await store.get_row("tally", "r1")
-        assert row is not None and row.data["count"] == 1
-
-    async def test_read_log_filters_by_seq_and_room_and_pages(self, store: Store) -> None:
-        for i in range(6):
-            await store.append(new(f"k{i}", room="r1" if i % 2 else "r2"))
-        assert [e.seq for e in await store.read_log(since_seq=4)] == [5, 6]
-        assert [e.seq for e in await store.read_log(room="r1")] == [2, 4, 6]
-        assert [e.seq for e in await store.read_log(room="r2", since_seq=1, limit=1)] == [3]
-
-    async def test_rows_filter_by_room_and_page_by_key(self, store: Store) -> None:
-        for i, room in enumerate(["c", "a", "b", "d"]):
-            group = "g1" if room in "ab" else "g2"
-            await store.append(new(f"k{i}", room=room, payload={"group": group}))
-        assert [r.key for r in await store.rows("tally")] == ["a", "b", "c", "d"]
-        assert [r.key for r in await store.rows("tally", room="g2")] == ["c", "d"]
-        assert [r.key for r in await store.rows("tally", after_key="b", limit=1)] == ["c"]
-        assert await store.rows("nothing") == []
-
-    async def test_a_row_is_found_by_its_room_after_it_keeps_or_changes_it(
-        self, store: Store
-    ) -> None:
-        """A row that keeps its room is updated in place (the room index untouched); one that
-        moves is found under its new room only."""
-        await store.append(new("k1", payload={"group": "g1"}))
-        await store.append(new("k2", payload={"group": "g1"}))  # same room: data and seq only
-        [kept] = await store.rows("tally", room="g1")
-        assert kept.data["count"] == 2 and kept.seq == 2
-        await store.append(new("k3", payload={"group": "g2"}))  # moves
-        assert await store.rows("tally", room="g1") == []
-        [moved] = await store.rows("tally", room="g2")
-        assert moved.data["count"] == 3 and moved.seq == 3 and moved.room == "g2"
-        await store.append(new("k4", payload={"group": "g2"}))
-        [again] = await store.rows("tally", room="g2")
-        assert again.data["count"] == 4 and again.seq == 4
-
-    async def test_replay_rebuilds_the_same_rows(self, store: Store) -> None:
-        for i in range(20):
-            await store.append(new(f"k{i}", type_="reset" if i == 7 else "a", session=f"s{i % 3}"))
-        before = await all_rows(store, PROJECTIONS)
-        assert await store.replay() == 20
-        assert await all_rows(store, PROJECTIONS) == before
-
-    async def test_replay_fills_a_projection_added_later(
-        self, opener: Opener, tmp_path: Path
-    ) -> None:
-        first = await opener(tmp_path, [RoomTally()])
-        await first.append(new("k1", session="s1"))
-        await first.close()
-        second = await opener(tmp_path, PROJECTIONS)
-        try:
-            assert await second.get_row("session_types", "s1:*") is None
-            assert await second.replay() == 1
-            assert await second.get_row("session_types", "s1:*") is not None
-        finally:
-            await second.close()
-
-    async def test_events_survive_reopening(self, opener: Opener, tmp_path: Path) -> None:
-        first = await opener(tmp_path, PROJECTIONS)
-        appended = await first.append(new("k1", occurred_at=datetime(2024, 1, 1)))
-        await first.close()
-        second = await opener(tmp_path, PROJECTIONS)
-        try:
-            assert await second.read_log() == [appended.event]
-            assert (await second.append(new("k1"))).duplicate
-            assert (await second.append(new("k2"))).event.seq == 2
-        finally:
-            await second.close()
-
-    async def test_close_commits_everything_already_queued(
-        self, opener: Opener, tmp_path: Path
-    ) -> None:
-        opened = await opener(tmp_path, PROJECTIONS)
-        pending = [asyncio.ensure_future(opened.append(new(f"k{i}"))) for i in range(50)]
-        await asyncio.sleep(0)  # let every append reach the queue before close() does
-        await opened.close()
-        assert all(not p.result().duplicate for p in pending)
-        with pytest.raises(StoreClosed):
-            await opened.append(new("late"))
-        with pytest.raises(StoreError):
-            await opened.ping()
-        reopened = await opener(tmp_path, PROJECTIONS)
-        try:
-            assert len(await reopened.read_log()) == 50
-        finally:
-            await reopened.close()
-
-    async def test_ping(self, store: Store) -> None:
-        await store.ping()
-
-    async def test_a_failed_batch_fails_every_caller_and_stores_nothing(
-        self, opener: Opener, tmp_path: Path
-    ) -> None:
-        broken = await opener(tmp_path, [Boom(always=True)])
-        try:
-            results = await asyncio.gather(
-                *(broken.append(new(f"k{i}")) for i in range(20)), return_exceptions=True
-            )
-            assert all(isinstance(r, StoreError) for r in results)
-            assert await broken.read_log() == []
-        finally:
-            await broken.close()
-
-    async def test_a_poison_event_fails_alone(self, opener: Opener, tmp_path: Path) -> None:
-        guarded = await opener(tmp_path, [Boom(), RoomTally()])
-        try:
-            appends = [new(f"k{i}", type_="poison" if i == 13 else "a") for i in range(40)]
-            results = await asyncio.gather(
-                *(guarded.append(e) for e in appends), return_exceptions=True
-            )
-            failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
-            assert failed == [13]
-            assert isinstance(results[13], StoreError)
-            assert len(await guarded.read_log()) == 39
-            tally = await guarded.get_row("tally", "r1")
-            assert tally is not None and tally.data["count"] == 39
-        finally:
-            await guarded.close()
-
-
-# -- SQLite only -----------------------------------------------------------------------------
 
 
 async def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
@@ -357,24 +98,6 @@ async def test_without_an_interval_a_batch_leaves_as_soon_as_the_pipeline_has_ro
         await store.close()
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
-async def test_each_batch_reports_its_fsync_apart_from_the_round_trip(
-    backend: str, tmp_path: Path
-) -> None:
-    """The writer times its COMMIT beside the disk, so a slow disk can be told apart from a
-    slow hop to the writer: the part is never more than the whole, and never nothing."""
-    store = await BACKENDS[backend](tmp_path, PROJECTIONS)
-    reports: list[BatchReport] = []
-    store.stats.observers.append(reports.append)
-    try:
-        for i in range(5):
-            await store.append(new(f"k{i}"))
-        assert len(reports) == 5
-        assert all(0 < r.sync_seconds <= r.seconds for r in reports), reports
-    finally:
-        await store.close()
-
-
 async def test_sqlite_is_durable_before_it_acknowledges(tmp_path: Path) -> None:
     store = await _open_sqlite(tmp_path, ())
     try:
@@ -398,212 +121,9 @@ def test_sqlite_urls() -> None:
 
 
 async def test_open_store_refuses_what_it_cannot_serve() -> None:
-    for url in ("postgresql://u@h/db", "mysql://h/db", "sqlite:///:memory:"):
+    for url in ("postgresql://", "mysql://h/db", "sqlite:///:memory:", "postgresql://h:port/db"):
         with pytest.raises(ValueError):
             await open_store(url, ())
-
-
-# -- the replay property ---------------------------------------------------------------------
-
-_base = datetime(2024, 1, 1, tzinfo=UTC)
-_generic_event = st.builds(
-    NewEvent,
-    source=st.sampled_from(["api", "agora"]),
-    dedup_key=st.sampled_from([f"k{i}" for i in range(8)]),
-    type=st.sampled_from(["a", "b", "reset"]),
-    payload=st.fixed_dictionaries(
-        {"group": st.sampled_from([None, "g1", "g2"]), "n": st.integers()}
-    ),
-    room=st.sampled_from([None, "r1", "r2"]),
-    session=st.sampled_from([None, "s1", "s2"]),
-    occurred_at=st.one_of(st.none(), st.integers(0, 10**6).map(lambda s: _base + timedelta(s))),
-)
-
-
-def check_replay(
-    opener: Opener, projections: Sequence[Projection], batches: list[list[NewEvent]]
-) -> None:
-    """Live rows == rows after replay() == an in-memory Fold of the stored log."""
-
-    async def scenario(directory: Path) -> None:
-        store = await opener(directory, projections)
-        try:
-            for batch in batches:  # each batch concurrently: in-batch duplicates and reordering
-                await asyncio.gather(*(store.append(e) for e in batch))
-            log = await store.read_log(limit=10_000)
-            assert len({(e.source, e.dedup_key) for e in log}) == len(log)
-            assert [e.seq for e in log] == list(range(1, len(log) + 1))
-            fold = Fold(projections)
-            for event in log:
-                fold.apply(event)
-            live = await all_rows(store, projections)
-            assert live == as_stored(fold.rows)
-            assert await store.replay() == len(log)
-            assert await all_rows(store, projections) == live
-        finally:
-            await store.close()
-
-    with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(scenario(Path(directory)))
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=st.lists(st.lists(_generic_event, min_size=1, max_size=6), max_size=8))
-def test_replay_equals_live_projections(batches: list[list[NewEvent]]) -> None:
-    check_replay(_open_sqlite, PROJECTIONS, batches)
-
-
-# Each example starts a writer process (~0.3 s): fewer of them; the fold is the same code.
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=st.lists(st.lists(_generic_event, min_size=1, max_size=6), max_size=8))
-def test_replay_equals_live_projections_with_a_writer_process(
-    batches: list[list[NewEvent]],
-) -> None:
-    check_replay(_open_sqlite_process, PROJECTIONS, batches)
-
-
-# -- the same property on the domain's projections, with events shaped like the real ones -----
-
-try:
-    from reconcilers.projections import PROJECTIONS as DOMAIN_PROJECTIONS
-except ImportError:  # the projections are written concurrently; run when they exist
-    DOMAIN_PROJECTIONS = ()
-
-_details = {
-    1: st.fixed_dictionaries({"errorLevel": st.sampled_from([3, 5]), "errorCode": st.just(50)}),
-    3: st.fixed_dictionaries({"status": st.sampled_from([1, 4, 5, 6, 8, 20])}),
-    11: st.fixed_dictionaries({"exitStatus": st.sampled_from([0, 1])}),
-    12: st.fixed_dictionaries({"newUid": st.integers(1, 5)}),
-    31: st.fixed_dictionaries(
-        {"status": st.just(0), "fileList": st.just([{"fileName": "a.m3u8", "uid": "0"}])}
-    ),
-    33: st.fixed_dictionaries({"progress": st.integers(0, 10000)}),
-    40: st.just({"status": 0}),
-    41: st.fixed_dictionaries({"leaveCode": st.sampled_from([4, 6, 16])}),
-    42: st.fixed_dictionaries({"startUtcMs": st.integers(0, 10**6)}),
-    999: st.just({}),
-}
-
-
-@st.composite
-def _agora(draw: st.DrawFn) -> NewEvent:
-    from reconcilers.providers.agora.notifications import parse_notification
-    from service.webhooks.agora import to_event
-
-    notice = draw(st.sampled_from([f"n{i}" for i in range(10)]))
-    if draw(st.booleans()):
-        event_type = draw(st.sampled_from(sorted(_details)))
-        body = {
-            "noticeId": notice,
-            "productId": 3,
-            "eventType": event_type,
-            "payload": {
-                "cname": draw(st.sampled_from(["c1", "c2"])),
-                "uid": "4000000001",
-                "sid": draw(st.sampled_from(["s1", "s2"])),
-                "sequence": draw(st.integers(0, 50)),
-                "sendts": 1_700_000_000_000 + draw(st.integers(0, 10**6)),
-                "details": draw(_details[event_type]),
-            },
-        }
-    else:
-        body = {
-            "noticeId": notice,
-            "productId": 1,
-            "eventType": draw(st.sampled_from([101, 102, 103, 104, 105, 106, 107, 108, 111, 112])),
-            "payload": {
-                "channelName": draw(st.sampled_from(["c1", "c2"])),
-                "uid": draw(st.integers(1, 3)),
-                "platform": draw(st.sampled_from([1, 6])),
-                "clientType": draw(st.sampled_from([0, 10])),
-                "clientSeq": draw(st.integers(0, 20)),
-                "ts": 1_700_000_000 + draw(st.integers(0, 1000)),
-            },
-        }
-    return to_event(parse_notification(body), body)
-
-
-@st.composite
-def _control(draw: st.DrawFn) -> NewEvent:
-    room = draw(st.sampled_from(["t/r1", "t/r2"]))
-    channel = "c1" if room == "t/r1" else "c2"
-    sid = draw(st.sampled_from(["s1", "s2"]))
-    segment = draw(st.integers(0, 8))
-    kind, payload = draw(
-        st.sampled_from(
-            [
-                ("room.desired", {"tenant": "t", "name": room[2:], "spec": {"state": "recording"}}),
-                ("room.deleted", {}),
-                ("intent.reserve", {"segment": segment, "uid": 4_000_000_000 + segment}),
-                ("intent.start", {"segment": segment, "resource_id": "res"}),
-                ("result.start", {"segment": segment, "sid": sid, "channel": channel}),
-                ("result.start", {"segment": segment, "outcome": "rejected", "generation": 1}),
-                ("observed.query", {"sid": sid, "state": "recording"}),
-                ("observed.query", {"sid": sid, "not_found": True}),
-                ("result.stop", {"sid": sid}),
-            ]
-        )
-    )
-    if kind == "room.desired":
-        payload = {**payload, "channel_key": f"agora/{channel}"}
-    source = "api" if kind.startswith("room.") else "reconciler"
-    key = draw(st.sampled_from([f"i{i}" for i in range(10)]))
-    return NewEvent(source, key, kind, payload, room=room)
-
-
-@st.composite
-def _catalog(draw: st.DrawFn) -> NewEvent:
-    """The catalog's events: its API actions, stop results with files, storage events."""
-    rid = draw(st.sampled_from(["rec1", "rec2"]))
-    sid = draw(st.sampled_from(["s1", "s2"]))
-    key = draw(st.sampled_from(["a.m3u8", "a_1.ts", "b.mp4"]))
-    kind = draw(
-        st.sampled_from(
-            [
-                "started",
-                "stopped",
-                "archived",
-                "deleted",
-                "failed",
-                "stop",
-                "created",
-                "removed",
-                "checked",
-            ]
-        )
-    )
-    dedup = draw(st.sampled_from([f"c{i}" for i in range(10)]))
-    at = _base + timedelta(seconds=draw(st.integers(0, 1000)))
-    if kind in ("created", "removed", "checked"):
-        payload = {
-            "bucket": "b",
-            "key": key,
-            "size": draw(st.integers(0, 99)),
-            "sequencer": draw(st.sampled_from([None, "0A", "0B", "0A1"])),
-            "present": draw(st.booleans()),
-        }
-        type_ = "storage.checked" if kind == "checked" else f"storage.object_{kind}"
-        return NewEvent("storage", dedup, type_, payload, occurred_at=at)
-    if kind == "stop":
-        payload = {
-            "sid": sid,
-            "files": [key],
-            "upload_status": "uploaded",
-            "outcome": draw(st.sampled_from([None, "ended"])),
-            "code": 435,
-        }
-        return NewEvent("reconciler", dedup, "result.stop", payload, room="t/r1", occurred_at=at)
-    payload = {"recording_id": rid, "channel_key": "agora/c1", "reason": "files_lost"}
-    return NewEvent("api", dedup, f"recording.{kind}", payload, room="t/r1", occurred_at=at)
-
-
-@pytest.mark.skipif(not DOMAIN_PROJECTIONS, reason="reconcilers.projections.PROJECTIONS missing")
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    batches=st.lists(st.lists(st.one_of(_agora(), _control(), _catalog()), min_size=1, max_size=6))
-)
-def test_replay_equals_live_domain_projections(batches: list[list[NewEvent]]) -> None:
-    check_replay(BACKENDS["sqlite"], DOMAIN_PROJECTIONS, batches)
 
 
 @pytest.mark.parametrize("writer_process", [False, True], ids=["thread", "process"])

@@ -1,7 +1,9 @@
-"""Event-log backends. :func:`open_store` picks one from ``DATABASE_URL``'s scheme.
+"""Event-log backends. :func:`open_store` picks one from ``DATABASE_URL``'s scheme, here only.
 
-SQLite is the embedded default; a PostgreSQL backend will be a sibling module of the same shape,
-run through the same contract tests (``tests/test_store_sqlite.py``).
+``sqlite:///path`` is the embedded default (one process, one file); ``postgresql://...`` is the
+server backend several replicas share (:mod:`service.store.postgres`). Both pass the same
+contract suite (``tests/test_store_contract.py``); what else a backend can do is a capability
+in :mod:`service.store.base`.
 
 The names below are imported on first use (PEP 562): the SQLite writer's child process
 imports this package on its way to the writer, and needs none of the async side.
@@ -19,6 +21,7 @@ from service.store.sqlite_schema import sqlite_path
 
 if TYPE_CHECKING:
     from service.store.base import BatchObserver, BatchReport, ObservableStore, StoreStats
+    from service.store.postgres import PoolLimits, PostgresStore
     from service.store.sqlite import SqliteStore
 
 _LAZY = {
@@ -27,7 +30,11 @@ _LAZY = {
     "ObservableStore": "service.store.base",
     "StoreStats": "service.store.base",
     "SqliteStore": "service.store.sqlite",
+    "PostgresStore": "service.store.postgres",
+    "PoolLimits": "service.store.postgres",
 }
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +47,8 @@ __all__ = [
     "BatchObserver",
     "BatchReport",
     "ObservableStore",
+    "PoolLimits",
+    "PostgresStore",
     "SqliteStore",
     "StaleFence",
     "StoreClosed",
@@ -50,15 +59,25 @@ __all__ = [
 ]
 
 
-def check_url(url: str) -> None:
-    """Raise ``ValueError`` unless ``url`` names a backend we have (checked before serving)."""
+def backend_of(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the backend ``url`` names. Raises ``ValueError``."""
     scheme = url.partition(":")[0].lower()
     if scheme == "sqlite":
         sqlite_path(url)
-    elif scheme in ("postgres", "postgresql"):
-        raise ValueError("the PostgreSQL backend is not available yet; use sqlite:///<path>")
-    else:
-        raise ValueError(f"unsupported scheme {scheme!r}; expected sqlite:///<path>")
+        return "sqlite"
+    if scheme in POSTGRES_SCHEMES:
+        from service.store.postgres.sql import postgres_dsn
+
+        postgres_dsn(url)
+        return "postgresql"
+    raise ValueError(
+        f"unsupported scheme {scheme!r}; expected sqlite:///<path> or postgresql://host/db"
+    )
+
+
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` names a backend we have (checked before serving)."""
+    backend_of(url)
 
 
 async def open_store(
@@ -67,16 +86,28 @@ async def open_store(
     *,
     writer_process: bool = False,
     batch_interval: float | None = None,
+    pool: PoolLimits | None = None,
 ) -> ObservableStore:
-    """Open the store named by ``url`` and start its writer. Raises ``ValueError`` on a bad URL.
+    """Open the store named by ``url`` (its schema migrated) and start its writer. Raises
+    ``ValueError`` on a bad URL, ``StoreError`` when the database cannot be reached.
 
-    ``writer_process``: the writer gets a process of its own (``STORE_WRITER=process``).
+    ``writer_process``: SQLite's writer gets a process of its own (``STORE_WRITER=process``).
     ``batch_interval``: seconds between two group commits at least (``STORE_BATCH_INTERVAL_MS``;
-    ``None``: the backend's default).
+    ``None``: the backend's default). ``pool``: PostgreSQL's connection pool limits (``None``:
+    ``DATABASE_POOL_*`` from the environment, else the defaults).
     """
+    if backend_of(url) == "postgresql":
+        from service.store.postgres import PoolLimits, PostgresStore
+        from service.store.postgres.store import DEFAULT_BATCH_INTERVAL as PG_INTERVAL
+
+        return await PostgresStore.open(
+            url,
+            projections,
+            limits=pool or PoolLimits.from_env(),
+            batch_interval=PG_INTERVAL if batch_interval is None else batch_interval,
+        )
     from service.store.sqlite import DEFAULT_BATCH_INTERVAL, SqliteStore
 
-    check_url(url)
     if batch_interval is None:
         batch_interval = DEFAULT_BATCH_INTERVAL
     return await SqliteStore.open(

@@ -1,29 +1,54 @@
-"""What every store backend shares: one error hierarchy, and counters the service can observe.
+"""The store seam: what every backend shares, and the capabilities some of them add.
 
-The domain's :class:`reconcilers.events.Store` is the port; this module holds the service-side
-extras that are not the domain's business (metrics hooks, driver errors mapped to one type).
+The domain's :class:`reconcilers.events.Store` is the port every backend implements (the
+contract suite, ``tests/test_store_contract.py``, runs against each). Beside it, as
+eventsourcing's recorders grow by capability, a backend may offer more, each a protocol here
+that callers test for with ``isinstance`` rather than asking which backend it is:
+
+- :class:`ObservableStore`: counters and per-commit reports (every backend);
+- :class:`DurabilityReporting`: says what "durable" rests on (every backend);
+- :class:`FencedAppends`: shared by replicas; an append made under a :class:`Fence` is refused
+  (``StaleFence``) when its lease is gone (PostgreSQL). SQLite is one process on one file: it
+  has no leases, so it ignores fences;
+- :class:`Checkpointing`: a write-ahead log checkpointed aside (SQLite).
+
+The one fold both SQL backends run inside their transactions is :func:`fold_batch`, on the
+domain's :class:`reconcilers.events.Fold`; the backend is chosen by URL scheme in one place,
+:func:`service.store.open_store`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import structlog
 
-from reconcilers.events import Event, Store
-from service.store.errors import StoreClosed, StoreError
+from reconcilers.events import Event, Fold, NewEvent, Projection, Row, Store
+from service.store.errors import StaleFence, StoreClosed, StoreError
 
 __all__ = [
     "BatchObserver",
     "BatchReport",
+    "Checkpointing",
+    "DurabilityReporting",
+    "FencedAppends",
     "ObservableStore",
+    "RowKey",
+    "StaleFence",
     "StoreClosed",
     "StoreError",
     "StoreStats",
+    "fold_batch",
     "log",
+    "numbered",
+    "touched_keys",
 ]
+
+RowKey = tuple[str, str]
+"""A projection row's address: ``(projection name, key)``."""
 
 log = structlog.get_logger("store")
 
@@ -70,3 +95,70 @@ class ObservableStore(Store, Protocol):
     """A store that exposes :class:`StoreStats` (every backend in ``service.store`` does)."""
 
     stats: StoreStats
+
+
+@runtime_checkable
+class DurabilityReporting(Protocol):
+    """Says what an acknowledged append rests on, for tests and ``/readyz``."""
+
+    async def durability(self) -> str:
+        """E.g. ``"synchronous=FULL"`` (SQLite) or ``"synchronous_commit=on"`` (PostgreSQL)."""
+        ...
+
+
+@runtime_checkable
+class FencedAppends(Protocol):
+    """A store shared by replicas: appends with a ``fence`` are checked against its leases in
+    their own transaction, and refused with :class:`StaleFence`, writing nothing, when stale."""
+
+    fences_appends: bool
+
+
+@runtime_checkable
+class Checkpointing(Protocol):
+    """A write-ahead log copied back into the database aside from the writes (SQLite)."""
+
+    async def checkpoint(self) -> tuple[int, int]: ...
+
+
+def touched_keys(projections: Sequence[Projection], events: Sequence[Event]) -> list[RowKey]:
+    """Every row the events touch, each once, in first-touch order."""
+    return list(dict.fromkeys((p.name, k) for e in events for p in projections for k in p.keys(e)))
+
+
+def fold_batch(
+    projections: Sequence[Projection], loaded: Mapping[RowKey, Row], events: Sequence[Event]
+) -> dict[RowKey, Row | None]:
+    """Fold ``events`` in order over the ``loaded`` rows with the domain's :class:`Fold`; return
+    the rows that changed (``None``: deleted). A row handed back as the same object is unchanged
+    and needs no write."""
+    fold = Fold(projections, dict(loaded))
+    for event in events:
+        fold.apply(event)
+    changed: dict[RowKey, Row | None] = {}
+    for key in touched_keys(projections, events):
+        after, before = fold.rows.get(key), loaded.get(key)
+        if after is not before:
+            changed[key] = after
+    return changed
+
+
+def utc(when: datetime) -> datetime:
+    """Naive times are taken as UTC; every stored time is UTC."""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def numbered(pending: NewEvent, seq: int) -> Event:
+    """The event ``pending`` becomes once the log gives it ``seq``."""
+    assert pending.received_at is not None  # the store stamps it when the append is queued
+    return Event(
+        seq=seq,
+        source=pending.source,
+        dedup_key=pending.dedup_key,
+        type=pending.type,
+        payload=pending.payload,
+        room=pending.room,
+        session=pending.session,
+        received_at=utc(pending.received_at),
+        occurred_at=utc(pending.occurred_at) if pending.occurred_at else None,
+    )

@@ -8,9 +8,12 @@ received); projection rows too (written and read whole, never queried inside).
 
 from __future__ import annotations
 
-import asyncpg
+from typing import TYPE_CHECKING
 
 from service.store.migrations import Migration, pending
+
+if TYPE_CHECKING:
+    from service.store.postgres.sql import Conn
 
 __all__ = ["MIGRATIONS", "MIGRATION_LOCK", "applied_versions", "migrate"]
 
@@ -76,7 +79,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 """
 
 
-async def applied_versions(conn: asyncpg.Connection) -> list[int]:
+async def applied_versions(conn: Conn) -> list[int]:
     """The versions applied so far (none on an empty database)."""
     exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
     if not exists:
@@ -84,7 +87,7 @@ async def applied_versions(conn: asyncpg.Connection) -> list[int]:
     return [r[0] for r in await conn.fetch("SELECT version FROM schema_version ORDER BY version")]
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
+async def migrate(conn: Conn) -> list[int]:
     """Apply the missing migrations in one transaction under :data:`MIGRATION_LOCK`; return the
     versions applied (``[]``: up to date). A replica starting beside another waits for the lock,
     then finds the work done. Raises ``SchemaTooNew`` on a database ahead of this build."""
