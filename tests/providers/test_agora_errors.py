@@ -16,6 +16,7 @@ from reconcilers.outcomes import (
     RateLimited,
     Rejected,
     Retryable,
+    WrongResource,
 )
 from reconcilers.providers.agora.client import AgoraClient, Reply
 from reconcilers.providers.agora.errors import ResourceExpired, classify, needs_reacquire
@@ -75,7 +76,7 @@ TABLE: list[tuple[str, int, dict[str, Any], type[Failure], int | str | None]] = 
     ("start", 400, err(433, "resource expired"), ResourceExpired, 433),
     ("start", 400, err(1001, "resource id invalid"), ResourceExpired, 1001),
     ("start", 400, err(432, "parameter mismatch"), Rejected, 432),
-    ("start", 400, err(1003, "sid mismatch"), Rejected, 1003),
+    ("start", 400, err(1003, "sid mismatch"), WrongResource, 1003),
     ("start", 400, err(109, "token expired"), Rejected, 109),
     ("start", 400, err(110, "token invalid"), Rejected, 110),
     ("start", 400, err(8, "http error"), Rejected, 8),
