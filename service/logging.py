@@ -18,6 +18,12 @@ _SECRET_KEYS = re.compile(
 )
 
 
+#: Libraries that log routine work at INFO: APScheduler two lines per job run (every resync,
+#: every 30 s), httpx and aiohttp a line per request (with the provider's resource and session
+#: ids in the URL). Nothing there for an operator to act on: below DEBUG they log warnings only.
+CHATTY_LIBRARIES = ("apscheduler", "httpx", "httpcore", "aiohttp", "botocore", "boto3", "urllib3")
+
+
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 """The id of the request being served. One variable set per request: structlog's
 ``bound_contextvars`` copies and scans the whole context, which cost the intake ~5% of its CPU."""
@@ -92,3 +98,6 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), fmt: str
         # An earlier uvicorn.Config (its own dictConfig) may have disabled or levelled it.
         stdlib_logger.disabled = False
         stdlib_logger.setLevel(logging.NOTSET)
+    chatty = logging.NOTSET if logging.getLevelName(level) <= logging.DEBUG else logging.WARNING
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(chatty)
