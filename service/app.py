@@ -25,6 +25,7 @@ from starlette.types import ExceptionHandler
 from reconcilers.events import Projection, Store
 from service.config import Settings
 from service.context import AppContext, EventHook, LifespanComponent
+from service.drain import DrainMiddleware
 from service.http import (
     RequestIdMiddleware,
     error_response,
@@ -111,6 +112,8 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if ctx.drain.draining:
+            return error_response(503, "draining", "this replica is shutting down")
         try:
             await asyncio.wait_for(ctx.store.ping(), READY_TIMEOUT_SECONDS)
         except Exception as exc:
@@ -137,7 +140,7 @@ def create_app(
     }
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(DrainMiddleware, drain=ctx.drain)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -64,6 +64,9 @@ class Settings(BaseModel):
     # How often the event loop beats for the watchdog: each beat's lateness is a histogram
     # (``event_loop_lag_seconds``); shorter beats catch shorter spells of a busy loop.
     loop_beat_seconds: float = Field(default=0.1, ge=0.001, le=10)
+    # SIGTERM to exit, at most: the drain (passes in flight, leases) and the HTTP requests in
+    # flight. Keep it under the orchestrator's grace period (Kubernetes: 30 s by default).
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
 
     # Agora notifications (NCS). Several comma-separated secrets: one per product, and rotation.
     agora_ncs_secret: list[SecretStr] = Field(default_factory=list)
@@ -170,6 +173,23 @@ class Settings(BaseModel):
             err = exc.errors()[0]
             name = str(err["loc"][0]).upper() if err["loc"] else "?"
             raise ConfigError(f"invalid environment variable {name}: {err['msg']}") from None
+
+    def startup_warnings(self) -> list[tuple[str, str]]:
+        """``(message, variable)`` for each setting that leaves the service unable to do its job
+        though it starts: said once at start, so that an operator sees why before a user does."""
+        found: list[tuple[str, str]] = []
+        if not self.api_tokens:
+            found.append(
+                ("API_TOKENS is empty: every /v1 call will be answered 401", "API_TOKENS")
+            )
+        if not self.storage_profiles:
+            found.append(
+                (
+                    "no storage profile is configured: no recording can be started",
+                    "STORAGE_PROFILES",
+                )
+            )
+        return found
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so that the log redactor can hide them wherever they appear."""

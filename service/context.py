@@ -19,6 +19,7 @@ import structlog
 
 from reconcilers.events import Event, Store
 from service.config import Settings
+from service.drain import Drain
 from service.metrics import Metrics
 
 log = structlog.get_logger("app")
@@ -39,6 +40,8 @@ class AppContext:
     hooks: list[EventHook] = field(default_factory=list)
     #: Sections of ``/readyz`` (``replica``: who we are, our leases, the other replicas).
     readiness: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    #: Set on SIGTERM: the replica stops taking work (:mod:`service.drain`).
+    drain: Drain = field(default_factory=Drain)
     _store: Store | None = None
     _tasks: set[asyncio.Future[None]] = field(default_factory=set)
 

@@ -139,11 +139,25 @@ class Controller:
         scheduler.start()
         self._scheduler = scheduler
 
-    async def stop(self) -> None:
+    async def drain(self) -> None:
+        """Start no pass, and wait for the passes in flight (a drain step: see service.drain).
+
+        The keys still queued are dropped: the level-triggered resync finds them again, here
+        after a restart or on the replica that takes the rooms over.
+        """
+        await self._pause_resync()
+        in_flight = self.queue.processing
+        self.queue.shutdown(drain=False)
+        log.info("waiting for the passes in flight", passes=in_flight)
+        if self._tasks:
+            await asyncio.wait([self._tasks[0]])  # the workers: they return once idle
+
+    async def _pause_resync(self) -> None:
         if self._resync_wanted is not None:
             self._resync_wanted.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resync_wanted
+            self._resync_wanted = None
         if self._scheduler is not None:
             # Let a resync under way finish: cancelled, APScheduler would log it as an error.
             self._scheduler.pause()
@@ -152,6 +166,9 @@ class Controller:
                     pass
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+
+    async def stop(self) -> None:
+        await self._pause_resync()
         self.queue.shutdown(drain=False)
         for task in self._tasks:
             task.cancel()

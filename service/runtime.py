@@ -138,6 +138,8 @@ class Runtime:
     @asynccontextmanager
     async def _running(self, ctx: AppContext, replicas: Replicas | None) -> AsyncIterator[Runtime]:
         settings = self.settings
+        for message, variable in settings.startup_warnings():
+            log.warning(message, env=variable)
         ownership: Ownership | None = None
         if replicas is None:
             limiter: Pacer = provider_limiter(settings.agora_rate_limit_qps)
@@ -183,6 +185,7 @@ class Runtime:
         )
         self.api.ledger = self.catalog  # every change of a room's wish keeps the catalog
         ctx.subscribe(self.controller.notify)
+        ctx.drain.add_step("reconcile passes", self.controller.drain)
         await self.controller.start()
         if replicas is not None:
             replica, controller = replicas.replica, self.controller
@@ -190,6 +193,8 @@ class Runtime:
             replica.on_wake = controller.wake
             replica.on_reconnect = controller.resync_soon
             replica.run()
+            # Once the passes are over (renewed meanwhile), the leases go back at once.
+            ctx.drain.add_step("leases", replica.stop)
         try:
             yield self
         finally:
