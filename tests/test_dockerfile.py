@@ -109,10 +109,12 @@ def test_what_runs_is_recctl_serve_on_all_interfaces() -> None:
     port = command[command.index("--port") + 1]
     assert port in runtime.last("EXPOSE").split(), "the port served is the port exposed"
     assert f"127.0.0.1:{port}/healthz" in runtime.last("HEALTHCHECK")
-    from service.cli import build_parser
+    from service.cli import COMMANDS
+    from service.commands.serve import serve
 
-    args = build_parser().parse_args(command[1:])  # the CLI accepts exactly this command
-    assert (args.command, args.port) == ("serve", int(port))
+    assert COMMANDS["serve"] == "service.commands.serve:serve"
+    params = serve.make_context("serve", command[2:]).params  # accepted exactly as written
+    assert (params["host"], params["port"]) == ("0.0.0.0", int(port))
 
 
 def test_the_image_installs_with_the_pinned_constraints() -> None:
