@@ -195,7 +195,8 @@ class Executor:
             "provider": self.provider.name,
         }
         key = intent_id(room, desired.generation, action.segment or 0, "reserve", action.attempt)
-        await self._append(room, "intent.reserve", key, base)
+        # Why, for people and for the chaos checks (a rollover is the one allowed overlap).
+        await self._append(room, "intent.reserve", key, {**base, "reason": action.reason})
         result = await self.provider.reserve(self._request(room, desired, action))
         if isinstance(result, Reservation):
             await self._append(

@@ -36,6 +36,13 @@ def summarize(reports: list[RunReport], cfg: ChaosConfig) -> dict[str, Any]:
         "webhooks_acknowledged": sum(r.acked_webhooks for r in reports),
         "events_lost": sum(len(r.lost) for r in reports),
         "double_sessions": sum(len(r.doubles) for r in reports),
+        "overlap_max_s": max((r.overlap_max_s for r in reports), default=0.0),
+        "rollover_overlaps": sum(r.rollover_overlaps for r in reports),
+        "cross_tenant_leaks": sum(len(r.leaks) for r in reports),
+        "disconnect_storms": sum(r.storms for r in reports),
+        "landed_start_then_stop": sum(
+            r.fault_profiles.count("start-landed-then-stop") for r in reports
+        ),
         "orphan_lifetime_max_s": max((r.orphan_max_s for r in reports), default=0.0),
         "orphans_over_bound": sum(len(r.orphans_over_bound) for r in reports),
         "not_converged": sum(1 for r in reports if not r.converged),

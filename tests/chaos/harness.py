@@ -35,8 +35,11 @@ from reconcilers.identity import UidRange
 from tests.procs import Server, clean_env, free_port, recctl
 
 NCS_SECRET = "chaos-ncs-secret"
-TOKEN = "chaos-token"
+TOKEN = "chaos-api-token-0001"
 TENANT = "acme"
+#: A second tenant that syncs and reads acme's room names: it must never see anything.
+INTRUDER_TOKEN = "chaos-intruder-token"
+INTRUDER = "globex"
 UIDS = UidRange()
 STORAGE = {
     "default": {
@@ -61,6 +64,11 @@ FAULT_PROFILES: dict[str, dict[str, Any]] = {
     "latency": {"latency": [0.05, 0.4]},
 }
 NO_FAULTS: dict[str, Any] = {"side_effect_rate": 0.5}
+#: Scenarios the workload plays out over a few seconds (issue 20): every start errors but is
+#: carried out for 2.5 s, then the room is stopped (the soak's double room); and a storm of
+#: clients that send half a request body and hang up.
+SCENARIOS = ("start-landed-then-stop", "disconnect-storm")
+LANDED_START: dict[str, Any] = {"error_rates": {"start": 1.0}, "side_effect_rate": 1.0}
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,9 @@ class RunReport:
     lost: list[str] = field(default_factory=list)
     doubles: list[str] = field(default_factory=list)
     overlap_max_s: float = 0.0
+    rollover_overlaps: int = 0
+    leaks: list[str] = field(default_factory=list)
+    storms: int = 0
     orphan_max_s: float = 0.0
     orphans_over_bound: list[str] = field(default_factory=list)
     converged: bool = False
@@ -125,6 +136,8 @@ class RunReport:
             out.append(f"(2) converged in {self.convergence_s:.1f}s > {cfg.converge_target}s")
         if self.doubles:
             out.append(f"(3) double sessions: {self.doubles[:5]}")
+        if self.leaks:
+            out.append(f"(5) another tenant saw acme's recordings: {self.leaks[:5]}")
         if self.orphans_over_bound:
             out.append(f"(3) orphans over {cfg.orphan_bound}s: {self.orphans_over_bound[:5]}")
         if not self.replay_ok:
@@ -167,7 +180,7 @@ class ChaosRun:
             AGORA_CUSTOMER_SECRET="emulator-secret",
             AGORA_API_BASE_URL=self.emu_url,
             AGORA_RATE_LIMIT_QPS="20",
-            API_TOKENS=f"{TOKEN}:{TENANT}",
+            API_TOKENS=f"{TOKEN}:{TENANT},{INTRUDER_TOKEN}:{INTRUDER}",
             STORAGE_PROFILES=json.dumps(STORAGE),
             QUERY_INTERVAL_SECONDS=str(cfg.query_interval),
             RESYNC_INTERVAL_SECONDS=str(cfg.resync_interval),
@@ -317,6 +330,8 @@ class ChaosRun:
         await self._await_convergence(svc, emu, quiet_since)
         tasks = (await emu.get("/_emulator/tasks")).json()
         self._check_tasks(tasks)
+        for room in self.rooms:
+            await self._intrude(room)
         deliveries = (await emu.get("/_emulator/callbacks", params={"limit": 100000})).json()
         self.delivered = {
             d["noticeId"]
@@ -352,11 +367,66 @@ class ChaosRun:
                 if r.status_code == 200:
                     self.report.recorder_kills += 1
         elif roll < 0.85:
-            name = rng.choice(sorted(FAULT_PROFILES))
-            await emu.put("/_emulator/faults", json={**NO_FAULTS, **FAULT_PROFILES[name]})
+            name = rng.choice([*sorted(FAULT_PROFILES), *SCENARIOS])
             self.report.fault_profiles.append(name)
+            if name == "start-landed-then-stop":
+                await self._landed_start_then_stop(svc, emu, room)
+            elif name == "disconnect-storm":
+                await self._disconnect_storm()
+            else:
+                await emu.put("/_emulator/faults", json={**NO_FAULTS, **FAULT_PROFILES[name]})
+        elif roll < 0.9:
+            await self._intrude(room)
         else:
             await emu.put("/_emulator/faults", json=NO_FAULTS)
+
+    async def _landed_start_then_stop(
+        self, svc: httpx.AsyncClient, emu: httpx.AsyncClient, room: str
+    ) -> None:
+        """The soak's fault: the room (re)starts while every start errors but is carried out,
+        for 2.5 s; then the faults stop and so does the room. Its recorder must go within the
+        orphan bound, and no second one may appear when it records again."""
+        await self._put(svc, room, "stopped")
+        await emu.put("/_emulator/faults", json={**NO_FAULTS, **LANDED_START})
+        await self._put(svc, room, "recording")
+        await asyncio.sleep(2.5)  # the fault's duration, not a synchronisation
+        await emu.put("/_emulator/faults", json=NO_FAULTS)
+        await self._put(svc, room, "stopped")
+
+    async def _disconnect_storm(self, clients: int = 200) -> None:
+        """Clients that send headers and half a body, then hang up (issue 20: each cost a
+        traceback on the event loop, and 2,000 of them stalled every other request)."""
+        head = (
+            b"POST /webhooks/agora HTTP/1.1\r\nHost: chaos\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n"
+        ) + b'{"noticeId": "' + b"x" * 1000
+
+        async def one() -> None:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", self.svc_port)
+                writer.write(head)
+                with contextlib.suppress(OSError):
+                    await writer.drain()
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+        await asyncio.gather(*(one() for _ in range(clients)))
+        self.report.storms += 1
+
+    async def _intrude(self, room: str) -> None:
+        """Another tenant syncs one of acme's room names and lists its recordings."""
+        headers = {"Authorization": f"Bearer {INTRUDER_TOKEN}"}
+        with contextlib.suppress(httpx.TransportError):
+            async with httpx.AsyncClient(base_url=self.svc_url, headers=headers, timeout=10) as c:
+                await c.post(f"/api/v1/rooms/{room}/recordings/sync")
+                await self._intruder_sees(c)
+
+    async def _intruder_sees(self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/api/v1/recordings", params={"limit": 100})
+        if r.status_code == 200:
+            for item in r.json().get("data", []):
+                self.report.leaks.append(f"{INTRUDER} lists {item.get('id')}")
 
     async def _join(self, emu: httpx.AsyncClient, room: str) -> None:
         uid = self.rng.randint(1, 9999)
@@ -408,20 +478,38 @@ class ChaosRun:
         by_room: dict[str, list[dict[str, Any]]] = {}
         for t in ours:
             by_room.setdefault(t["cname"], []).append(t)
+        self._overlaps: list[tuple[str, dict[str, Any], dict[str, Any], float]] = []
         for room, group in by_room.items():
             group.sort(key=lambda t: t["started_at"])
             for i, a in enumerate(group):
-                a_end = a["ended_at"] or now
+                a_end = _recording_until(a, now)
                 for b in group[i + 1 :]:
                     if b["started_at"] >= a_end:
                         continue
-                    overlap = min(a_end, b["ended_at"] or now) - b["started_at"]
+                    overlap = min(a_end, _recording_until(b, now)) - b["started_at"]
                     if a["uid"] == b["uid"]:
                         self.report.doubles.append(f"{room} uid {a['uid']}: {a['sid']}+{b['sid']}")
-                    else:
+                    elif overlap > 0:
+                        # Two of our recorders with different uids recording one room at
+                        # once: a double unless the log shows a rollover (``_check_log``).
+                        self._overlaps.append((room, a, b, overlap))
                         self.report.overlap_max_s = max(self.report.overlap_max_s, overlap)
         self._tasks = ours
         self._now_emu = now
+
+    def _judge_overlaps(self, rollovers: dict[str, list[float]]) -> None:
+        """An overlap is allowed only as a make-before-break rollover: the log has a rollover
+        reservation for that room between the older task's start and the newer one's."""
+        for room, a, b, overlap in self._overlaps:
+            lo = a["started_at"] - self.emu_offset
+            hi = b["started_at"] - self.emu_offset + 1.0
+            if any(lo <= when <= hi for when in rollovers.get(f"{TENANT}/{room}", [])):
+                self.report.rollover_overlaps += 1
+                continue
+            self.report.doubles.append(
+                f"{room} uids {a['uid']}+{b['uid']} recorded together {overlap:.2f}s "
+                f"({a['sid']}+{b['sid']}), no rollover"
+            )
 
     def _orphans(self, desire: dict[str, list[tuple[float, str]]]) -> None:
         """For each task of ours, how long it lived after its room stopped wanting a recording,
@@ -452,7 +540,11 @@ class ChaosRun:
         keys = {(src, key) for src, key, *_ in rows}
         generations: dict[str, int] = {}
         desire: dict[str, list[tuple[float, str]]] = {}
+        rollovers: dict[str, list[float]] = {}
         for src, _, room, etype, payload, received in rows:
+            reason = json.loads(payload).get("reason") if etype == "intent.reserve" else None
+            if src == "reconciler" and str(reason or "").startswith("rollover"):
+                rollovers.setdefault(room, []).append(_iso_to_epoch(received))
             if src == "api" and etype in ("room.desired", "room.deleted"):
                 generations[room] = generations.get(room, 0) + 1
                 state = json.loads(payload)["spec"]["state"] if etype == "room.desired" else "-"
@@ -471,6 +563,7 @@ class ChaosRun:
             if ("agora", notice) not in keys:
                 self.report.lost.append(f"agora {notice}")
         self._orphans(desire)
+        self._judge_overlaps(rollovers)
 
     # -- invariant 4: replay ----------------------------------------------------------------
 
@@ -505,6 +598,11 @@ def _divergence(desired: dict[str, str], live: list[dict[str, Any]]) -> str:
         elif ours:
             return f"{room}: not desired, {len(ours)} live task(s) of ours"
     return ""
+
+
+def _recording_until(task: dict[str, Any], now: float) -> float:
+    """When a task stopped recording: once stopped (or idle) it only uploads and exits."""
+    return float(task.get("exiting_at") or task["ended_at"] or now)
 
 
 def _undesired_intervals(

@@ -217,6 +217,7 @@ class RecordingEngine:
             self.events.recording(task, 41, leaveCode=leave_code)
             self._leave_channel(task, LEAVE_QUIT)
         task.phase = Phase.EXITING
+        task.exiting_at = self.clock.now()
         task.exit_reason = reason
         task.status = STATUS_STOP_REQUESTED
         self.events.status(task)

@@ -111,6 +111,8 @@ class Task:
     in_channel: bool = False
     failovers: int = 0
     ended_at: float | None = None
+    #: When it stopped recording for good (stop, idle, max hour): it uploads and exits after.
+    exiting_at: float | None = None
     exit_reason: str | None = None
     sequence: int = 0
     generation: int = 0
@@ -189,6 +191,7 @@ class Task:
             status=self.status,
             started_at=self.started_at,
             ended_at=self.ended_at,
+            exiting_at=self.exiting_at,
             exit_reason=self.exit_reason,
             failovers=self.failovers,
             files=tuple(files),
@@ -219,6 +222,7 @@ class TaskRecord:
     status: int
     started_at: float
     ended_at: float | None
+    exiting_at: float | None
     exit_reason: str | None
     failovers: int
     files: tuple[FileRecord, ...]
@@ -240,6 +244,7 @@ class TaskRecord:
             "live": self.live,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "exiting_at": self.exiting_at,
             "exit_reason": self.exit_reason,
             "failovers": self.failovers,
             "files": [
