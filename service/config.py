@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -19,6 +20,12 @@ from reconcilers.providers.cloudflare.signature import load_public_key
 AGORA_DEFAULT_BASE_URL = "https://api.sd-rtn.com"
 CLOUDFLARE_DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 _PEM_END = "-----END PUBLIC KEY-----"
+
+#: A tenant name: it is the first part of every room key (``tenant/room``), so never a ``/``
+#: (``acme/eu`` made acme's lists show acme/eu's rooms: issue 20).
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: An API token is a bearer secret: long enough not to be guessed.
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(Exception):
@@ -149,7 +156,19 @@ class Settings(BaseModel):
                 if not sep or not token or not tenant:
                     raise ValueError("expected 'token:tenant,token:tenant'")
                 pairs[token] = tenant
-            return pairs
+            value = pairs
+        if isinstance(value, Mapping):
+            for token, tenant in value.items():
+                if not isinstance(tenant, str) or not TENANT_NAME.fullmatch(tenant):
+                    raise ValueError(
+                        f"tenant {tenant!r}: 1-64 characters of A-Z a-z 0-9 _ . - "
+                        "(starting with a letter or digit)"
+                    )
+                if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH:
+                    raise ValueError(
+                        f"the token of tenant {tenant!r} is shorter than "
+                        f"{MIN_TOKEN_LENGTH} characters"
+                    )
         return value
 
     @field_validator("storage_profiles", mode="before")
@@ -209,4 +228,4 @@ class Settings(BaseModel):
                 profile.access_key_id.get_secret_value(),
                 profile.secret_access_key.get_secret_value(),
             ]
-        return [s for s in found if len(s) >= 4]
+        return [s for s in found if s]  # however short: a short secret is still a secret

@@ -24,7 +24,7 @@ from service.app import create_app
 from service.config import Settings, StorageProfile
 from service.storage.s3 import S3Storage
 
-TOKEN, OTHER_TOKEN = "token-acme", "token-globex"
+TOKEN, OTHER_TOKEN = "token-acme-000001", "token-globex-0001"
 WEBHOOK_SECRET = "storage-webhook-secret"
 BUCKET = "bucket"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -22,7 +22,7 @@ from service.config import Settings
 from service.emulators.agora import AgoraEmulator, EmulatorConfig
 from service.runtime import build_app
 
-TOKEN_A, TOKEN_B = "token-tenant-a", "token-tenant-b"
+TOKEN_A, TOKEN_B = "token-tenant-a-0001", "token-tenant-b-0001"
 NCS_SECRET = "ncs-secret-service-tests"
 PROFILES = {
     "default": {

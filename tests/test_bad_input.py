@@ -29,7 +29,7 @@ from service.runtime import build_app
 from tests.helpers import SECRET, encode, notification, running, signed
 from tests.procs import Server, clean_env, free_port
 
-TOKEN = "bad-input-token"
+TOKEN = "bad-input-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 STORAGE = {
     "default": {"kind": "s3", "bucket": "b", "access_key_id": "AK", "secret_access_key": "S"}

@@ -28,16 +28,17 @@ def test_values_are_parsed_and_unknown_variables_ignored() -> None:
         {
             "AGORA_NCS_VERIFY": "false",
             "MAX_BODY_BYTES": "2048",
-            "API_TOKENS": "tok-a:acme,tok-b:globex",
+            "API_TOKENS": "tok-a-0123456789ab:acme,tok-b-0123456789ab:globex",
             "STORAGE_PROFILES": '{"main": {"bucket": "b", "secret_access_key": "sk-123456"}}',
             "SOMETHING_ELSE": "x",
         }
     )
     assert settings.agora_ncs_verify is False
     assert settings.max_body_bytes == 2048
-    assert settings.api_tokens == {"tok-a": "acme", "tok-b": "globex"}
+    assert settings.api_tokens == {"tok-a-0123456789ab": "acme", "tok-b-0123456789ab": "globex"}
     assert settings.storage_profiles["main"].bucket == "b"
-    assert {"tok-a", "tok-b", "sk-123456"} <= set(settings.secret_values())
+    secrets = set(settings.secret_values())
+    assert {"tok-a-0123456789ab", "tok-b-0123456789ab", "sk-123456"} <= secrets
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,29 @@ def test_values_are_parsed_and_unknown_variables_ignored() -> None:
 def test_a_bad_variable_is_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"^invalid environment variable {name}: "):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    "tokens, why",
+    [
+        ("token-of-acme-0001:acme,token-of-acme-eu1:acme/eu", "tenant 'acme/eu'"),
+        ("token-of-acme-0001:-acme", "tenant '-acme'"),
+        ("token-of-acme-0001:ac me", "tenant 'ac me'"),
+        ("short-token:acme", "shorter than 16 characters"),
+    ],
+)
+def test_tenant_names_and_token_lengths_are_checked_at_start_up(tokens: str, why: str) -> None:
+    """Issue 20: a tenant named ``acme/eu`` saw into acme's lists (keys are ``tenant/room``),
+    and a token of any length was accepted. Both are refused, naming the variable."""
+    with pytest.raises(ConfigError, match="^invalid environment variable API_TOKENS: ") as exc:
+        Settings.from_env({"API_TOKENS": tokens})
+    assert why in str(exc.value)
+    assert "token-of-acme" not in str(exc.value), "the message never shows a token"
+
+
+def test_short_secrets_are_redacted_too() -> None:
+    settings = Settings.from_env({"AGORA_NCS_SECRET": "abc", "AGORA_CUSTOMER_SECRET": "x9"})
+    assert {"abc", "x9"} <= set(settings.secret_values())
 
 
 def test_the_app_reads_only_the_settings_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:

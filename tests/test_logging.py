@@ -17,7 +17,7 @@ from tests.helpers import Boom, encode, notification, running, signed
 
 NCS_SECRET = "ncs-Secret-0f1e2d"
 CUSTOMER_SECRET = "cust-Secret-9a8b7c"
-API_TOKEN = "tok-Secret-5566"
+API_TOKEN = "tok-Secret-5566-77"
 
 
 def lines(captured: str) -> list[dict[str, Any]]:

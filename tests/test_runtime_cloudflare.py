@@ -28,7 +28,7 @@ ENV = {
     "CLOUDFLARE_API_TOKEN": TOKEN,
     "CLOUDFLARE_API_BASE_URL": "http://cloudflare.test/client/v4",
     "CLOUDFLARE_WEBHOOK_PUBLIC_KEY": PUBLIC_PEM,
-    "API_TOKENS": "t0ken:acme",
+    "API_TOKENS": "t0ken-0123456789ab:acme",
     "STORAGE_PROFILES": json.dumps({"default": {"kind": "s3", "bucket": "b"}}),
 }
 
@@ -55,7 +55,7 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     async with emu:
         app = build_app(settings(tmp_path), cloudflare_transport=transport(emu))
         async with running(app) as client:
-            client.headers["Authorization"] = "Bearer t0ken"
+            client.headers["Authorization"] = "Bearer t0ken-0123456789ab"
             yield client, emu, app
 
 
@@ -102,7 +102,7 @@ async def test_an_unconfigured_provider_is_422(tmp_path: Path) -> None:
     env = {k: v for k, v in ENV.items() if not k.startswith("CLOUDFLARE_")}
     bare = Settings.from_env(env, database_url=f"sqlite:///{tmp_path}/b.db")
     async with running(build_app(bare)) as client:
-        client.headers["Authorization"] = "Bearer t0ken"
+        client.headers["Authorization"] = "Bearer t0ken-0123456789ab"
         response = await put(client, "weekly")
         assert response.status_code == 422 and response.json()["error"]["field"] == "provider"
 

@@ -27,7 +27,7 @@ STORAGE = {
     "default": {"kind": "s3", "bucket": "b", "access_key_id": "AK", "secret_access_key": "S"}
 }
 APP_ID = "a" * 32  # a certificate needs a 32-hex app id, as Agora's
-TOKENS = {"token-of-acme": "acme", "token-of-globex": "globex"}
+TOKENS = {"token-of-acme-0001": "acme", "token-of-globex-0001": "globex"}
 
 
 def app_for(tmp_path: Path) -> Starlette:
@@ -67,7 +67,7 @@ def api_routes(app: Starlette) -> list[tuple[str, str]]:
         {"Authorization": "Bearer wrong-token"},
         {"Authorization": "Bearer "},
         {"Authorization": "Basic dG9rZW4tb2YtYWNtZTo="},
-        {"Authorization": "token-of-acme"},
+        {"Authorization": "token-of-acme-0001"},
     ],
     ids=["none", "wrong", "empty", "basic", "no-scheme"],
 )
@@ -87,8 +87,8 @@ async def test_tenants_never_see_each_others_rooms(
     api: tuple[Starlette, httpx.AsyncClient],
 ) -> None:
     _, client = api
-    acme = {"Authorization": "Bearer token-of-acme"}
-    globex = {"Authorization": "Bearer token-of-globex"}
+    acme = {"Authorization": "Bearer token-of-acme-0001"}
+    globex = {"Authorization": "Bearer token-of-globex-0001"}
     created = await client.put("/v1/rooms/board/recording", json={}, headers=acme)
     assert created.status_code == 201
     generation = created.json()["generation"]

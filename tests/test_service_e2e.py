@@ -24,7 +24,7 @@ from tests.procs import Server, clean_env, free_port
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "e2e-api-token"
+TOKEN = "e2e-api-token-0001"
 NCS = "e2e-ncs-secret"
 SPEC = {"state": "recording", "mode": "mix", "options": {"recordingConfig": {"maxIdleTime": 30}}}
 

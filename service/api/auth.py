@@ -20,3 +20,9 @@ def tenant_of(request: Request, tokens: Mapping[str, str]) -> str:
         if hmac.compare_digest(known.encode(), token.strip().encode()):
             return tenant
     raise ApiError(401, "unauthorized", "invalid bearer token", field="Authorization")
+
+
+def owns(tenant: str, key: str) -> bool:
+    """Whether a ``tenant/...`` key is ``tenant``'s: its first part equals the name exactly
+    (a prefix test let ``acme`` read ``acme/eu``'s rows: issue 20)."""
+    return key.partition("/")[0] == tenant

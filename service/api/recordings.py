@@ -31,7 +31,7 @@ from reconcilers.objects import CHECKED, directory_index
 from reconcilers.plan import Action
 from reconcilers.projections import channel_key
 from reconcilers.storage import ObjectStorage, StorageError, StoredObject
-from service.api.auth import tenant_of
+from service.api.auth import owns, tenant_of
 from service.api.bodies import json_body
 from service.api.errors import ApiError
 from service.api.rooms import RoomsApi
@@ -361,10 +361,10 @@ class RecordingsApi:
         return tenant_of(request, self.tokens), str(request.path_params["id"])
 
     async def _tenant_rows(self, tenant: str) -> list[Row]:
-        prefix, after, found = f"{tenant}/", f"{tenant}/", []
+        after, found = f"{tenant}/", []
         while True:
             rows = await self.store.rows("recordings", after_key=after, limit=500)
-            mine = [r for r in rows if r.key.startswith(prefix)]
+            mine = [r for r in rows if owns(tenant, r.key)]
             found += mine
             if len(mine) < len(rows) or len(rows) < 500:
                 return found
@@ -373,7 +373,7 @@ class RecordingsApi:
     async def _room_views(self, tenant: str, room: str) -> list[RecordingView]:
         """The room's recordings that are not deleted, oldest first."""
         rows = await self.store.rows("recordings", room=room)
-        mine = [r for r in rows if r.key.startswith(f"{tenant}/") and not r.data.get("deleted_ms")]
+        mine = [r for r in rows if owns(tenant, r.key) and not r.data.get("deleted_ms")]
         views = [await self._derive(r) for r in mine]
         return sorted(views, key=lambda v: v.created_ms)
 

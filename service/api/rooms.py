@@ -23,7 +23,7 @@ from reconcilers.engine import Reconciler
 from reconcilers.events import Event, NewEvent, Store
 from reconcilers.projections import channel_key
 from reconcilers.providers.base import Provider
-from service.api.auth import tenant_of
+from service.api.auth import owns, tenant_of
 from service.api.bodies import json_body
 from service.api.errors import ApiError, from_validation
 from service.api.schemas import ROOM_NAME, RecordingSpecIn, RoomView
@@ -264,7 +264,7 @@ class RoomsApi:
         next_cursor: str | None = None
         while len(items) < limit:
             rows = await self.store.rows("rooms", after_key=after, limit=limit * 2)
-            mine = [r for r in rows if r.key.startswith(prefix)]
+            mine = [r for r in rows if owns(tenant, r.key)]
             for row in mine:
                 after = row.key
                 if row.data.get("deleted"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import IO
+
 import click
 
-from service.commands.common import load_settings
+from service.commands.common import UserError, load_settings
 
 
 @click.command()
@@ -16,6 +18,7 @@ def serve(host: str, port: int) -> int:
     from service.server import serve as run_server
 
     settings = load_settings()
+    lock = _serve_lock(settings.database_url)
     app = build_app(settings)
     tune_gc()
     run_server(
@@ -26,4 +29,21 @@ def serve(host: str, port: int) -> int:
         settings.shutdown_timeout_seconds,
         settings.access_log,
     )
+    if lock is not None:
+        lock.close()  # the kernel would release it at exit anyway
     return 0
+
+
+def _serve_lock(database_url: str) -> IO[str] | None:
+    """Refuse a second ``recctl serve`` on one SQLite file (exit 2, saying why); ``None`` for
+    PostgreSQL, where replicas are meant to share the database."""
+    from service.replicas.wiring import is_postgres
+    from service.store.serve_lock import AlreadyServing, hold_serve_lock
+    from service.store.sqlite_schema import sqlite_path
+
+    if is_postgres(database_url):
+        return None
+    try:
+        return hold_serve_lock(sqlite_path(database_url))
+    except AlreadyServing as exc:
+        raise UserError(str(exc), exit_code=2) from None

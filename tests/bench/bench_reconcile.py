@@ -36,7 +36,7 @@ from service.wiring import safe_rate
 from tests.bench.loadgen import Pool
 from tests.procs import ROOT, Server, clean_env, free_port
 
-TOKEN = "bench-token"
+TOKEN = "bench-api-token-0001"
 NCS = "bench-ncs-secret"
 SPEC = {"state": "recording", "mode": "mix", "options": {"recordingConfig": {"maxIdleTime": 3600}}}
 STARTUP_SECONDS = 0.2

@@ -15,7 +15,7 @@ from schemathesis.checks import not_a_server_error
 
 from tests.procs import Server, clean_env
 
-TOKEN = "schemathesis-token"
+TOKEN = "schemathesis-api-token"
 
 
 @pytest.fixture(scope="module")
