@@ -69,7 +69,7 @@ def test_a_bad_variable_is_named(name: str, value: str) -> None:
 def test_tenant_names_and_token_lengths_are_checked_at_start_up(tokens: str, why: str) -> None:
     """Issue 20: a tenant named ``acme/eu`` saw into acme's lists (keys are ``tenant/room``),
     and a token of any length was accepted. Both are refused, naming the variable."""
-    with pytest.raises(ConfigError, match="^invalid environment variable API_TOKENS: ") as exc:
+    with pytest.raises(ConfigError, match=r"^invalid environment variable API_TOKENS: ") as exc:
         Settings.from_env({"API_TOKENS": tokens})
     assert why in str(exc.value)
     assert "token-of-acme" not in str(exc.value), "the message never shows a token"

@@ -7,6 +7,7 @@ is gone (``kill -9`` included: the kernel drops the lock), a new one starts.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,8 @@ async def test_a_second_serve_on_one_sqlite_file_is_refused_and_the_lock_dies_wi
     first = Server.recctl_serve(env, tmp_path / "first.log")
     try:
         await first.wait_healthy()
-        second = subprocess.run(
+        second = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "service.cli", "serve", "--port", "0"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
         )
