@@ -320,6 +320,9 @@ class ChaosRun:
             await self._step(svc, emu)
             await asyncio.sleep(self.rng.uniform(0.05, 0.4))  # workload pacing
 
+        for _ in kill_moments:  # a long scenario step ran past a kill's moment: still kill
+            await self._restart_service(self.rng.uniform(0.1, 1.5))
+
         # Quiesce: faults off, the last restart, a user in every channel.
         await emu.put("/_emulator/faults", json=NO_FAULTS)
         await self._restart_service(self.rng.uniform(0.1, 1.0))
