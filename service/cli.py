@@ -24,6 +24,7 @@ import click
 
 from service.commands.common import UserError
 from service.config import ConfigError
+from service.store.errors import StoreError
 
 COMMANDS: dict[str, str] = {
     "serve": "service.commands.serve:serve",
@@ -31,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "events": "service.commands.events:events",
     "reconcile": "service.commands.reconcile:reconcile",
     "replay": "service.commands.replay:replay",
+    "migrate": "service.commands.migrate:migrate",
+    "migrate-store": "service.commands.migrate:migrate_store",
     "demo": "service.commands.demo:demo_command",
     "emulate": "service.commands.emulate:emulate",
     "completion": "service.commands.completion:completion",
@@ -112,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    except StoreError as exc:  # the database cannot be reached, or refused the work
+        click.echo(f"error: {exc}", err=True)
+        return 1
     except (click.Abort, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     except BrokenPipeError:

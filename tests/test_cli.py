@@ -56,9 +56,17 @@ def test_a_bad_environment_variable_exits_2_naming_it(
         "error: invalid environment variable MAX_BODY_BYTES: "
     )
     monkeypatch.delenv("MAX_BODY_BYTES")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://db/recorder")
+    monkeypatch.setenv("DATABASE_URL", "mysql://db/recorder")
     assert cli.main(["events"]) == 2
     assert "invalid environment variable DATABASE_URL" in capsys.readouterr().err
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://recctl@127.0.0.1:1/recorder")
+    assert cli.main(["events"]) == 1
+    assert capsys.readouterr().err.startswith("error: cannot connect to PostgreSQL")
 
 
 def test_serve_as_a_process_reports_config_errors_the_same_way(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreStats",
+    "backend_of",
     "check_url",
     "open_store",
 ]

@@ -23,6 +23,7 @@ from pathlib import Path
 from reconcilers.events import Appended, Event, Fold, NewEvent, Projection, Row
 from service.store import sqlite_schema as sql
 from service.store.errors import StoreError
+from service.store.sqlite_migrations import migrate_sqlite
 
 _REPLAY_PAGE = 5000
 _KNOWN_BYTES = 4 << 20
@@ -84,7 +85,7 @@ class SqliteWriter:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             # A WAL started over is cut back to this size, so its size tells how much is new.
             conn.execute(f"PRAGMA journal_size_limit={int(self._wal_bytes)}")
-            conn.executescript(sql.SCHEMA)
+            migrate_sqlite(conn)  # the schema, versioned: sqlite_migrations
         except BaseException:
             conn.close()
             raise
