@@ -7,6 +7,7 @@ projections afresh (level-triggered), so a lost or repeated hint changes nothing
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -66,10 +67,9 @@ class Reconciler:
         else:
             room_row = await self.store.get_row("rooms", key)
             channel_key = (room_row.data.get("channel_key") if room_row else None) or ""
-        session_rows = await self.store.rows("sessions", room=channel_key) if channel_key else []
-        presence = await self.store.get_row("presence", channel_key) if channel_key else None
         segments = room_row.data.get("segments", {}) if room_row else {}
         segment_sids = {seg.get("sid") for seg in segments.values()}
+        session_rows, presence = await self._channel_rows(channel_key, _current_sid(segments))
         in_doubt = _resources_in_doubt(segments)
         relevant = [
             r.data
@@ -85,6 +85,27 @@ class Reconciler:
         )
         handles = {d["sid"]: _handle(d, in_doubt) for d in relevant if d.get("sid")}
         return RoomState(key, desired, observed, handles, room_row)
+
+    async def _channel_rows(
+        self, channel_key: str, current_sid: str | None
+    ) -> tuple[list[Row], Row | None]:
+        """The channel's live sessions and presence, and the current segment's session.
+
+        Ended sessions are filed apart (``closed_index``): a channel gathers them by the
+        thousand, and the plan reads one, its current segment's, which is read by key
+        (whether or not it ended, so that a pass reads as much with a long history as with
+        none). The reads go to the store together."""
+        if not channel_key:
+            return [], None
+        provider = channel_key.split("/", 1)[0] if "/" in channel_key else "agora"
+        live, presence, current = await asyncio.gather(
+            self.store.rows("sessions", room=channel_key),
+            self.store.get_row("presence", channel_key),
+            self.store.get_row("sessions", f"{provider}:{current_sid}") if current_sid else _none(),
+        )
+        if current is not None and all(r.key != current.key for r in live):
+            live = sorted([*live, current], key=lambda r: r.key)  # as the index orders them
+        return live, presence
 
     def _of_room(self, key: str, session: dict[str, Any], segment_sids: set[Any]) -> bool:
         """Whether a room's pass may see a session of its channel: its own (a sid it started,
@@ -172,6 +193,18 @@ def _handle(session: dict[str, Any], in_doubt: dict[str, list[str]]) -> SessionH
         resource_id=candidates[0] if candidates else None,
         resource_candidates=tuple(candidates[1:]),
     )
+
+
+async def _none() -> Row | None:
+    return None
+
+
+def _current_sid(segments: dict[str, Any]) -> str | None:
+    """The sid of the room's latest segment, if it has one."""
+    if not segments:
+        return None
+    sid = segments[max(segments, key=int)].get("sid")
+    return str(sid) if sid else None
 
 
 def _provider_of(state: RoomState) -> str:

@@ -2,8 +2,9 @@
 
 - ``rooms`` (key: room key ``tenant/room``): the desired spec, its generation, and the
   reconciler's own record of each segment (uid, resource, sid) from its intents and results.
-- ``sessions`` (key: ``provider:sid``, indexed by channel key ``provider/channel``): what the
-  provider told us about a session, by notification or by query.
+- ``sessions`` (key: ``provider:sid``, indexed by channel key ``provider/channel`` while it
+  lives, by ``provider/channel#closed`` once it ended): what the provider told us about a
+  session, by notification or by query.
 - ``presence`` (key and index: channel key): who is in the channel, from RTC channel events.
 
 Times come from the events (``occurred_at``, else ``received_at``), never from a clock, so a
@@ -22,6 +23,16 @@ from reconcilers.providers.agora import notifications as ncs
 from reconcilers.providers.cloudflare import folds as cloudflare
 
 KEEP_SEGMENTS = 6
+#: What a room keeps of a segment that started and is not its newest: which session it is.
+#: The plan reads the newest segment's bookkeeping (and that of any start still in doubt);
+#: of the others only whose session is whose. Every pass decodes the room's row, and each
+#: full entry costs ~330 bytes of JSON: a room that rolled over six times carried 2.3 KB.
+SEGMENT_SUMMARY = ("uid", "sid", "started_ms")
+#: A user who left a channel this long ago (our clock) is forgotten: a channel's row would
+#: otherwise hold everyone who ever joined it. Agora keeps a user's state 60 s after a leave
+#: to absorb late and duplicate events; an event of a user not known that is no newer than
+#: the newest forgotten one (``forgot_ts``, in the events' own seconds) is taken as late.
+FORGET_LEFT_MS = 10 * 60 * 1000
 
 
 _PROVIDER_SOURCES = frozenset({"agora", "cloudflare", "storage"})
@@ -46,6 +57,19 @@ def provider_ms(event: Event) -> int:
 
 def channel_key(provider: str, channel: str) -> str:
     return f"{provider}/{channel}"
+
+
+CLOSED = "#closed"
+
+
+def closed_index(index: str) -> str:
+    """Where an ended session is filed: beside its channel's live sessions, not among them.
+
+    A channel's live sessions are what every reconcile pass reads (by the channel's index);
+    ended is final, and a channel that records day after day gathers thousands of ended
+    sessions, which a pass would read and decode only to drop them. The one a pass may need
+    (its current segment's) is read by key."""
+    return index + CLOSED
 
 
 class Rooms:
@@ -121,6 +145,10 @@ class Rooms:
         if len(segments) > KEEP_SEGMENTS:
             for old in sorted(segments, key=int)[: len(segments) - KEEP_SEGMENTS]:
                 del segments[old]
+        newest = max(segments, key=int)
+        for number, entry in segments.items():
+            if number != newest and entry.get("sid") and len(entry) > len(SEGMENT_SUMMARY):
+                segments[number] = {k: entry[k] for k in SEGMENT_SUMMARY if k in entry}
         data["segments"] = segments
         data["segment"] = max(int(k) for k in segments)
 
@@ -194,6 +222,8 @@ class Sessions:
         if data.get("exit_reason") == "no_users" and data.get("idle_exit_ms") is None:
             data["idle_exit_ms"] = at  # compared with presence: see ``plan`` on empty channels
         index = channel_key(data.get("provider", "agora"), data.get("channel") or "")
+        if data.get("state") == "ended":
+            index = closed_index(index)
         return Row(
             self.name, f"{data.get('provider', 'agora')}:{data['sid']}", index, data, event.seq
         )
@@ -405,6 +435,9 @@ class Presence:
                         event.seq,
                     )
                 )
+            forgot = data.get("forgot_ts")
+            if d.uid not in users and forgot is not None and ts is not None and ts <= forgot:
+                return row  # late news of a user forgotten since
             user = users.setdefault(d.uid, {"seq": -1, "present": False})
             seq = d.client_seq if d.client_seq is not None else user["seq"] + 1
             if seq <= user["seq"]:
@@ -415,8 +448,10 @@ class Presence:
                 user["present"] = d.joined and d.role != "audience"
             else:
                 user["present"] = d.role == "broadcaster"
+            user["at"] = at
         else:
             return row
+        _forget_left(data, users, at)
         data.update(users=users, known=True, changed_ms=at, seen_ms=at)
         key = channel_key("agora", event.room or "")
         return Row(self.name, key, key, data, event.seq)
@@ -432,13 +467,28 @@ class Presence:
         for uid in listed - users.keys():  # snapshot must not empty it
             users[uid] = {"seq": -1}
         for uid, user in users.items():
+            if user.get("present") != (uid in listed) or "at" not in user:
+                user["at"] = at
             user["present"] = uid in listed
             if uid in listed:
                 user["ts"] = max(user.get("ts") or 0, ts)
+        _forget_left(data, users, at)
         # Its users stand for the channel's existence; with none listed it is gone.
         data.update(users=users, open=False, open_ts=ts, known=True, seen_ms=at)
         key = str(event.payload["channel_key"])
         return Row(self.name, key, key, data, event.seq)
+
+
+def _forget_left(data: dict[str, Any], users: dict[str, Any], at: int) -> None:
+    """Drop the users who left over ``FORGET_LEFT_MS`` ago; remember the newest ``ts`` they
+    had, so that their late events are known as late."""
+    for uid in [u for u, v in users.items() if not v.get("present")]:
+        user = users[uid]
+        if at - int(user.get("at") or at) > FORGET_LEFT_MS:
+            del users[uid]
+            ts = user.get("ts")
+            if isinstance(ts, int) and not _after(data.get("forgot_ts"), ts):
+                data["forgot_ts"] = ts
 
 
 def _rtc_ts(event: Event) -> int | None:

@@ -359,3 +359,49 @@ def test_seed_165_the_providers_user_list_is_a_snapshot_of_presence() -> None:
     f.apply(checked([], at=140))  # asked again: nobody
     assert observe(None, [], f.rows[("presence", "agora/standup")].data, UIDS)[1].channel_empty \
         is True
+
+
+def test_an_ended_session_is_filed_apart_from_its_channels_live_ones() -> None:
+    """A pass reads its channel's live sessions by the channel's index: ended ones, which a
+    channel gathers by the thousand, are filed under ``closed_index`` (read by key if needed)."""
+    from reconcilers.projections import closed_index
+
+    f = fold(ncs(40, {"msgName": "recorder_started", "status": 0}, sid="a", seq=1))
+    assert f.rows[("sessions", "agora:a")].room == "agora/standup"
+    f.apply(ncs(11, {"msgName": "session_exit", "exitStatus": 0}, sid="a", seq=2))
+    f.apply(ncs(43, {"msgName": "recorder_audio_stream_state_changed"}, sid="a", seq=3))
+    row = f.rows[("sessions", "agora:a")]
+    assert row.data["state"] == "ended" and row.room == closed_index("agora/standup")
+
+
+def test_a_room_keeps_a_summary_of_its_older_started_segments() -> None:
+    from reconcilers.projections import SEGMENT_SUMMARY
+
+    events = [desired()]
+    for segment in range(3):
+        uid = UIDS.recorder_uid(ROOM, segment)
+        base = {"segment": segment, "uid": uid, "generation": 1, "provider": "agora"}
+        events += [
+            ev("reconciler", "intent.reserve", base, room=ROOM, at=segment),
+            ev("reconciler", "result.reserve", {**base, "resource_id": f"r{segment}"}, room=ROOM),
+            ev("reconciler", "intent.start", {**base, "resource_id": f"r{segment}"}, room=ROOM),
+            ev("reconciler", "result.start", {**base, "sid": f"s{segment}"}, room=ROOM),
+        ]
+    segments = fold(*events).rows[("rooms", ROOM)].data["segments"]
+    assert set(segments["0"]) == set(segments["1"]) == set(SEGMENT_SUMMARY)
+    assert segments["1"]["sid"] == "s1" and segments["2"]["resource_id"] == "r2"
+    _, observed = observe(fold(*events).rows[("rooms", ROOM)].data, [], None, UIDS)
+    assert [s.sid for s in observed.segments] == ["s0", "s1", "s2"]
+    assert observed.current is not None and observed.current.resource_id == "r2"
+
+
+def test_presence_forgets_users_who_left_long_ago_and_ignores_their_late_events() -> None:
+    from reconcilers.projections import FORGET_LEFT_MS
+
+    later = FORGET_LEFT_MS / 1000 + 20
+    f = fold(rtc(107, "11", 1), rtc(108, "11", 2, at=10), rtc(107, "12", 1, at=later))
+    users = f.rows[("presence", "agora/standup")].data["users"]
+    assert set(users) == {"12"}  # 11 left over FORGET_LEFT_MS ago
+    f.apply(rtc(107, "11", 1, at=later + 1))  # a late copy of 11's join (ts no newer)
+    users = f.rows[("presence", "agora/standup")].data["users"]
+    assert set(users) == {"12"} and users["12"]["present"]

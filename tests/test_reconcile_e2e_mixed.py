@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconcilers.projections import closed_index
 from service.emulators.cloudflare import FaultConfig
 from tests.e2e_mixed_harness import MixedWorld, mixed_world
 
@@ -94,7 +95,7 @@ async def test_stopped_cloudflare_room_is_stopped_and_uploads(tmp_path: Path) ->
         (done,) = w.cloudflare.recordings(meeting_id="m-weekly")
         assert done["status"] == "UPLOADED" and done["stop_reason"]["reason"] == "API_CALL"
         state = await w.reconciler.state(cf_key)
-        rows = await w.store.rows("sessions", room="cloudflare/m-weekly")
+        rows = await w.store.rows("sessions", room=closed_index("cloudflare/m-weekly"))
         assert rows[0].data["state"] == "ended" and rows[0].data["files"]
         assert state.observed.current is not None
         assert len(w.agora.tasks(cname="standup", live=True)) == 1

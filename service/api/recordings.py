@@ -29,7 +29,7 @@ from reconcilers.executor import Executor
 from reconcilers.lifecycle import RecordingView, derive, directory
 from reconcilers.objects import CHECKED, directory_index
 from reconcilers.plan import Action
-from reconcilers.projections import channel_key
+from reconcilers.projections import channel_key, closed_index
 from reconcilers.storage import ObjectStorage, StorageError, StoredObject
 from service.api.auth import owns, tenant_of
 from service.api.bodies import json_body
@@ -165,7 +165,10 @@ class RecordingsApi:
             raise ApiError(404, "not_found", "no such room", "room")
         ckey = str(room.data["channel_key"])
         state = await self.reconciler.state(key)
-        sessions = await self.store.rows("sessions", room=ckey)
+        sessions = [  # the channel's live sessions, then its ended ones
+            *await self.store.rows("sessions", room=ckey),
+            *await self.store.rows("sessions", room=closed_index(ckey)),
+        ]
         ours = self.reconciler.config.uids.contains
         imported: list[dict[str, str]] = []
         for session in sessions:

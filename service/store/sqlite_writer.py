@@ -26,6 +26,15 @@ from service.store.errors import StoreError
 from service.store.sqlite_migrations import migrate_sqlite
 
 _REPLAY_PAGE = 5000
+MMAP_BYTES = 1 << 30
+"""The writer reads the file through a memory map (up to 1 GB of it). Every append looks up
+its dedup key, and every fold reads and rewrites projection rows, in B-trees that grow with
+the log: with a million events, most of those pages are not in SQLite's own cache (2 MB), and
+each miss was a ``pread`` into it. Mapped, a miss is a memory read of the OS's page cache.
+Measured (``tests/bench/bench_history.py``, 1,000,000 events against 20,000): SQLite's share
+of an append 69 -> 58 µs against 45 -> 51 on the small file. A larger page cache instead
+(32-128 MB) did not help. The mapped pages are the file's, shared with the page cache: they
+count in the writer's RSS, not in its anonymous memory."""
 _KNOWN_BYTES = 4 << 20
 _Key = tuple[str, str]
 
@@ -80,6 +89,7 @@ class SqliteWriter:
                 raise StoreError(f"could not switch {self._path} to WAL (journal_mode={mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             # Commits never checkpoint: a checkpoint (copy the WAL into the file, fsync it) in a
             # commit made that batch wait tens of ms. A Checkpointer does it aside.
             conn.execute("PRAGMA wal_autocheckpoint=0")
