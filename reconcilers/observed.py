@@ -37,6 +37,7 @@ class SessionObs:
     stop_refused_ms: int | None = None  # when a stop was last refused (rejected)
     stop_refusals: int = 0
     idle_exit_ms: int | None = None  # when we learned it left an empty channel
+    state_since_ms: int | None = None  # when ``state`` last changed
 
     @property
     def alive(self) -> bool:
@@ -155,6 +156,7 @@ def observe(
             stop_refused_ms=row.get("stop_refused_ms"),
             stop_refusals=int(row.get("stop_refusals") or 0),
             idle_exit_ms=row.get("idle_exit_ms"),
+            state_since_ms=row.get("state_since_ms"),
             exit_reason=row.get("exit_reason"),
             applied_live=row.get("applied_live"),
         )

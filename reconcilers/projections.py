@@ -219,6 +219,8 @@ class Sessions:
         else:
             self._reconciler(data, event, at)
         data["last_seen_ms"] = max(at, data.get("last_seen_ms") or 0)
+        if data.get("state") != (row.data.get("state") if row else None):
+            data["state_since_ms"] = at  # a condition's last_transition_time
         if data.get("exit_reason") == "no_users" and data.get("idle_exit_ms") is None:
             data["idle_exit_ms"] = at  # compared with presence: see ``plan`` on empty channels
         index = channel_key(data.get("provider", "agora"), data.get("channel") or "")

@@ -13,13 +13,23 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reconcilers.providers.cloudflare.signature import load_public_key
 
 AGORA_DEFAULT_BASE_URL = "https://api.sd-rtn.com"
 CLOUDFLARE_DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 _PEM_END = "-----END PUBLIC KEY-----"
+_AGORA_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_AGORA_HOSTS = ("api.sd-rtn.com", "api.agora.io")
 
 #: A tenant name: it is the first part of every room key (``tenant/room``), so never a ``/``
 #: (``acme/eu`` made acme's lists show acme/eu's rooms: issue 20).
@@ -142,6 +152,24 @@ class Settings(BaseModel):
                 load_public_key(pem)  # ValueError names the variable via from_env
         return value
 
+    @field_validator("agora_app_certificate")
+    @classmethod
+    def _certificate_shape(cls, value: SecretStr) -> SecretStr:
+        """Agora's App Certificate is 32 hexadecimal characters: a malformed one is refused at
+        start-up (it would only fail when a room starts), and the message never shows it."""
+        secret = value.get_secret_value()
+        if secret and not _AGORA_HEX32.fullmatch(secret):
+            raise ValueError(f"expected 32 hexadecimal characters, got {len(secret)} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _app_id_shape(self) -> Settings:
+        """Against Agora itself (not an emulator) the App ID is 32 hexadecimal characters."""
+        agora = any(host in self.agora_api_base_url for host in _AGORA_HOSTS)
+        if agora and self.agora_app_id and not _AGORA_HEX32.fullmatch(self.agora_app_id):
+            raise ValueError("AGORA_APP_ID: expected 32 hexadecimal characters")
+        return self
+
     @property
     def cloudflare_configured(self) -> bool:
         return bool(self.cloudflare_account_id and self.cloudflare_app_id)
@@ -190,8 +218,12 @@ class Settings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             err = exc.errors()[0]
-            name = str(err["loc"][0]).upper() if err["loc"] else "?"
-            raise ConfigError(f"invalid environment variable {name}: {err['msg']}") from None
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["loc"]:
+                name = str(err["loc"][0]).upper()
+            else:  # a check of several fields names its variable first: "NAME: why"
+                name, _, msg = msg.partition(": ")
+            raise ConfigError(f"invalid environment variable {name}: {msg}") from None
 
     def startup_warnings(self) -> list[tuple[str, str]]:
         """``(message, variable)`` for each setting that leaves the service unable to do its job

@@ -303,3 +303,29 @@ def test_completion_scripts_are_clicks(capsys: pytest.CaptureFixture[str]) -> No
         check=False,
     )
     assert done.returncode == 0 and "events" in done.stdout, done
+
+
+def test_serve_creates_a_log_only_in_a_directory_that_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.commands import serve
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/no-such-dir/events.db")
+    assert cli.main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "DATABASE_URL" in err and "no directory" in err
+    new = tmp_path / "events.db"
+    assert serve._new_log(f"sqlite:///{new}") == str(new)  # said in the log by serve
+    seed(f"sqlite:///{new}", 1)
+    assert serve._new_log(f"sqlite:///{new}") is None
+
+
+def test_a_malformed_app_certificate_is_refused_at_start_up_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/events.db")
+    monkeypatch.setenv("AGORA_APP_CERTIFICATE", "my-secret-certificate-value")
+    assert cli.main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "AGORA_APP_CERTIFICATE" in err and "my-secret-certificate-value" not in err
+    assert not (tmp_path / "events.db").exists()

@@ -72,46 +72,81 @@ def _observed(state: RoomState) -> dict[str, Any]:
 
 
 def _conditions(state: RoomState) -> list[Condition]:
+    """Recording, Progressing and Degraded, each with the time of its own last transition:
+    when the session reached its state (a stop shows the stop), else the spec's change."""
     o, d = state.observed, state.desired
     row = state.room_row.data if state.room_row else {}
     cur = o.current
     session = o.session(cur.sid) if cur else None
+    spec_ms = row.get("updated_ms")
+    session_ms = (session.state_since_ms or session.started_ms) if session else None
     recording = session is not None and session.state == "recording"
-    since = _ms_iso(session.started_ms) if session else _ms_iso(row.get("updated_ms"))
+    missing = session is not None and session.state == "missing"
     wanted = d is not None and d.spec.state == "recording"
     rejected = d is not None and o.rejected_generation == d.generation
     if recording:
+        assert session is not None
         rec = Condition(
             type="Recording",
             status="True",
             reason="SessionRecording",
-            message=f"session {session.sid if session else ''} is recording",
-            last_transition_time=since,
+            message=f"session {session.sid} is recording",
+            last_transition_time=_ms_iso(session_ms),
+        )
+    elif missing:
+        assert session is not None
+        rec = Condition(
+            type="Recording",
+            status="Unknown",
+            reason="SessionNotFound",
+            message=f"session {session.sid} answers 404: failing over, or gone",
+            last_transition_time=_ms_iso(session_ms),
         )
     else:
         reason = (
             "ChannelEmpty" if o.channel_empty else ("Stopped" if not wanted else "NotRecording")
         )
+        ended = _latest(session_ms, spec_ms)
         rec = Condition(
             type="Recording",
             status="False",
             reason=reason,
             message="no session is recording",
-            last_transition_time=since,
+            last_transition_time=_ms_iso(ended),
         )
-    progressing = wanted and not recording and not rejected and not o.channel_empty
-    prog = Condition(
-        type="Progressing",
-        status="True" if progressing else "False",
-        reason="Starting" if progressing else ("Stable" if recording or not wanted else "Waiting"),
-        message="a session is being started" if progressing else "",
-        last_transition_time=since,
-    )
+    if wanted and missing and d is not None and d.spec.recovery != "aggressive":
+        prog = Condition(
+            type="Progressing",
+            status="True",
+            reason="Recovering",
+            message="waiting out the failover window: the session may come back",
+            last_transition_time=_ms_iso(session_ms),
+        )
+    elif wanted and not recording and not rejected and not o.channel_empty:
+        prog = Condition(
+            type="Progressing",
+            status="True",
+            reason="Starting",
+            message="a session is being started",
+            last_transition_time=_ms_iso(_latest(session_ms, spec_ms)),
+        )
+    else:
+        prog = Condition(
+            type="Progressing",
+            status="False",
+            reason="Stable" if recording or not wanted else "Waiting",
+            message="",
+            last_transition_time=_ms_iso(session_ms if recording else spec_ms),
+        )
     deg = Condition(
         type="Degraded",
         status="True" if rejected else "False",
         reason="Rejected" if rejected else "AsExpected",
         message=str(row.get("rejected_reason", "")) if rejected else "",
-        last_transition_time=_ms_iso(row.get("updated_ms")),
+        last_transition_time=_ms_iso(spec_ms),
     )
     return [rec, prog, deg]
+
+
+def _latest(*times: int | None) -> int | None:
+    return max((t for t in times if t is not None), default=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import IO
 
 import click
+import structlog
 
 from service.commands.common import UserError, load_settings
 
@@ -18,9 +19,12 @@ def serve(host: str, port: int) -> int:
     from service.server import serve as run_server
 
     settings = load_settings()
+    created = _new_log(settings.database_url)
     lock = _serve_lock(settings.database_url)
     app = build_app(settings)
     tune_gc()
+    if created is not None:
+        structlog.get_logger("recctl").warning(f"created a new event log at {created}")
     run_server(
         app,
         app.state.context.drain,
@@ -32,6 +36,29 @@ def serve(host: str, port: int) -> int:
     if lock is not None:
         lock.close()  # the kernel would release it at exit anyway
     return 0
+
+
+def _new_log(database_url: str) -> str | None:
+    """The SQLite log this start creates, if it does not exist yet (said in the log, so that a
+    mistyped ``DATABASE_URL`` is noticed); none is created in a directory that does not exist
+    (exit 2). The read-only commands never create one (``require_existing_log``)."""
+    from pathlib import Path
+
+    from service.replicas.wiring import is_postgres
+    from service.store.sqlite_schema import sqlite_path
+
+    if is_postgres(database_url):
+        return None
+    path = Path(sqlite_path(database_url))
+    if path.exists():
+        return None
+    if not path.parent.is_dir():
+        raise UserError(
+            f"invalid environment variable DATABASE_URL: no directory {path.parent} for a new "
+            f"event log at {path}",
+            exit_code=2,
+        )
+    return str(path)
 
 
 def _serve_lock(database_url: str) -> IO[str] | None:
