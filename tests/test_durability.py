@@ -1,5 +1,6 @@
 """Nothing acknowledged is lost: ``kill -9`` the server right after an acknowledgement, restart it,
-and find every acknowledged event in the log, at the seq it was acknowledged with."""
+and find every acknowledged event in the log, at the seq it was acknowledged with. On both
+backends: a SQLite file, and the PostgreSQL server the session starts."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ CONCURRENCY = 64
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("kill_after", [N, N * 3 // 4], ids=["after-last-ack", "mid-flight"])
-async def test_acknowledged_events_survive_kill_9(tmp_path: Path, kill_after: int) -> None:
-    env = clean_env(
-        DATABASE_URL=f"sqlite:///{tmp_path}/events.db", AGORA_NCS_SECRET=SECRET, LOG_LEVEL="WARNING"
+async def test_acknowledged_events_survive_kill_9(
+    tmp_path: Path, kill_after: int, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        request.getfixturevalue("postgres_db")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path}/events.db"
     )
+    env = clean_env(DATABASE_URL=url, AGORA_NCS_SECRET=SECRET, LOG_LEVEL="WARNING")
     server = Server.recctl_serve(env, tmp_path / "server.log")
     try:
         await server.wait_healthy()
