@@ -20,8 +20,11 @@ _SECRET_KEYS = re.compile(
 
 #: Libraries that log routine work at INFO: APScheduler two lines per job run (every resync,
 #: every 30 s), httpx and aiohttp a line per request (with the provider's resource and session
-#: ids in the URL). Nothing there for an operator to act on: below DEBUG they log warnings only.
-CHATTY_LIBRARIES = ("apscheduler", "httpx", "httpcore", "aiohttp", "botocore", "boto3", "urllib3")
+#: ids in the URL), werkzeug (moto's S3 server in the playground) likewise. Nothing there for an
+#: operator to act on: below DEBUG they log warnings only.
+CHATTY_LIBRARIES = (
+    "apscheduler", "httpx", "httpcore", "aiohttp", "botocore", "boto3", "urllib3", "werkzeug",
+)
 
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from service.commands.demo import demo
 from service.commands.reconcile import reconcile_command
 from service.commands.status import status_command
 from tests.e2e_harness import world
+from tests.procs import clean_env
 
 
 def test_the_demo_tells_a_true_story_and_leaves_a_log_to_explore(
@@ -30,7 +33,11 @@ def test_the_demo_tells_a_true_story_and_leaves_a_log_to_explore(
     assert "design-review reconciler: started segment 1" in story, "and the Cloudflare one"
     assert "lecture       reconciler: stopped sid" in story
     assert story.count("reconciler: started segment") == 6, "four rooms, two heals, no doubles"
-    assert re.search(r"lecture +processing ", text), "the stopped recording is in the catalog"
+    assert "design-review Cloudflare: recording" in story, "named by its room, not its meeting"
+    assert not re.search(r"^ +\+ *[0-9.]+s +bbb0a1c2", story, re.M), "no meeting id as a room"
+    assert re.search(r"its recording is ready", text), "its files reached the bucket"
+    assert re.search(r"downloaded [1-9][0-9]* bytes from its presigned URL", text)
+    assert re.search(r"lecture +archived ", text), "the archived recording is in the catalog"
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
     capsys.readouterr()
@@ -45,6 +52,18 @@ def test_the_demo_tells_a_true_story_and_leaves_a_log_to_explore(
     assert len(table) == 7  # the rooms, a blank line, the query budget
     assert re.match(r"3 live session\(s\): each queried every 60s \(as configured", table[-1])
     assert cli.main(["status", "demo/nowhere"]) == 1
+
+    hints = [line.strip() for line in text.splitlines() if line.startswith("  DATABASE_URL=")]
+    assert len(hints) == 3
+    for hint in hints:  # as printed, in a shell, from where the demo ran
+        done = subprocess.run(
+            ["bash", "-c", hint], cwd=os.getcwd(), env=clean_env(), capture_output=True,
+            text=True, timeout=60, check=False,
+        )
+        assert done.returncode == 0, (hint, done.stderr)
+        if "events --room demo/standup" in hint:
+            sources = {row.split()[2] for row in done.stdout.splitlines()[1:]}
+            assert sources == {"api", "reconciler", "agora"}, "the room's webhooks too"
 
 
 async def test_reconcile_shows_the_plan_and_applies_it_unless_dry_run(tmp_path: Path) -> None:

@@ -1,34 +1,32 @@
 """``recctl demo [--keep]``: the whole product on this machine, with no credentials.
 
-It serves the Agora and Cloudflare emulators and the service on loopback (real HTTP, a fresh
-SQLite file), declares rooms through the API, has users join, kills a recorder of each provider,
-lets the service heal them, declares one room stopped, shows the recordings catalog, and tells
-the story from the event log. It ends by itself; ``--keep``
-leaves both servers running for exploring, until Ctrl-C.
+It serves the playground (:mod:`service.commands.playground`: the Agora and Cloudflare
+emulators, an S3 API server and the service on loopback, a fresh SQLite file), declares rooms
+through the API, has users join, kills a recorder of each provider, lets the service heal them,
+stops one room's recording, follows it to ready, downloads and archives it, shows the catalog,
+and tells the story from the event log. It ends by itself; ``--keep`` leaves everything running
+for exploring, until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import click
 import httpx
-import uvicorn
-from starlette.types import ASGIApp
 
 from reconcilers.events import Event
 from reconcilers.projections import PROJECTIONS
 from service.commands.common import UserError
-from service.config import Settings
+from service.commands.playground import playground, recctl_command
+from service.inventory import room_index
 from service.store import open_store
 
 TENANT = "demo"
@@ -45,32 +43,6 @@ ROOMS: dict[str, dict[str, Any]] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def _serve(app: ASGIApp, port: int) -> AsyncIterator[str]:
-    """Serve ``app`` on loopback until the block ends; yields its base URL once it listens."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()  # raises what stopped it
-                raise RuntimeError(f"server on port {port} stopped during start-up")
-            await asyncio.sleep(0.02)  # polling start-up, bounded by the server's own checks
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 @dataclass
 class Demo:
     """The running pieces, and the steps of the story."""
@@ -79,6 +51,7 @@ class Demo:
     emulator: httpx.AsyncClient
     cloudflare: httpx.AsyncClient
     out: TextIO
+    lecture_id: str = ""
 
     def say(self, text: str) -> None:
         self.out.write(f"  {text}\n")
@@ -139,6 +112,7 @@ class Demo:
             if room == "lecture":  # through the recordings API our users already have
                 started = await self.api.post(f"/api/v1/rooms/{room}/recordings/start", json=spec)
                 started.raise_for_status()
+                self.lecture_id = started.json()["data"]["id"]
             else:
                 await self.declare(room, state="recording", **spec)
         self.say(
@@ -204,6 +178,27 @@ class Demo:
 
         figures["stop_s"] = await self.until("lecture stopped", lecture_stopped)
         self.say(f"stopped lecture's recording: its recorder left after {figures['stop_s']:.2f}s")
+
+        async def lecture_ready() -> bool:
+            found = await self.api.get(f"/api/v1/recordings/{self.lecture_id}")
+            return bool(found.json()["data"]["status"] == "ready")
+
+        figures["ready_s"] = await self.until("lecture's recording ready", lecture_ready)
+        self.say(
+            f"lecture's files are in the bucket (S3 API on loopback): its recording is ready "
+            f"{figures['ready_s']:.2f}s later"
+        )
+        download = await self.api.get(f"/api/v1/recordings/{self.lecture_id}/download")
+        download.raise_for_status()
+        url = download.json()["download_url"]
+        async with httpx.AsyncClient(timeout=10) as http:
+            fetched = await http.get(url)
+        fetched.raise_for_status()
+        self.say(f"downloaded {len(fetched.content)} bytes from its presigned URL:")
+        self.say(f"  {url.split('?')[0]}?X-Amz-...")
+        archived = await self.api.post(f"/api/v1/recordings/{self.lecture_id}/archive")
+        archived.raise_for_status()
+        self.say(f"archived it: {archived.json()['data']['status']} (storage class GLACIER)")
         catalog = (await self.api.get("/api/v1/recordings")).json()
         self.say("the recordings catalog (GET /api/v1/recordings):")
         for item in catalog["data"]:
@@ -211,11 +206,17 @@ class Demo:
         return figures
 
 
-def narrate(event: Event, start: float) -> str | None:
-    """One line of the story for the events a person cares about; ``None`` for the rest."""
+def narrate(
+    event: Event, start: float, rooms: Mapping[str, list[str]] | None = None
+) -> str | None:
+    """One line of the story for the events a person cares about; ``None`` for the rest.
+    ``rooms``: the rooms of each channel key (``provider/channel``), which name the room of a
+    provider's event (stored under its channel: a Cloudflare meeting id says little)."""
     p = event.payload
     when = f"+{(event.received_at.timestamp() - start):6.2f}s"
-    room = (event.room or "-").removeprefix(f"{TENANT}/")[:13]
+    owners = (rooms or {}).get(f"{event.source}/{event.room}", [])
+    room_id = owners[0] if len(owners) == 1 else event.room
+    room = (room_id or "-").removeprefix(f"{TENANT}/")[:13]
     text: str | None = None
     if event.type == "room.desired":
         spec = p.get("spec", {})
@@ -244,96 +245,51 @@ def narrate(event: Event, start: float) -> str | None:
 
 
 async def demo(db: Path, keep: bool, out: TextIO | None = None) -> int:
-    from service.emulators.agora import AgoraEmulator, EmulatorConfig
-    from service.runtime import build_app
-
     out = out or sys.stdout
-    from service.emulators.cloudflare import CloudflareEmulator
-    from service.emulators.cloudflare.config import EmulatorConfig as CloudflareConfig
-
-    emulator_port, service_port, cloudflare_port = _free_port(), _free_port(), _free_port()
-    ncs_secret, key, secret, token, s3_key, s3_secret = (secrets.token_hex(16) for _ in range(6))
-    emulator = AgoraEmulator(
-        EmulatorConfig(
-            customer_key=key,
-            customer_secret=secret,
-            ncs_secret=ncs_secret,
-            callback_url=f"http://127.0.0.1:{service_port}/webhooks/agora",
-            seed=1,
-        )
-    )
-    cf_token = secrets.token_hex(16)
-    cloudflare = CloudflareEmulator(
-        CloudflareConfig(
-            api_token=cf_token,
-            webhook_url=f"http://127.0.0.1:{service_port}/webhooks/cloudflare",
-            seed=1,
-        )
-    )
-    settings = Settings.from_env(
-        {},
-        database_url=f"sqlite:///{db}",
-        log_level="WARNING",
-        agora_app_id=emulator.config.app_id,
-        agora_customer_key=key,
-        agora_customer_secret=secret,
-        agora_ncs_secret=ncs_secret,
-        agora_api_base_url=f"http://127.0.0.1:{emulator_port}",
-        api_tokens=f"{token}:{TENANT}",
-        storage_profiles={
-            "default": {
-                "kind": "s3",
-                "bucket": "demo-recordings",
-                "access_key_id": s3_key,
-                "secret_access_key": s3_secret,
-            }
-        },
-        query_interval_seconds=10,
-        cloudflare_account_id=cloudflare.config.account_id,
-        cloudflare_app_id=cloudflare.config.app_id,
-        cloudflare_api_token=cf_token,
-        cloudflare_api_base_url=f"http://127.0.0.1:{cloudflare_port}/client/v4",
-        cloudflare_webhook_public_key=cloudflare.public_key_pem,
-    )
-    out.write(
-        f"recctl demo: Agora emulator on :{emulator_port}, Cloudflare emulator on "
-        f":{cloudflare_port}, service on :{service_port}, event log {db}\n"
-    )
     started = time.time()
     async with (
-        _serve(emulator.app, emulator_port) as emulator_url,
-        _serve(cloudflare.app, cloudflare_port) as cloudflare_url,
-        _serve(build_app(settings), service_port) as service_url,
+        playground(db, tenant=TENANT) as world,
         httpx.AsyncClient(
-            base_url=service_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+            base_url=world.service_url,
+            headers={"Authorization": f"Bearer {world.token}"},
+            timeout=10,
         ) as api,
-        httpx.AsyncClient(base_url=emulator_url, timeout=10) as emulator_client,
-        httpx.AsyncClient(base_url=cloudflare_url, timeout=10) as cloudflare_client,
+        httpx.AsyncClient(base_url=world.agora_url, timeout=10) as emulator_client,
+        httpx.AsyncClient(base_url=world.cloudflare_url, timeout=10) as cloudflare_client,
     ):
+        out.write(
+            f"recctl demo: Agora emulator {world.agora_url}, Cloudflare emulator "
+            f"{world.cloudflare_url}, S3 API {world.s3_url}, service {world.service_url}, "
+            f"event log {db}\n"
+        )
         figures = await Demo(api, emulator_client, cloudflare_client, out).run()
         out.write("\nThe story, from the event log:\n")
-        store = await open_store(settings.database_url, PROJECTIONS)
+        store = await open_store(world.database_url, PROJECTIONS)
         try:
+            _, by_channel = await room_index(store)
             for event in await store.read_log(0, None, 100_000):
-                line = narrate(event, started)
+                line = narrate(event, started, by_channel)
                 if line:
                     out.write(line + "\n")
         finally:
             await store.close()
+        recctl = recctl_command()
+        env = f"DATABASE_URL={world.database_url}"
         out.write(
             f"\nHealed a killed Agora recorder in {figures['heal_s']:.2f}s and a killed "
             f"Cloudflare recording in {figures['cloudflare_heal_s']:.2f}s; "
             "nothing was started twice.\n"
             "Explore the log and the rooms (the service need not run):\n"
-            f"  DATABASE_URL=sqlite:///{db} recctl events --room {TENANT}/standup\n"
-            f"  DATABASE_URL=sqlite:///{db} recctl status\n"
-            f"  DATABASE_URL=sqlite:///{db} recctl reconcile --dry-run\n"
+            f"  {env} {recctl} events --room {TENANT}/standup\n"
+            f"  {env} {recctl} status\n"
+            f"  {env} {recctl} reconcile --dry-run\n"
         )
         if keep:
             out.write(
                 f"\nStill running (Ctrl-C to stop). Try:\n"
-                f"  curl -H 'Authorization: Bearer {token}' {service_url}/v1/rooms\n"
-                f"  curl {emulator_url}/_emulator/tasks?live=true\n"
+                f"  curl -H 'Authorization: Bearer {world.token}' {world.service_url}/v1/rooms\n"
+                f"  curl '{world.agora_url}/_emulator/tasks?live=true'\n"
+                f"or run `{recctl} dev` for a playground with its curl lines.\n"
             )
             out.flush()
             with contextlib.suppress(asyncio.CancelledError):
@@ -355,8 +311,6 @@ def demo_command(keep: bool, db: Path) -> int:
     from service.logging import configure_logging
 
     configure_logging("WARNING")
-    for suffix in ("", "-wal", "-shm"):  # a fresh log, so that the story is this run's
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
     try:
         return asyncio.run(demo(db, keep))
     except TimeoutError as exc:
