@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from service.replicas.shards import shard_of
+from tests.procs import recctl
 from tests.replicas_harness import TENANT, Cluster, cluster, double_sessions, until
 
 pytestmark = pytest.mark.slow
@@ -148,6 +149,17 @@ async def test_a_webhook_to_one_replica_wakes_the_rooms_owner(
         assert healed < 20
         assert await c.metric(0, "wake_notifications_received_total") > before
         assert await c.metric(1, "wake_notifications_sent_total") >= len(mine)
+
+        # Who is who: /readyz of each, and recctl status, agree on the two members and shards.
+        views = [(await c.readyz(i))["replica"] for i in (0, 1)]
+        assert {m["id"] for m in views[0]["live_replicas"]} == {v["id"] for v in views}
+        assert len(views[0]["owned_shards"]) + len(views[1]["owned_shards"]) == 64
+        done = recctl("status", env=c.env)
+        assert done.returncode == 0, done.stderr
+        assert "2 live replica(s)" in done.stdout
+        for view in views:
+            assert f"{view['id']}  heartbeat" in done.stdout
+            assert f"{len(view['owned_shards'])} shard(s)" in done.stdout
 
 
 async def test_three_replicas_share_one_rate_limit_measured_at_the_emulator(

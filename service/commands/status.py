@@ -97,8 +97,17 @@ def status(room: str | None, as_json: bool, output: str) -> int:
             rate_per_s=safe_rate(ctx.settings.agora_rate_limit_qps),
             min_interval=ctx.settings.query_interval_seconds,
         )
-        return await status_command(
+        code = await status_command(
             ctx.reconciler(), room, as_json, None, budget, output="jsonl" if as_json else output
         )
+        if code == 0 and room is None and not as_json and output == "table":
+            from service.replicas.status import print_replicas
+            from service.replicas.wiring import is_postgres
+
+            if is_postgres(ctx.settings.database_url):  # several replicas may share the work
+                await print_replicas(
+                    ctx.settings.database_url, ctx.settings.lease_seconds, sys.stdout
+                )
+        return code
 
     return run_with_store(body)
