@@ -26,7 +26,7 @@ from reconcilers.identity import UidRange
 from service.replicas.shards import shard_of
 from tests.procs import Server, clean_env, free_port
 
-TOKEN = "ha-api-token"
+TOKEN = "ha-api-token-for-the-tests"
 NCS = "ha-ncs-secret"
 TENANT = "acme"
 UIDS = UidRange()
