@@ -27,6 +27,7 @@ from service.config import Settings
 from service.context import AppContext, EventHook, LifespanComponent
 from service.drain import DrainMiddleware
 from service.http import (
+    ClientGuard,
     RequestIdMiddleware,
     error_response,
     http_exception_handler,
@@ -140,7 +141,16 @@ def create_app(
     }
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware), Middleware(DrainMiddleware, drain=ctx.drain)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(DrainMiddleware, drain=ctx.drain),
+            Middleware(
+                ClientGuard,
+                body_timeout=settings.http_body_timeout_seconds,
+                disconnects=ctx.metrics.client_disconnects,
+                timeouts=ctx.metrics.body_timeouts,
+            ),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -84,6 +84,12 @@ class Settings(BaseModel):
     # SIGTERM to exit, at most: the drain (passes in flight, leases) and the HTTP requests in
     # flight. Keep it under the orchestrator's grace period (Kubernetes: 30 s by default).
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
+    # Slow or silent clients (issue 20: 4,000 half-sent connections held 4,022 descriptors):
+    # a request's headers must arrive within the first, its body within the second (answered
+    # 408 past it); past the third, connections are answered 503 (uvicorn's limit).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    http_limit_concurrency: int = Field(default=1000, ge=1)
 
     # Agora notifications (NCS). Several comma-separated secrets: one per product, and rotation.
     agora_ncs_secret: list[SecretStr] = Field(default_factory=list)

@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -88,6 +89,29 @@ class Metrics:
             "events_appended",
             "New events stored in the log, by source",
             ["source"],
+            registry=self.registry,
+        )
+
+        # Clients that went wrong (issue 20): counted, never a traceback each.
+        self.client_disconnects = Counter(
+            "http_client_disconnects",
+            "Requests whose client hung up before its body was read",
+            registry=self.registry,
+        )
+        self.body_timeouts = Counter(
+            "http_body_timeouts",
+            "Requests answered 408: the body did not arrive within HTTP_BODY_TIMEOUT_SECONDS",
+            registry=self.registry,
+        )
+        self.header_timeouts = Counter(
+            "http_header_timeouts",
+            "Connections closed: a request's headers did not arrive within "
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            registry=self.registry,
+        )
+        self.connections_open = Gauge(
+            "http_connections_open",
+            "HTTP connections open now (past HTTP_LIMIT_CONCURRENCY requests are answered 503)",
             registry=self.registry,
         )
 

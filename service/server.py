@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 
 import structlog
@@ -21,6 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from service.drain import Drain
+from service.http_protocol import guarded_h11
 
 log = structlog.get_logger("server")
 
@@ -70,9 +73,16 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(
-    app: Starlette, drain: Drain, host: str, port: int, timeout: float, access_log: bool
+    app: Starlette,
+    drain: Drain,
+    host: str,
+    port: int,
+    timeout: float,
+    access_log: bool,
+    limits: ClientLimits | None = None,
 ) -> None:
     """Run ``app`` until a signal, then drain and return (the caller exits 0)."""
+    limits = limits or ClientLimits()
     config = uvicorn.Config(
         app,
         host=host,
@@ -82,5 +92,25 @@ def serve(
         lifespan="on",  # a store that cannot open stops the start-up
         server_header=False,
         timeout_keep_alive=15,  # Agora advises keep-alive of 10 s or more for NCS callers
+        limit_concurrency=limits.concurrency,
+        http=guarded_h11(
+            limits.header_timeout, limits.on_header_timeout, limits.on_open, limits.on_close
+        ),
     )
     DrainingServer(config, drain, timeout).run()
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """How long a client may take to send its headers, how many connections are served at
+    once (uvicorn answers 503 past it), and the metrics' callbacks."""
+
+    header_timeout: float = 10.0
+    concurrency: int | None = 1000
+    on_header_timeout: Callable[[], None] = _nothing
+    on_open: Callable[[], None] = _nothing
+    on_close: Callable[[], None] = _nothing

@@ -16,6 +16,7 @@ from service.commands.common import UserError, load_settings
 def serve(host: str, port: int) -> int:
     """Run the service (HTTP API, webhooks, metrics). Configured by the environment."""
     from service.runtime import build_app, tune_gc
+    from service.server import ClientLimits
     from service.server import serve as run_server
 
     settings = load_settings()
@@ -25,6 +26,7 @@ def serve(host: str, port: int) -> int:
     tune_gc()
     if created is not None:
         structlog.get_logger("recctl").warning(f"created a new event log at {created}")
+    metrics = app.state.context.metrics
     run_server(
         app,
         app.state.context.drain,
@@ -32,6 +34,13 @@ def serve(host: str, port: int) -> int:
         port,
         settings.shutdown_timeout_seconds,
         settings.access_log,
+        ClientLimits(
+            header_timeout=settings.http_header_timeout_seconds,
+            concurrency=settings.http_limit_concurrency,
+            on_header_timeout=metrics.header_timeouts.inc,
+            on_open=metrics.connections_open.inc,
+            on_close=metrics.connections_open.dec,
+        ),
     )
     if lock is not None:
         lock.close()  # the kernel would release it at exit anyway
