@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from reconcilers.events import Fence, Row, Store
+from reconcilers.conditions import RECORDED, holding
+from reconcilers.events import Fence, NewEvent, Row, Store
 from reconcilers.executor import ExecutionReport, Executor
 from reconcilers.observed import Desired, Observed, observe
 from reconcilers.outcomes import Failure, RateLimited
@@ -129,6 +130,7 @@ class Reconciler:
         pass carries it, and the store refuses them all once another replica holds the key."""
         state = await self.state(key)
         the_plan = self.plan(state, config)
+        await self._record_conditions(state, fence)
         if not the_plan.actions:
             return _result(key, the_plan, None)
         provider_name = state.desired.spec.provider if state.desired else _provider_of(state)
@@ -140,6 +142,27 @@ class Reconciler:
         )
         report = await executor.run(key, state.desired, the_plan.actions, state.handles)
         return _result(key, the_plan, report)
+
+    async def _record_conditions(self, state: RoomState, fence: Fence | None) -> None:
+        """Log the room's conditions when they differ from what its row last recorded: the
+        ``room_conditions`` index a filtered listing reads (:mod:`reconcilers.conditions`)."""
+        row = state.room_row
+        if row is None or row.data.get("deleted"):
+            return
+        now = holding(state.desired, state.observed)
+        if tuple(row.data.get("holding") or ()) == now:
+            return
+        await self.store.append(
+            NewEvent(
+                source="reconciler",
+                dedup_key=f"{state.key}|conditions|{row.seq}|{','.join(now)}",
+                type=RECORDED,
+                payload={"holding": list(now)},
+                room=state.key,
+                occurred_at=self.clock(),
+                fence=fence,
+            )
+        )
 
     def with_config(self, **changes: Any) -> PlanConfig:
         return replace(self.config, **changes)

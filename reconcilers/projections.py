@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconcilers.catalog import CATALOG_PROJECTIONS
+from reconcilers.conditions import CONDITION_PROJECTIONS, RECORDED
 from reconcilers.events import Event, Projection, Row
 from reconcilers.idempotency import IdempotencyKeys
 from reconcilers.providers.agora import notifications as ncs
@@ -103,6 +104,8 @@ class Rooms:
             if row is None:
                 return None
             data.update(deleted=True, generation=data["generation"] + 1, updated_ms=event_ms(event))
+        elif event.type == RECORDED and row is not None:
+            data["holding"] = list(event.payload.get("holding", []))
         elif event.source == "reconciler" and row is not None:
             self._segment_event(data, event)
         else:
@@ -515,4 +518,5 @@ PROJECTIONS: tuple[Projection, ...] = (
     Presence(),
     *CATALOG_PROJECTIONS,
     IdempotencyKeys(),
+    *CONDITION_PROJECTIONS,
 )

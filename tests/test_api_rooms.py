@@ -239,3 +239,31 @@ async def test_a_declaration_and_its_recording_are_one_event(tmp_path: Path) -> 
             events = [e for e in log if e.room == f"acme/r{i}" and e.source == "api"]
             assert [e.type for e in events] == ["room.desired"]
             assert events[0].payload["catalog"]["open"]["recording_id"].startswith("rec_")
+
+
+async def test_a_condition_filter_reads_the_conditions_index(tmp_path: Path) -> None:
+    """``condition=`` pages through the rooms whose last pass found it true (each checked
+    against its live view), not through every room's view."""
+    async with service(tmp_path) as svc:
+        svc.emu.join("standup", 11)
+        await put(svc, "standup", SPEC)
+        await put(svc, "quiet", {**SPEC, "state": "stopped"})
+
+        async def listed() -> list[str]:
+            svc.emu.advance(1)
+            page = (await svc.a.get("/v1/rooms", params={"condition": "Recording"})).json()
+            return [item["room"] for item in page["items"]]
+
+        async def standup_listed() -> bool:
+            return await listed() == ["standup"]
+
+        await svc.until(standup_listed, what="standup listed as Recording")
+        store = svc.app.state.context.store
+        rows = await store.rows("room_conditions", room="Recording|acme")
+        assert [r.data["room"] for r in rows] == ["acme/standup"]
+        assert await store.rows("room_conditions", room="Recording|other") == []
+        bad = await svc.a.get("/v1/rooms", params={"condition": "Sleepy"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "condition"
+        assert (await svc.a.delete("/v1/rooms/standup/recording")).status_code == 204
+        assert await listed() == []
+        assert await store.rows("room_conditions", room="Recording|acme") == []

@@ -405,3 +405,39 @@ def test_presence_forgets_users_who_left_long_ago_and_ignores_their_late_events(
     f.apply(rtc(107, "11", 1, at=later + 1))  # a late copy of 11's join (ts no newer)
     users = f.rows[("presence", "agora/standup")].data["users"]
     assert set(users) == {"12"} and users["12"]["present"]
+
+
+def test_the_conditions_index_agrees_with_the_views_conditions() -> None:
+    """``holding`` (what the index files) and the API view's conditions are the same rules."""
+    from reconcilers.conditions import holding
+    from reconcilers.engine import RoomState
+    from service.api.views import room_view
+
+    uid = UIDS.recorder_uid(ROOM, 0)
+    base = {"segment": 0, "uid": uid, "generation": 1, "provider": "agora"}
+    started = ev("reconciler", "result.start", {**base, "sid": "sid0"}, room=ROOM)
+    reserve = ev("reconciler", "intent.reserve", base, room=ROOM)
+    rejected = ev("reconciler", "result.start", {**base, "outcome": "rejected", "message": "no"},
+                  room=ROOM)
+    cases = [
+        [desired()],
+        [desired(), reserve, started],
+        [desired(), reserve, started, ncs(40, {"msgName": "recorder_started", "status": 0})],
+        [desired(), reserve, started, ncs(40, {"msgName": "recorder_started", "status": 0}),
+         ncs(11, {"msgName": "session_exit", "exitStatus": 0}, seq=1)],
+        [desired(), reserve, rejected],
+        [desired(state="stopped")],
+        [desired(), rtc(107, "11", 1), rtc(108, "11", 2)],
+    ]
+    seen = set()
+    for events in cases:
+        f = fold(*events)
+        room = f.rows[("rooms", ROOM)]
+        sessions = [r.data for (p, _), r in f.rows.items() if p == "sessions"]
+        presence = f.rows.get(("presence", "agora/standup"))
+        d, o = observe(room.data, sessions, presence.data if presence else None, UIDS)
+        view = room_view(RoomState(ROOM, d, o, {}, room))
+        from_view = tuple(c.type for c in view.conditions if c.status == "True")
+        assert holding(d, o) == from_view, events
+        seen.add(from_view)
+    assert {("Recording",), ("Progressing",), ("Degraded",), ()} <= seen

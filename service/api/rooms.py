@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from reconcilers import idempotency
+from reconcilers.conditions import CONDITIONS, index_of, key_of
 from reconcilers.engine import Reconciler
 from reconcilers.events import Event, NewEvent, Store
 from reconcilers.projections import channel_key
@@ -258,6 +259,8 @@ class RoomsApi:
         if not 1 <= limit <= 500:
             raise ApiError(422, "invalid", "limit: must be 1-500", "limit")
         want_state, want_condition = q.get("state"), q.get("condition")
+        if want_condition:
+            return await self._list_by_condition(tenant, want_condition, want_state, limit, q)
         prefix = f"{tenant}/"
         after = prefix + q.get("cursor", "")
         items: list[dict[str, Any]] = []
@@ -281,6 +284,45 @@ class RoomsApi:
                     next_cursor = row.key.removeprefix(prefix)
                     break
             if len(mine) < len(rows) or len(rows) < limit * 2:
+                break
+        return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+    async def _list_by_condition(
+        self, tenant: str, condition: str, want_state: str | None, limit: int, q: Any
+    ) -> Response:
+        """The rooms where ``condition`` holds, from the ``room_conditions`` index (each
+        room's conditions as of its last pass), each checked against its live view: a page
+        reads the rooms that match, not every room (:mod:`reconcilers.conditions`)."""
+        if condition not in CONDITIONS:
+            raise ApiError(
+                422, "invalid", f"condition: one of {', '.join(CONDITIONS)}", "condition"
+            )
+        index = index_of(condition, tenant)
+        after = key_of(condition, f"{tenant}/{q.get('cursor', '')}")
+        items: list[dict[str, Any]] = []
+        next_cursor: str | None = None
+        while len(items) < limit:
+            rows = await self.store.rows(
+                "room_conditions", room=index, after_key=after, limit=limit
+            )
+            for row in rows:
+                after = row.key
+                room = str(row.data["room"])
+                if not owns(tenant, room):
+                    continue
+                try:
+                    view = await self._view(room)
+                except ApiError:
+                    continue  # deleted since
+                if want_state and view.spec.get("state") != want_state:
+                    continue
+                if not any(c.type == condition and c.status == "True" for c in view.conditions):
+                    continue  # no longer, since its last pass
+                items.append(view.model_dump())
+                if len(items) == limit:
+                    next_cursor = room.removeprefix(f"{tenant}/")
+                    break
+            if len(rows) < limit:
                 break
         return JSONResponse({"items": items, "next_cursor": next_cursor})
 
