@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench chaos serve clean
+.PHONY: demo dev test lint typecheck unit bench chaos serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/recctl demo $(ARGS)
+
+# `make dev [ARGS="--port 0"]`: the playground (service, emulators, S3 API) until Ctrl-C.
+dev: $(STAMP)
+	$(BIN)/recctl dev $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check service reconcilers tests

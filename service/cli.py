@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "service.commands.migrate:migrate",
     "migrate-store": "service.commands.migrate:migrate_store",
     "demo": "service.commands.demo:demo_command",
+    "dev": "service.commands.dev:dev",
     "emulate": "service.commands.emulate:emulate",
     "completion": "service.commands.completion:completion",
 }
