@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from reconcilers.events import Fold, NewEvent, Projection, Row, Store
 from service.store import BatchReport, ObservableStore, StoreClosed, StoreError
+from service.store.base import DurabilityReporting
 from tests.helpers import Boom
 from tests.support.pg_server import PostgresServer
 from tests.support.store_cases import (
@@ -207,6 +208,14 @@ class TestStoreContract:
             assert tally is not None and tally.data["count"] == 39
         finally:
             await guarded.close()
+
+
+async def test_the_store_says_what_an_acknowledgement_rests_on(store: ObservableStore) -> None:
+    assert isinstance(store, DurabilityReporting)
+    assert await store.durability() in (
+        "synchronous=FULL journal_mode=wal",  # SQLite: fsync at every commit
+        "synchronous_commit=on fsync=on",  # PostgreSQL: the WAL flushed before COMMIT returns
+    )
 
 
 async def test_each_batch_reports_its_fsync_apart_from_the_round_trip(place: Place) -> None:

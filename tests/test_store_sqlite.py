@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from reconcilers.events import Fold, NewEvent, Projection, Row
+from reconcilers.events import Fence, Fold, NewEvent, Projection, Row
 from service.store import (
     BatchReport,
     ObservableStore,
@@ -24,6 +24,7 @@ from service.store import (
     open_store,
 )
 from service.store import sqlite_schema as schema
+from service.store.base import FencedAppends
 from service.store.sqlite import sqlite_path
 from service.store.sqlite_writer import KnownState, SqliteWriter
 from tests.helpers import Boom
@@ -110,6 +111,17 @@ async def test_sqlite_is_durable_before_it_acknowledges(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             raw.execute("UPDATE events SET type = 'x'")
+
+
+async def test_sqlite_has_no_leases_and_ignores_fences(tmp_path: Path) -> None:
+    """One process on one file: nothing to fence against (PostgreSQL checks them)."""
+    store = await _open_sqlite(tmp_path, PROJECTIONS)
+    try:
+        assert not isinstance(store, FencedAppends)
+        appended = await store.append(new("k1", fence=Fence(1, 1, "nobody")))
+        assert not appended.duplicate and await store.read_log() == [appended.event]
+    finally:
+        await store.close()
 
 
 def test_sqlite_urls() -> None:

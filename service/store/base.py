@@ -12,22 +12,22 @@ that callers test for with ``isinstance`` rather than asking which backend it is
   has no leases, so it ignores fences;
 - :class:`Checkpointing`: a write-ahead log checkpointed aside (SQLite).
 
-The one fold both SQL backends run inside their transactions is :func:`fold_batch`, on the
-domain's :class:`reconcilers.events.Fold`; the backend is chosen by URL scheme in one place,
-:func:`service.store.open_store`.
+The one fold both SQL backends run inside their transactions is
+:func:`service.store.fold.fold_batch`, on the domain's :class:`reconcilers.events.Fold`; the
+backend is chosen by URL scheme in one place, :func:`service.store.open_store`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import structlog
 
-from reconcilers.events import Event, Fold, NewEvent, Projection, Row, Store
+from reconcilers.events import Event, Store
 from service.store.errors import StaleFence, StoreClosed, StoreError
+from service.store.fold import RowKey, fold_batch, numbered, touched_keys
 
 __all__ = [
     "BatchObserver",
@@ -47,8 +47,6 @@ __all__ = [
     "touched_keys",
 ]
 
-RowKey = tuple[str, str]
-"""A projection row's address: ``(projection name, key)``."""
 
 log = structlog.get_logger("store")
 
@@ -119,46 +117,3 @@ class Checkpointing(Protocol):
     """A write-ahead log copied back into the database aside from the writes (SQLite)."""
 
     async def checkpoint(self) -> tuple[int, int]: ...
-
-
-def touched_keys(projections: Sequence[Projection], events: Sequence[Event]) -> list[RowKey]:
-    """Every row the events touch, each once, in first-touch order."""
-    return list(dict.fromkeys((p.name, k) for e in events for p in projections for k in p.keys(e)))
-
-
-def fold_batch(
-    projections: Sequence[Projection], loaded: Mapping[RowKey, Row], events: Sequence[Event]
-) -> dict[RowKey, Row | None]:
-    """Fold ``events`` in order over the ``loaded`` rows with the domain's :class:`Fold`; return
-    the rows that changed (``None``: deleted). A row handed back as the same object is unchanged
-    and needs no write."""
-    fold = Fold(projections, dict(loaded))
-    for event in events:
-        fold.apply(event)
-    changed: dict[RowKey, Row | None] = {}
-    for key in touched_keys(projections, events):
-        after, before = fold.rows.get(key), loaded.get(key)
-        if after is not before:
-            changed[key] = after
-    return changed
-
-
-def utc(when: datetime) -> datetime:
-    """Naive times are taken as UTC; every stored time is UTC."""
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def numbered(pending: NewEvent, seq: int) -> Event:
-    """The event ``pending`` becomes once the log gives it ``seq``."""
-    assert pending.received_at is not None  # the store stamps it when the append is queued
-    return Event(
-        seq=seq,
-        source=pending.source,
-        dedup_key=pending.dedup_key,
-        type=pending.type,
-        payload=pending.payload,
-        room=pending.room,
-        session=pending.session,
-        received_at=utc(pending.received_at),
-        occurred_at=utc(pending.occurred_at) if pending.occurred_at else None,
-    )

@@ -319,6 +319,11 @@ class SqliteStore:
         """The writer's ``PRAGMA synchronous`` (2 = FULL): what "durable" rests on."""
         return await self._host.synchronous()
 
+    async def durability(self) -> str:
+        """What an acknowledgement rests on (``DurabilityReporting``): fsync at every commit."""
+        level = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(await self.synchronous(), "?")
+        return f"synchronous={level} journal_mode=wal"
+
     async def close(self) -> None:
         """Stop taking appends, let the writer commit everything already queued, then close."""
         if self._closed:

@@ -23,6 +23,7 @@ from pathlib import Path
 from reconcilers.events import Appended, Event, Fold, NewEvent, Projection, Row
 from service.store import sqlite_schema as sql
 from service.store.errors import StoreError
+from service.store.fold import fold_batch, touched_keys
 from service.store.sqlite_migrations import migrate_sqlite
 
 _REPLAY_PAGE = 5000
@@ -204,33 +205,23 @@ class SqliteWriter:
     def _fold(
         self, conn: sqlite3.Connection, events: Sequence[Event]
     ) -> dict[_Key, tuple[Row | None, int]]:
-        """Load every row the events touch, fold in seq order in memory, write back the changes.
+        """Load every row the events touch, fold in seq order in memory (the shared
+        :func:`~service.store.fold.fold_batch`), write back the changes.
 
         Returns each row it changed as it is once the transaction commits (``None``: deleted),
         with the size of its JSON.
         """
-        plan = [(e, [(p, p.keys(e)) for p in self._projections]) for e in events]
-        touched = list(dict.fromkeys((p.name, k) for _, per in plan for p, ks in per for k in ks))
+        touched = touched_keys(self._projections, events)
         if not touched:
             return {}
         loaded = self._known.rows(conn, touched)
-        rows = dict(loaded)
-        for event, per in plan:
-            for projection, keys in per:
-                for key in keys:
-                    after = projection.apply(rows.get((projection.name, key)), event)
-                    if after is None:
-                        rows.pop((projection.name, key), None)
-                    else:
-                        rows[(projection.name, key)] = after
-        # A row handed back unchanged (the same object) needs no write. One that keeps its
-        # room is updated in place: the room index is left alone, a page less in each commit.
+        folded = fold_batch(self._projections, loaded, events, touched)
+        # One that keeps its room is updated in place: the room index is left alone, a page
+        # less in each commit.
         upserts, updates, deletes = [], [], []
         changed: dict[_Key, tuple[Row | None, int]] = {}
-        for k in touched:
-            after, before = rows.get(k), loaded.get(k)
-            if after is before:
-                continue
+        for k, after in folded.items():
+            before = loaded.get(k)
             if after is None:
                 deletes.append(k)
                 changed[k] = (None, 0)

@@ -291,7 +291,7 @@ class PostgresStore:
             return
         found = await conn.fetch(sql.FIND_ROWS, *sql.key_columns(touched))
         loaded: dict[RowKey, Row] = {(r[0], r[1]): sql.row_of(r) for r in found}
-        changed = fold_batch(self._projections, loaded, events)
+        changed = fold_batch(self._projections, loaded, events, touched)
         upserts = [(k, row) for k, row in changed.items() if row is not None]
         deletes = [k for k, row in changed.items() if row is None]
         if upserts:
