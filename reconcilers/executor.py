@@ -150,6 +150,8 @@ class Executor:
                         "provider": self.provider.name,
                         "channel": desired.spec.channel,
                         "mode": desired.spec.mode,
+                        "storage": desired.spec.storage,
+                        "restart_hash": desired.spec.restart_fingerprint(),
                         "generation": desired.generation,
                         "resource_id": action.resource_id,
                     },
@@ -163,7 +165,7 @@ class Executor:
             elif action.kind == "stop" and handle is not None:
                 await self._stop(room, desired, action, handle, report)
             elif action.kind == "update" and handle is not None:
-                await self._update(room, action, handle, report)
+                await self._update(room, desired, action, handle, report)
             else:
                 report.record(action, "skipped", "nothing to act on")
         return report
@@ -225,6 +227,8 @@ class Executor:
             "resource_id": resource_id,
             "channel": spec.channel,
             "mode": spec.mode,
+            "storage": spec.storage,
+            "restart_hash": spec.restart_fingerprint(),
         }
         key = intent_id(
             room, desired.generation, action.segment or 0, f"start:{resource_id}", action.attempt
@@ -337,10 +341,16 @@ class Executor:
             self._note(report, action, result)
 
     async def _update(
-        self, room: str, action: Action, handle: SessionHandle, report: ExecutionReport
+        self,
+        room: str,
+        desired: Desired | None,
+        action: Action,
+        handle: SessionHandle,
+        report: ExecutionReport,
     ) -> None:
         digest = live_hash(action.options)
-        key = f"{room}|update|{handle.sid}|{digest}"
+        generation = desired.generation if desired else None
+        key = f"{room}|update|{handle.sid}|g{generation}|{digest}"
         # The intent changes no projection (no sid, no segment): it is there so that the
         # store's fence check comes before the call, as for every other change a pass makes.
         await self._append(
@@ -358,6 +368,7 @@ class Executor:
             "sid": handle.sid,
             "provider": handle.provider,
             "live_hash": digest,
+            "generation": generation,  # the session's observed generation, once it took it
         }
         if result is not None:
             payload.update(_failure(result))

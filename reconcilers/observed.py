@@ -38,6 +38,12 @@ class SessionObs:
     stop_refusals: int = 0
     idle_exit_ms: int | None = None  # when we learned it left an empty channel
     state_since_ms: int | None = None  # when ``state`` last changed
+    #: What it was started (or last updated) with: the spec's generation, mode, storage
+    #: profile and restart options' fingerprint (``None``: not known, e.g. a foreign one).
+    generation: int | None = None
+    applied_mode: str | None = None
+    applied_storage: str | None = None
+    applied_restart: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -157,6 +163,10 @@ def observe(
             stop_refusals=int(row.get("stop_refusals") or 0),
             idle_exit_ms=row.get("idle_exit_ms"),
             state_since_ms=row.get("state_since_ms"),
+            generation=row.get("generation"),
+            applied_mode=row.get("applied_mode"),
+            applied_storage=row.get("applied_storage"),
+            applied_restart=row.get("applied_restart"),
             exit_reason=row.get("exit_reason"),
             applied_live=row.get("applied_live"),
         )

@@ -7,14 +7,13 @@ their intents and results in the log; the next pass sees those results as observ
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reconcilers.budget import QueryBudget
 from reconcilers.identity import UidRange
 from reconcilers.observed import Desired, Observed, SegmentObs, SessionObs
+from reconcilers.spec import RecordingSpec, fingerprint
 
 ActionKind = Literal["reserve", "start", "query", "update", "stop", "adopt", "presence"]
 
@@ -66,8 +65,33 @@ class PlanConfig:
 
 def live_hash(options: dict[str, Any]) -> str:
     """A stable fingerprint of live-changeable options, to tell whether an update is due."""
-    text = json.dumps(options, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprint(options)
+
+
+def spec_drift(spec: RecordingSpec, s: SessionObs) -> tuple[str, ...]:
+    """What a session runs otherwise than the spec says, of what only a new segment can
+    change: ``mode``, ``storage``, ``options`` (the restart options). Empty when it matches,
+    or when nothing is known of what it was started with (a log from before this was kept)."""
+    drift: list[str] = []
+    if s.applied_mode is not None and s.applied_mode != spec.mode:
+        drift.append("mode")
+    if s.applied_storage is not None and s.applied_storage != spec.storage:
+        drift.append("storage")
+    if s.applied_restart is not None and s.applied_restart != spec.restart_fingerprint():
+        drift.append("options")
+    return tuple(drift)
+
+
+def live_drift(spec: RecordingSpec, s: SessionObs) -> bool:
+    """Whether live options (subscriptions, layout) wait to be applied by an update."""
+    live = spec.live_options()
+    return bool(live) and s.applied_live != live_hash(live)
+
+
+def describe_drift(spec: RecordingSpec, s: SessionObs, drift: tuple[str, ...]) -> str:
+    """``mode mix -> individual, storage``: what changed, for people."""
+    parts = [f"mode {s.applied_mode} -> {spec.mode}" if f == "mode" else f for f in drift]
+    return ", ".join(parts)
 
 
 def plan(desired: Desired | None, observed: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
@@ -363,8 +387,19 @@ def _check_live(
     if _age(now_ms, cur.started_ms) > d.spec.max_segment_seconds - cfg.rollover_margin:
         begin("rollover: segment reaches its time limit")
         return True, cfg.first_query_delay, "rollover: make-before-break"
+    drift = spec_drift(d.spec, s)
+    if drift and s.state == "recording":
+        # A change the session cannot take live: a new segment with the spec as it is now.
+        what = f"{describe_drift(d.spec, s, drift)} changed"
+        if d.spec.rollout == "restart":  # asked for: stop, then start (a gap)
+            actions.append(_stop(s, f"restart: {what}"))
+            begin(f"restart: {what}")
+            return False, cfg.first_query_delay, f"restart: {what}"
+        # Make-before-break: the old one records on until the new one does (_retire_others).
+        begin(f"rollover: {what}")
+        return True, cfg.first_query_delay, f"rollover: {what}, make-before-break"
     live = d.spec.live_options()
-    if live and s.state == "recording" and s.applied_live != live_hash(live):
+    if live and s.state == "recording" and live_drift(d.spec, s):
         actions.append(Action("update", "spec changed live options", sid=s.sid, options=live))
     fresh = min(_age(now_ms, s.last_query_ms), progress_age)
     if s.state == "starting":

@@ -252,6 +252,13 @@ class Sessions:
             data.setdefault("started_ms", at)
             if p.get("live_hash"):
                 data["applied_live"] = p["live_hash"]
+            if p.get("generation") is not None:  # what it runs: see ``plan.spec_drift``
+                data.update(
+                    generation=p["generation"],
+                    applied_mode=p.get("mode"),
+                    applied_storage=p.get("storage"),
+                    applied_restart=p.get("restart_hash"),
+                )
             if data.get("state") == "unknown":
                 data["state"] = "starting"
         elif event.type == "observed.query":
@@ -319,6 +326,8 @@ class Sessions:
             ]
         elif event.type == "result.update" and p.get("outcome") is None:
             data["applied_live"] = p.get("live_hash")
+            if p.get("generation") is not None:
+                data["generation"] = p["generation"]
 
     @staticmethod
     def _notification(data: dict[str, Any], event: Event, at: int) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 DesiredState = Literal["recording", "stopped"]
 Recovery = Literal["standard", "aggressive"]
+Rollout = Literal["rollover", "restart"]
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,9 @@ class RecordingSpec:
     ``recovery="aggressive"`` follows Agora's advice for critical recordings: on a 404 start a
     replacement at once with the spare uid instead of waiting out the failover window.
     ``own_channel`` lets the service stop recorders in the channel that it did not start.
+    ``rollout`` says how a change that a running session cannot take live reaches it:
+    ``rollover`` (make-before-break: a new segment starts with the spare uid, the old one
+    stops once the new one records) or ``restart`` (stop, then start).
     """
 
     state: DesiredState = "recording"
@@ -27,6 +33,7 @@ class RecordingSpec:
     recovery: Recovery = "standard"
     own_channel: bool = False
     max_segment_seconds: int = 12 * 3600
+    rollout: Rollout = "rollover"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +46,7 @@ class RecordingSpec:
             "recovery": self.recovery,
             "own_channel": self.own_channel,
             "max_segment_seconds": self.max_segment_seconds,
+            "rollout": self.rollout,
         }
 
     @classmethod
@@ -52,6 +60,16 @@ class RecordingSpec:
     def restart_options(self) -> dict[str, Any]:
         """Everything else: a change here needs a new segment."""
         return {k: v for k, v in self.options.items() if k not in LIVE_OPTION_KEYS}
+
+    def restart_fingerprint(self) -> str:
+        """A stable digest of the options only a new segment can apply."""
+        return fingerprint(self.restart_options())
+
+
+def fingerprint(options: dict[str, Any]) -> str:
+    """A stable digest of options (keys sorted), to tell whether a session runs them."""
+    text = json.dumps(options, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 #: Option keys Agora applies live through ``update`` / ``updateLayout``.

@@ -27,6 +27,12 @@ class RecordingSpecIn(BaseModel):
     recovery: Literal["standard", "aggressive"] = "standard"
     own_channel: bool = False
     max_segment_seconds: int = Field(default=12 * 3600, ge=600, le=30 * 24 * 3600)
+    rollout: Literal["rollover", "restart"] = Field(
+        default="rollover",
+        description="How a change a running session cannot take live reaches it: "
+        "'rollover' starts a new segment before stopping the old one (no gap), "
+        "'restart' stops, then starts.",
+    )
 
     @field_validator("channel")
     @classmethod
@@ -58,6 +64,9 @@ class RoomView(BaseModel):
     room: str
     spec: dict[str, Any]
     generation: int
+    #: The generation the running session was started or last updated with (Kubernetes'
+    #: ``observedGeneration``); ``generation`` once the session runs the spec as declared.
+    observed_generation: int | None = None
     observed: dict[str, Any]
     conditions: list[Condition]
     last_reconcile_at: str | None = None
