@@ -159,7 +159,7 @@ class RoomsApi:
                 self._check_if_match(request, current)
             for other in await self.store.rows("rooms", room=ckey):
                 if other.key != key and not other.data.get("deleted"):
-                    raise ApiError(409, "conflict", "channel: used by another room", "channel")
+                    raise _channel_taken(tenant, other.key)
             if current is not None and current.get("spec") == spec:
                 if idem is not None:
                     await self._record(key, idem, print_, 200)
@@ -331,7 +331,7 @@ class RoomsApi:
     def _room(self, request: Request) -> tuple[str, str, str]:
         tenant = tenant_of(request, self.tokens)
         name = request.path_params["room"]
-        if not ROOM_NAME.match(name):
+        if not ROOM_NAME.fullmatch(name):
             raise ApiError(422, "invalid", "room: 1-64 characters of A-Z a-z 0-9 _ . -", "room")
         return tenant, name, f"{tenant}/{name}"
 
@@ -369,3 +369,13 @@ def _record_of(idem: str, print_: str, status: int, entry: dict[str, Any]) -> di
 def _field_of(message: str) -> str:
     head = message.split(":", 1)[0].strip()
     return f"options.{head}" if head else "options"
+
+
+def _channel_taken(tenant: str, holder: str) -> ApiError:
+    """The 409 for a channel another room holds. A provider account has one namespace of
+    channels, so a channel is one room's across tenants (``docs/security.md``); the answer
+    names the holder only to its own tenant (issue 20: it told tenant B that A used it)."""
+    if owns(tenant, holder):
+        name = holder.partition("/")[2]
+        return ApiError(409, "conflict", f"channel: used by your room {name}", "channel")
+    return ApiError(409, "conflict", "channel: not available", "channel")

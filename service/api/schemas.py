@@ -7,10 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ROOM_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# Matched whole (``fullmatch``; ``\Z``, not ``$``, which lets a trailing newline through:
+# ``PUT /v1/rooms/r1%0A`` was a room, and a recorder started on channel ``"nlrec\n"``).
+ROOM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 # Agora channel names: under 64 bytes of a-z, A-Z, 0-9, space and these
 # (docs/providers/agora.md#1-acquire).
-CHANNEL_NAME = re.compile(r"^[A-Za-z0-9 !#$%&()+\-:;<=.>?@\[\]^_{}|~,]{1,63}$")
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9 !#$%&()+\-:;<=.>?@\[\]^_{}|~,]{1,63}\Z")
 
 
 class RecordingSpecIn(BaseModel):
@@ -37,7 +39,7 @@ class RecordingSpecIn(BaseModel):
     @field_validator("channel")
     @classmethod
     def _channel(cls, value: str | None) -> str | None:
-        if value is not None and not CHANNEL_NAME.match(value):
+        if value is not None and not CHANNEL_NAME.fullmatch(value):
             raise ValueError(
                 "channel names are 1-63 characters of a-z, A-Z, 0-9, space, punctuation"
             )
