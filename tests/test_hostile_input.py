@@ -45,7 +45,8 @@ async def test_a_channel_taken_by_another_tenant_is_not_named(
     tenants. The 409 names the holding room to its own tenant only."""
     _, client = api
     body = {"state": "stopped", "channel": "chanA"}
-    assert (await client.put("/v1/rooms/alpha/recording", json=body, headers=ACME)).status_code == 201
+    first = await client.put("/v1/rooms/alpha/recording", json=body, headers=ACME)
+    assert first.status_code == 201
     theirs = await client.put("/v1/rooms/beta/recording", json=body, headers=GLOBEX)
     assert theirs.status_code == 409
     assert theirs.json()["error"] == {
