@@ -35,11 +35,15 @@ bench: $(STAMP)
 	$(BIN)/pytest -q -s tests/bench -p no:cacheprovider --bench
 
 # `make chaos [SEEDS=100] [JOBS=2]`: seeded chaos runs (real processes, kill -9), a table, and
-# bench-results/chaos.json; exits 1 when a run breaks an invariant.
+# bench-results/chaos.json; exits 1 when a run breaks an invariant. `BACKEND=postgres
+# REPLICAS=3`: several replicas on a PostgreSQL server the run starts, killed and paused.
 SEEDS ?= 100
 JOBS ?= 2
+BACKEND ?= sqlite
+REPLICAS ?= 1
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos --seeds $(SEEDS) --jobs $(JOBS) --out bench-results/chaos.json
+	$(BIN)/python -m tests.chaos --seeds $(SEEDS) --jobs $(JOBS) --out bench-results/chaos.json \
+		--backend $(BACKEND) --replicas $(REPLICAS)
 
 serve: $(STAMP)
 	$(BIN)/recctl serve

@@ -87,7 +87,7 @@ async def test_a_paused_replica_resumes_and_undoes_nothing(
 
         async with c.emu() as emu:
             acquires = (await c.stats())["requests"].get("acquire", 0)
-            await emu.put("/_emulator/faults", json={"latency": [2.5, 2.5]})
+            await emu.put("/_emulator/faults", json={"latency": [5.0, 5.0]})
             await kill_tasks(c, [room])
 
             async def acquire_sent() -> bool:

@@ -255,7 +255,7 @@ class Replica:
                 owner = tick.leases[shard].owner if shard in tick.leases else None
                 reason = "taken" if owner not in (None, self.id) else "lost"
                 self.metrics.lost.labels(reason).inc()
-                log.warning("lease lost", shard=shard, token=held.token, owner=owner)
+                log.warning("lease lost", shard=shard, fence=held.token, owner=owner)
         self.members, self.leases = tick.members, tick.leases
         live = {m.id for m in tick.members}
         self.metrics.live.set(len(live | {self.id}))
@@ -299,7 +299,7 @@ class Replica:
             log.info(
                 "lease acquired",
                 shard=lease.shard,
-                token=lease.token,
+                fence=lease.token,
                 kind=kind,
                 previous=lease.previous,
             )

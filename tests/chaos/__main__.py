@@ -1,6 +1,8 @@
 """``make chaos``: run N seeds, print the table, write ``bench-results/chaos.json``.
 
-``python -m tests.chaos --seeds 100 [--first 1] [--jobs 2] [--chaos-seconds 15]``
+``python -m tests.chaos --seeds 100 [--first 1] [--jobs 2] [--chaos-seconds 15]
+[--backend postgres --replicas 3]``: with PostgreSQL, one server (started here, as the tests
+start it) holds a database per seed, shared by that seed's replicas.
 Exit status 1 when any run broke an invariant.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos.harness import ChaosConfig, RunReport, run_seed
+from tests.chaos.replicas import ReplicaChaosConfig, run_replica_seed
+from tests.support.pg_server import admin, running_server
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -68,15 +73,32 @@ def table(summary: dict[str, Any]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    base = ChaosConfig(seed=0, chaos_seconds=args.chaos_seconds, rooms=args.rooms)
+    base: ChaosConfig = ChaosConfig(seed=0, chaos_seconds=args.chaos_seconds, rooms=args.rooms)
+    if args.backend == "postgres":
+        base = ReplicaChaosConfig(
+            seed=0, chaos_seconds=args.chaos_seconds, rooms=args.rooms, replicas=args.replicas
+        )
     gate = asyncio.Semaphore(args.jobs)
     root = Path(tempfile.mkdtemp(prefix="chaos-"))
     reports: list[RunReport] = []
 
     async def one(seed: int) -> None:
         async with gate:
-            cfg = ChaosConfig(seed=seed, chaos_seconds=args.chaos_seconds, rooms=args.rooms)
-            report = await run_seed(cfg, root / f"seed-{seed}")
+            cfg: ChaosConfig
+            if args.backend == "postgres":
+                cfg = ReplicaChaosConfig(
+                    seed=seed, chaos_seconds=args.chaos_seconds, rooms=args.rooms,
+                    replicas=args.replicas,
+                )
+                assert server is not None
+                database = f"chaos_{seed}"
+                await asyncio.to_thread(
+                    admin, server.dsn(), f"CREATE DATABASE {database} TEMPLATE template0"
+                )
+                report = await run_replica_seed(cfg, root / f"seed-{seed}", server.dsn(database))
+            else:
+                cfg = ChaosConfig(seed=seed, chaos_seconds=args.chaos_seconds, rooms=args.rooms)
+                report = await run_seed(cfg, root / f"seed-{seed}")
             reports.append(report)
             await write(sorted(reports, key=lambda r: r.seed))  # partial runs keep their figures
             problems = report.failures(cfg)
@@ -103,7 +125,11 @@ async def main_async(args: argparse.Namespace) -> int:
         return summary
 
     started = time.monotonic()
-    await asyncio.gather(*(one(s) for s in seeds))
+    with contextlib.ExitStack() as stack:
+        server = (
+            stack.enter_context(running_server()) if args.backend == "postgres" else None
+        )
+        await asyncio.gather(*(one(s) for s in seeds))
     reports.sort(key=lambda r: r.seed)
     summary = await write(reports)
     print()
@@ -120,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rooms", type=int, default=4)
     parser.add_argument("--chaos-seconds", type=float, default=15.0)
     parser.add_argument("--out", default="bench-results/chaos.json")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--replicas", type=int, default=1, help="with --backend postgres")
     return asyncio.run(main_async(parser.parse_args(argv)))
 
 

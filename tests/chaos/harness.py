@@ -291,12 +291,18 @@ class ChaosRun:
 
     @contextlib.asynccontextmanager
     async def _clients(self) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
-            httpx.AsyncClient(base_url=self.svc_url, headers=headers, timeout=10) as svc,
+            self._api_client() as svc,
             httpx.AsyncClient(base_url=self.emu_url, timeout=10) as emu,
         ):
             yield svc, emu
+
+    def _api_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}"}
+
+    def _api_client(self) -> httpx.AsyncClient:
+        """The workload's API client (several replicas: one that spreads the calls)."""
+        return httpx.AsyncClient(base_url=self.svc_url, headers=self._api_headers(), timeout=10)
 
     async def _run(self, svc: httpx.AsyncClient, emu: httpx.AsyncClient) -> None:
         cfg = self.cfg
@@ -536,10 +542,14 @@ class ChaosRun:
 
     # -- invariant 1 (and the desire timeline), from the log, read-only --------------------
 
-    def _check_log(self) -> None:
+    def _log_rows(self) -> list[tuple[Any, ...]]:
+        """The log as (source, dedup_key, room, type, payload JSON, received_at ISO)."""
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as db:
             columns = "source, dedup_key, room, type, payload, received_at"
-            rows = db.execute(f"SELECT {columns} FROM events ORDER BY seq").fetchall()
+            return db.execute(f"SELECT {columns} FROM events ORDER BY seq").fetchall()
+
+    def _check_log(self) -> None:
+        rows = self._log_rows()
         keys = {(src, key) for src, key, *_ in rows}
         generations: dict[str, int] = {}
         desire: dict[str, list[tuple[float, str]]] = {}
