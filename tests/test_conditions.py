@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from reconcilers.conditions import holding
 from service.api.schemas import Condition
 from service.api.views import room_view
 from service.emulators.agora import FaultConfig
@@ -14,7 +15,11 @@ from tests.e2e_harness import World, world
 
 
 async def conditions(w: World, key: str) -> dict[str, Condition]:
-    view = room_view(await w.reconciler.state(key))
+    state = await w.reconciler.state(key)
+    view = room_view(state)
+    # The listing's index (``holding``) decides the same as the view.
+    true = {c.type for c in view.conditions if c.status == "True"}
+    assert set(holding(state.desired, state.observed)) == true
     return {c.type: c for c in view.conditions}
 
 

@@ -9,15 +9,22 @@ update of the running task."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from reconcilers.conditions import holding
 from service.api.views import room_view
 from tests.e2e_harness import World, world
 
 MIX = {"options": {"recordingConfig": {"maxIdleTime": 30}}}
 
 
-async def view(w: World, key: str) -> dict[str, object]:
-    return room_view(await w.reconciler.state(key)).model_dump()
+async def view(w: World, key: str) -> dict[str, Any]:
+    state = await w.reconciler.state(key)
+    found = room_view(state).model_dump()
+    # The listing's index (``holding``) decides the same as the view.
+    true = {c["type"] for c in found["conditions"] if c["status"] == "True"}
+    assert set(holding(state.desired, state.observed)) == true
+    return found
 
 
 async def test_a_mode_change_rolls_over_make_before_break(tmp_path: Path) -> None:

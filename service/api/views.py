@@ -4,13 +4,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from reconcilers.conditions import sync
 from reconcilers.engine import RoomState
-from reconcilers.observed import SessionObs
-from reconcilers.plan import describe_drift, live_drift, spec_drift
 from service.api.schemas import Condition, RoomView
 
 
@@ -24,59 +22,12 @@ def room_view(
         room=state.key.split("/", 1)[1],
         spec=row.data["spec"],
         generation=row.data["generation"],
-        observed_generation=_sync(state).observed_generation,
+        observed_generation=sync(state.desired, state.observed).observed_generation,
         observed=_observed(state),
         conditions=_conditions(state),
         last_reconcile_at=_iso(last),
         next_reconcile_at=_iso(nxt),
     )
-
-
-@dataclass(frozen=True)
-class _Sync:
-    """How far the running session is from the spec."""
-
-    recording: SessionObs | None  # the session recording the room now (an old one mid-rollover)
-    observed_generation: int | None
-    pending: str  # why the session does not match the spec yet ("" when it does)
-    reason: str  # Progressing's reason while it does not: RollingOver, Restarting, Updating
-
-
-def _sync(state: RoomState) -> _Sync:
-    o, d = state.observed, state.desired
-    cur = o.current
-    session = o.session(cur.sid) if cur else None
-    older = [
-        s
-        for s in o.sessions
-        if s.ours and s.state == "recording" and s.sid != (session.sid if session else None)
-        and s.segment is not None and cur is not None and s.segment < cur.segment
-    ]
-    recording = session if session is not None and session.state == "recording" else None
-    if d is None:
-        return _Sync(recording, None, "", "")
-    if recording is None and older:
-        # Make-before-break: the new segment starts while the old one records on.
-        old = older[-1]
-        what = describe_drift(d.spec, old, spec_drift(d.spec, old)) or "the segment"
-        pending = (
-            f"rollover ({what}): segment {cur.segment if cur else '?'} is starting with "
-            f"generation {d.generation}; segment {old.segment} records until it does"
-        )
-        return _Sync(old, old.generation, pending, "RollingOver")
-    if session is None or not session.alive:
-        in_sync = d.spec.state == "stopped"
-        return _Sync(None, d.generation if in_sync else None, "", "")
-    drift = spec_drift(d.spec, session)
-    if drift:
-        what = describe_drift(d.spec, session, drift)
-        if d.spec.rollout == "restart":
-            return _Sync(recording, session.generation, f"{what} changed: restarting", "Restarting")
-        pending = f"{what} changed: a new segment starts before this one stops"
-        return _Sync(recording, session.generation, pending, "RollingOver")
-    if live_drift(d.spec, session):
-        return _Sync(recording, session.generation, "live options wait for an update", "Updating")
-    return _Sync(recording, d.generation, "", "")
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -128,8 +79,8 @@ def _conditions(state: RoomState) -> list[Condition]:
     o, d = state.observed, state.desired
     row = state.room_row.data if state.room_row else {}
     cur = o.current
-    sync = _sync(state)
-    session = sync.recording or (o.session(cur.sid) if cur else None)
+    now = sync(state.desired, state.observed)
+    session = now.recording or (o.session(cur.sid) if cur else None)
     spec_ms = row.get("updated_ms")
     session_ms = (session.state_since_ms or session.started_ms) if session else None
     recording = session is not None and session.state == "recording"
@@ -166,12 +117,12 @@ def _conditions(state: RoomState) -> list[Condition]:
             message="no session is recording",
             last_transition_time=_ms_iso(ended),
         )
-    if wanted and sync.pending:
+    if wanted and now.pending:
         prog = Condition(
             type="Progressing",
             status="True",
-            reason=sync.reason,
-            message=f"the session does not match the spec yet: {sync.pending}",
+            reason=now.reason,
+            message=f"the session does not match the spec yet: {now.pending}",
             last_transition_time=_ms_iso(spec_ms),
         )
     elif wanted and missing and d is not None and d.spec.recovery != "aggressive":
