@@ -90,7 +90,8 @@ def recctl() -> None:
     """Declarative, self-healing cloud recordings. Configured by the environment
     (DATABASE_URL, AGORA_*, CLOUDFLARE_*, API_TOKENS, STORAGE_PROFILES...).
 
-    Try `recctl demo`, or `recctl dev` for a playground to call with curl.
+    Try `recctl demo`, or `recctl dev` for a playground to call with curl. Shell completion:
+    `eval "$(recctl completion bash)"` (zsh, fish; click's `_RECCTL_COMPLETE`).
     """
 
 

@@ -17,6 +17,7 @@ import click
 from service.commands.playground import BUCKET, Playground, Ports, playground, recctl_command
 
 TENANT = "dev"
+MIN_TOKEN_LENGTH = 16
 ROOM = "standup"
 
 
@@ -77,15 +78,23 @@ async def run_dev(db: Path, ports: Ports, token: str | None, out: TextIO) -> int
     return 0
 
 
+def _token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and len(value) < MIN_TOKEN_LENGTH:
+        raise click.BadParameter(f"at least {MIN_TOKEN_LENGTH} characters, as API_TOKENS wants")
+    return value
+
+
 @click.command(
-    epilog="The printed lines are stable: the ports (with the options' defaults) and the "
-    "token (unless --token) are what vary."
+    epilog="The printed lines keep this form from one release to the next: only the ports "
+    "(the options above) and the token (new at each start unless --token) change."
 )
 @click.option("--port", type=int, default=8000, show_default=True, help="the service's port")
 @click.option("--agora-port", type=int, default=8081, show_default=True)
 @click.option("--cloudflare-port", type=int, default=8082, show_default=True)
 @click.option("--s3-port", type=int, default=9000, show_default=True, help="the S3 API's port")
-@click.option("--token", help="the API token (16 characters or more; default: a new one)")
+@click.option(
+    "--token", callback=_token, help="the API token (16 characters or more; default: a new one)"
+)
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),

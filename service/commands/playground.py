@@ -115,6 +115,16 @@ def s3_client(endpoint: str, key: str, secret: str) -> Any:
     )
 
 
+def remove_bucket(s3: Any) -> None:
+    """Empty and delete the playground's bucket: moto keeps its buckets in the memory of the
+    process that serves them, and a later server in this process would find it."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=BUCKET)
+
+
 def s3_notification(key: str, size: int, sequencer: str) -> bytes:
     """The S3 event a bucket sends for one new object (its key form-encoded, as S3 does)."""
     record = {
@@ -256,9 +266,10 @@ async def playground(
                 seed=1,
             )
         )
-        with s3_server(ports.s3) as s3_url:
+        with s3_server(ports.s3) as s3_url, contextlib.ExitStack() as cleanup:
             s3 = s3_client(s3_url, s3_key, s3_secret)
             await asyncio.to_thread(s3.create_bucket, Bucket=BUCKET)
+            cleanup.callback(remove_bucket, s3)
             settings = Settings.from_env(
                 {},
                 database_url=f"sqlite:///{db}",
