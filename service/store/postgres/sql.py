@@ -79,6 +79,30 @@ DELETE_ROWS = (
 NOTIFY = "SELECT pg_notify('recctl_events', $1)"
 """Sent at commit with the batch's last seq: a replica that LISTENs learns of new events at once."""
 
+# A batch's round trips are most of its time under the append lock, which every replica's
+# writes wait for: the reads are one statement, the writes another.
+LAST_SEQ_AND_DUPLICATES = (
+    "SELECT m.last, "
+    + ", ".join("d." + c.strip() for c in EVENT_COLUMNS.split(","))
+    + " FROM (SELECT COALESCE(max(seq), 0) AS last FROM events) AS m LEFT JOIN ("
+    + FIND_EVENTS
+    + ") AS d ON true"
+)
+"""The log's last seq on every row, with the batch's duplicates (none: one row, no event)."""
+WRITE_BATCH = (
+    f"WITH new_events AS ({INSERT_EVENTS}), "
+    f"upserted AS (INSERT INTO projections ({ROW_COLUMNS}) "
+    "SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::json[], $14::bigint[]) "
+    "ON CONFLICT (projection, key) DO UPDATE "
+    "SET room = excluded.room, data = excluded.data, seq = excluded.seq), "
+    "deleted AS (DELETE FROM projections AS p "
+    "USING unnest($15::text[], $16::text[]) AS k(projection, key) "
+    "WHERE p.projection = k.projection AND p.key = k.key) "
+    "SELECT pg_notify('recctl_events', $17)"
+)
+"""The new events, the rows that changed (upserted or deleted: never both for one key) and the
+notification, in one statement: data-modifying CTEs all run, on the statement's snapshot."""
+
 SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM events"
 SELECT_ROWS = f"SELECT {ROW_COLUMNS} FROM projections"
 READ_LOG = f"{SELECT_EVENTS} WHERE seq > $1 ORDER BY seq LIMIT $2"
@@ -111,17 +135,18 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def event_of(r: asyncpg.Record) -> Event:
+def event_of(r: asyncpg.Record, at: int = 0) -> Event:
+    """The event in ``r``'s columns from ``at`` on (EVENT_COLUMNS' order)."""
     return Event(
-        seq=r[0],
-        source=cast(Source, r[1]),
-        dedup_key=r[2],
-        room=r[3],
-        session=r[4],
-        type=r[5],
-        payload=json.loads(r[6]),
-        received_at=r[7],
-        occurred_at=r[8],
+        seq=r[at],
+        source=cast(Source, r[at + 1]),
+        dedup_key=r[at + 2],
+        room=r[at + 3],
+        session=r[at + 4],
+        type=r[at + 5],
+        payload=json.loads(r[at + 6]),
+        received_at=r[at + 7],
+        occurred_at=r[at + 8],
     )
 
 

@@ -140,6 +140,10 @@ class PostgresStore:
                 timeout=limits.connect_timeout,
                 # Durable before the answer, whatever the server's default says.
                 server_settings={"synchronous_commit": "on", "application_name": "recctl"},
+                # Our connections keep no session state (no LISTEN, no session locks, no SET):
+                # a returned connection needs only its transaction ended, which asyncpg does,
+                # not the reset query (a round trip at every release).
+                reset=_no_session_state,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -155,7 +159,8 @@ class PostgresStore:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        """The connection pool (the replicas' leases and LISTEN use it too)."""
+        """The store's connection pool. Borrow a connection only for statements and
+        transactions: it is handed on without a reset, so no LISTEN, SET or session lock."""
         return self._pool
 
     # -- writes -----------------------------------------------------------------------------
@@ -258,9 +263,10 @@ class PostgresStore:
         await conn.execute(sql.TAKE_LOCK, sql.APPEND_LOCK)
         stale = await _stale_fences(conn, [e.fence for e in batch if e.fence])
         keys = list(dict.fromkeys((e.source, e.dedup_key) for e in batch if e.fence not in stale))
-        found = await conn.fetch(sql.FIND_EVENTS, *sql.key_columns(keys)) if keys else []
-        seen = {(e.source, e.dedup_key): e for e in map(sql.event_of, found)}
-        seq: int = await conn.fetchval(sql.LAST_SEQ)
+        found = await conn.fetch(sql.LAST_SEQ_AND_DUPLICATES, *sql.key_columns(keys))
+        seq: int = found[0][0]
+        duplicates = [sql.event_of(r, 1) for r in found if r[1] is not None]
+        seen = {(e.source, e.dedup_key): e for e in duplicates}
         results: list[Appended | StaleFence] = []
         new: list[Event] = []
         raws: list[str | None] = []
@@ -279,25 +285,30 @@ class PostgresStore:
             raws.append(pending.raw)
             results.append(Appended(event, duplicate=False))
         if new:
-            await conn.execute(sql.INSERT_EVENTS, *sql.event_columns(new, raws))
-            await self._fold(conn, new)
-            await conn.execute(sql.NOTIFY, str(seq))
+            upserts, deletes = await self._fold(conn, new)
+            await conn.execute(
+                sql.WRITE_BATCH,
+                *sql.event_columns(new, raws),
+                *sql.row_columns(upserts),
+                *sql.key_columns(deletes),
+                str(seq),
+            )
         return results, new, seq
 
-    async def _fold(self, conn: sql.Conn, events: Sequence[Event]) -> None:
-        """Load the rows the events touch (as the last commit left them), fold, write back."""
+    async def _fold(
+        self, conn: sql.Conn, events: Sequence[Event]
+    ) -> tuple[list[tuple[RowKey, Row]], list[RowKey]]:
+        """Load the rows the events touch (as the last commit left them), fold them: the rows
+        to upsert and the keys to delete."""
         touched = touched_keys(self._projections, events)
         if not touched:
-            return
+            return [], []
         found = await conn.fetch(sql.FIND_ROWS, *sql.key_columns(touched))
         loaded: dict[RowKey, Row] = {(r[0], r[1]): sql.row_of(r) for r in found}
         changed = fold_batch(self._projections, loaded, events, touched)
         upserts = [(k, row) for k, row in changed.items() if row is not None]
         deletes = [k for k, row in changed.items() if row is None]
-        if upserts:
-            await conn.execute(sql.UPSERT_ROWS, *sql.row_columns(upserts))
-        if deletes:
-            await conn.execute(sql.DELETE_ROWS, *sql.key_columns(deletes))
+        return upserts, deletes
 
     def _note_quiet(self) -> None:
         if not self._in_flight and (self._held or not (self._pending or self._retries)):
@@ -406,6 +417,10 @@ class PostgresStore:
                 await asyncio.wait_for(self._pool.close(), timeout=10)
             except TimeoutError:
                 self._pool.terminate()
+
+
+async def _no_session_state(conn: object) -> None:
+    """The pool's reset: nothing to undo (see ``open``)."""
 
 
 async def _stale_fences(conn: sql.Conn, fences: Sequence[Fence]) -> set[Fence]:
