@@ -8,6 +8,7 @@ order, lets hook tasks finish, and closes the store after it has drained its pen
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 
-from reconcilers.events import Projection, Store
+from reconcilers.events import NewEvent, Projection, Store
 from service.config import Settings
 from service.context import AppContext, EventHook, LifespanComponent
 from service.drain import DrainMiddleware
@@ -35,6 +36,8 @@ from service.http import (
 )
 from service.metrics import Metrics
 from service.store import ObservableStore, PoolLimits, open_store
+from service.store.base import WriteHealth
+from service.store.errors import StoreError
 from service.watchdog import LoopWatchdog, watching
 from service.webhooks.agora import AgoraWebhook
 from service.webhooks.cloudflare import CloudflareWebhook
@@ -43,6 +46,7 @@ from service.webhooks.storage import StorageWebhook
 log = structlog.get_logger("app")
 
 READY_TIMEOUT_SECONDS = 2.0
+RETRY_AFTER_SECONDS = 1
 
 
 def default_projections() -> Sequence[Projection]:
@@ -91,6 +95,7 @@ def create_app(
                     writer_process=settings.store_writer == "process",
                     batch_interval=settings.store_batch_interval_ms / 1000,
                     pool=pool_limits(settings),
+                    append_timeout=settings.store_append_timeout_seconds,
                 )
                 stack.push_async_callback(opened.close)
             if isinstance(opened, ObservableStore):
@@ -120,6 +125,12 @@ def create_app(
         except Exception as exc:
             log.warning("not ready", error=repr(exc))
             return error_response(503, "not_ready", "the event log is not reachable")
+        if isinstance(ctx.store, WriteHealth) and ctx.store.write_problem() is not None:
+            # Commits fail or hang: ready again only once a probe append gets through.
+            problem = await _write_probe(ctx)
+            if problem is not None:
+                log.warning("not ready", error=problem)
+                return _unavailable("not_ready", f"the event log takes no writes: {problem}")
         body: dict[str, Any] = {"status": "ready"}
         for name, describe in ctx.readiness.items():
             body[name] = describe()
@@ -136,6 +147,7 @@ def create_app(
     ]
     handlers: dict[Any, ExceptionHandler] = {
         HTTPException: http_exception_handler,
+        StoreError: store_error_handler,
         Exception: server_error_handler,
         **(exception_handlers or {}),
     }
@@ -156,6 +168,39 @@ def create_app(
     )
     app.state.context = ctx
     return app
+
+
+PROBE_BUCKET_SECONDS = 10
+"""At most one probe append per this many seconds while writes fail (a bounded log cost)."""
+
+
+async def _write_probe(ctx: AppContext) -> str | None:
+    """Append one tiny event, within ``READY_TIMEOUT_SECONDS``: ``None`` when it is durable."""
+    bucket = int(time.time() // PROBE_BUCKET_SECONDS)
+    probe = NewEvent(
+        source="api",  # our own, with no room: no projection folds it
+        dedup_key=f"write-probe|{bucket}",
+        type="service.write_probe",
+        payload={},
+    )
+    try:
+        await asyncio.wait_for(ctx.store.append(probe), READY_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return repr(exc) if not isinstance(exc, TimeoutError) else "a probe append timed out"
+    return None
+
+
+def _unavailable(code: str, message: str) -> Response:
+    response = error_response(503, code, message)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+async def store_error_handler(request: Request, exc: Exception) -> Response:
+    """The event log failed or timed out (a full or frozen disk): nothing was stored, so the
+    caller is told to retry, never shown a traceback (issue 20: ``PUT`` answered 500)."""
+    log.warning("the event log failed a request", path=request.url.path, error=repr(exc))
+    return _unavailable("unavailable", "the event log is unavailable; retry")
 
 
 def pool_limits(settings: Settings) -> PoolLimits:

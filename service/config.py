@@ -90,6 +90,9 @@ class Settings(BaseModel):
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     http_limit_concurrency: int = Field(default=1000, ge=1)
+    # An append not durable within this long is answered 503 with Retry-After (a frozen or
+    # full disk), and ``/readyz`` says not ready while commits fail or hang.
+    store_append_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
 
     # Agora notifications (NCS). Several comma-separated secrets: one per product, and rotation.
     agora_ncs_secret: list[SecretStr] = Field(default_factory=list)

@@ -35,6 +35,7 @@ WEBHOOK_OUTCOMES = frozenset(
         "too_large",
         "unauthorized",
         "unavailable",
+        "quarantined",
         "other",
     }
 )

@@ -3,6 +3,7 @@ tenant another's channel names, and notifications that cannot be stored."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from tests.helpers import running
+from tests.helpers import encode, notification, running, signed
 from tests.test_security import app_for
 
 ACME = {"Authorization": "Bearer token-of-acme-0001"}
@@ -53,3 +54,34 @@ async def test_a_channel_taken_by_another_tenant_is_not_named(
         "code": "conflict", "message": "channel: not available", "field": "channel"}
     mine = await client.put("/v1/rooms/gamma/recording", json=body, headers=ACME)
     assert mine.status_code == 409 and "alpha" in mine.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "where", ["noticeId", "cname", "sid"], ids=["surrogate-notice", "nul-cname", "surrogate-sid"]
+)
+async def test_a_notification_that_cannot_be_stored_is_quarantined_not_retried_for_ever(
+    api: tuple[Starlette, httpx.AsyncClient], where: str
+) -> None:
+    """A lone surrogate failed at bind (UnicodeEncodeError): 503 for ever, and Agora resent it
+    for ever; a NUL in a channel name was stored. Both are kept as raw text, answered 200."""
+    app, client = api
+    document = notification("poison-1", channel="room-1", sid="sid-1")
+    bad = "x\x00y" if where == "cname" else "x\ud800y"
+    if where == "noticeId":
+        document["noticeId"] = bad
+    else:
+        document["payload"][where] = bad
+    body = json.dumps(document, separators=(",", ":")).encode()  # ASCII: \\u escapes
+    first = await client.post("/webhooks/agora", content=body, headers=signed(body))
+    assert first.status_code == 200 and first.json()["duplicate"] is False, first.text
+    again = await client.post("/webhooks/agora", content=body, headers=signed(body))
+    assert again.status_code == 200 and again.json()["duplicate"] is True, "a resend: found"
+    (event,) = [e for e in await app.state.context.store.read_log()
+                if e.type == "agora.quarantined"]
+    assert event.room is None and event.session is None, "no projection folds it"
+    assert json.loads(event.payload["raw"]) == document, "the notification as sent"
+    metrics = (await client.get("/metrics")).text
+    assert 'webhook_requests_total{outcome="quarantined",source="agora"} 2.0' in metrics
+    plain = encode(notification("fine-1"))
+    assert (await client.post("/webhooks/agora", content=plain, headers=signed(plain))).json()[
+        "duplicate"] is False, "other notifications are stored as ever"

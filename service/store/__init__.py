@@ -88,6 +88,7 @@ async def open_store(
     writer_process: bool = False,
     batch_interval: float | None = None,
     pool: PoolLimits | None = None,
+    append_timeout: float | None = None,
 ) -> ObservableStore:
     """Open the store named by ``url`` (its schema migrated) and start its writer. Raises
     ``ValueError`` on a bad URL, ``StoreError`` when the database cannot be reached.
@@ -95,7 +96,8 @@ async def open_store(
     ``writer_process``: SQLite's writer gets a process of its own (``STORE_WRITER=process``).
     ``batch_interval``: seconds between two group commits at least (``STORE_BATCH_INTERVAL_MS``;
     ``None``: the backend's default). ``pool``: PostgreSQL's connection pool limits (``None``:
-    ``DATABASE_POOL_*`` from the environment, else the defaults).
+    ``DATABASE_POOL_*`` from the environment, else the defaults). ``append_timeout``: seconds
+    an append may take before it fails with ``AppendTimedOut`` (SQLite; ``None``: the default).
     """
     if backend_of(url) == "postgresql":
         from service.store.postgres import PoolLimits, PostgresStore
@@ -107,10 +109,14 @@ async def open_store(
             limits=pool or PoolLimits.from_env(),
             batch_interval=PG_INTERVAL if batch_interval is None else batch_interval,
         )
-    from service.store.sqlite import DEFAULT_BATCH_INTERVAL, SqliteStore
+    from service.store.sqlite import DEFAULT_APPEND_TIMEOUT, DEFAULT_BATCH_INTERVAL, SqliteStore
 
     if batch_interval is None:
         batch_interval = DEFAULT_BATCH_INTERVAL
     return await SqliteStore.open(
-        sqlite_path(url), projections, batch_interval=batch_interval, writer_process=writer_process
+        sqlite_path(url),
+        projections,
+        batch_interval=batch_interval,
+        writer_process=writer_process,
+        append_timeout=DEFAULT_APPEND_TIMEOUT if append_timeout is None else append_timeout,
     )

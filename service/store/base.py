@@ -105,6 +105,16 @@ class DurabilityReporting(Protocol):
 
 
 @runtime_checkable
+class WriteHealth(Protocol):
+    """Whether appends are getting through now: what ``/readyz`` reports (issue 20: a reader's
+    ``SELECT 1`` answered "ready" through 30 s of disk-full and a frozen file system)."""
+
+    def write_problem(self) -> str | None:
+        """``None`` while commits succeed; otherwise what is wrong, in words."""
+        ...
+
+
+@runtime_checkable
 class FencedAppends(Protocol):
     """A store shared by replicas: appends with a ``fence`` are checked against its leases in
     their own transaction, and refused with :class:`StaleFence`, writing nothing, when stale."""

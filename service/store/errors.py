@@ -12,3 +12,8 @@ class StoreClosed(StoreError):
 class StaleFence(StoreError):
     """An append made under a lease its replica no longer holds (another owner, a newer fencing
     token, or expired): refused, and nothing of it was written."""
+
+
+class AppendTimedOut(StoreError):
+    """An append was not durable within its deadline (a frozen or failing disk): the caller is
+    told to retry. It may still commit later; a retry then finds it (the same seq)."""

@@ -39,6 +39,7 @@ import aiosqlite
 from reconcilers.events import Appended, Event, NewEvent, Projection, Row
 from service.store import sqlite_schema as sql
 from service.store.base import BatchReport, StoreClosed, StoreError, StoreStats, log
+from service.store.errors import AppendTimedOut
 from service.store.sqlite_host import ProcessHost, ThreadHost, WriteResult, WriterHost
 from service.store.sqlite_schema import sqlite_path
 from service.store.sqlite_writer import Checkpoints
@@ -75,6 +76,9 @@ SLOW_SYNC_SECONDS = 0.25
 """A commit's fsync slower than this is the disk stalling (every webhook in it waited): logged.
 This VM's disk measured p50 0.2 ms, and stalls of 0.1-1.5 s a few times a minute."""
 
+DEFAULT_APPEND_TIMEOUT = 10.0
+"""Seconds an append may wait to be durable before its caller is told to retry (503)."""
+
 _Pending = tuple[NewEvent, "asyncio.Future[Appended]"]
 
 
@@ -90,8 +94,12 @@ class SqliteStore:
         batch_cap: int,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         batch_interval: float = DEFAULT_BATCH_INTERVAL,
+        append_timeout: float = DEFAULT_APPEND_TIMEOUT,
     ) -> None:
         self._host = host
+        self._append_timeout = append_timeout
+        self._sent_at: deque[float] = deque()  # when each batch in flight left (loop time)
+        self._failing_since: float | None = None  # the first failed batch since a commit
         self._reader = reader
         self._point = point
         self._batch_cap = batch_cap
@@ -124,6 +132,7 @@ class SqliteStore:
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         batch_interval: float = DEFAULT_BATCH_INTERVAL,
         writer_process: bool = False,
+        append_timeout: float = DEFAULT_APPEND_TIMEOUT,
     ) -> SqliteStore:
         """Create the file and schema if needed, connect both sides, start the writer.
 
@@ -149,7 +158,9 @@ class SqliteStore:
             raise
         point.execute("PRAGMA busy_timeout=1000").fetchall()  # WAL readers are next to never busy
         point.execute("PRAGMA query_only=1").fetchall()
-        return cls(host, path, reader, point, batch_cap, checkpoint_bytes, batch_interval)
+        return cls(
+            host, path, reader, point, batch_cap, checkpoint_bytes, batch_interval, append_timeout
+        )
 
     @property
     def host(self) -> WriterHost:
@@ -170,7 +181,20 @@ class SqliteStore:
         if not self._flush_soon:  # once this turn's appends are all queued: one batch
             self._flush_soon = True
             self._loop.call_soon(self._flush)
-        return await future
+        deadline = self._loop.call_later(self._append_timeout, _expire, future, self)
+        try:
+            return await future
+        finally:
+            deadline.cancel()
+
+    def write_problem(self) -> str | None:
+        """What keeps appends from getting through now (``WriteHealth``), or ``None``."""
+        now = self._loop.time()
+        if self._sent_at and now - self._sent_at[0] > self._append_timeout:
+            return f"a commit has been under way for {now - self._sent_at[0]:.0f} s"
+        if self._failing_since is not None:
+            return f"every commit has failed for {now - self._failing_since:.0f} s"
+        return None
 
     def _flush(self) -> None:
         """Send batches while the pipeline has room and the batch interval allows: a failed
@@ -193,6 +217,7 @@ class SqliteStore:
                 take = min(len(self._pending), self._batch_cap)
                 batch = [self._pending.popleft() for _ in range(take)]
             self._in_flight += 1
+            self._sent_at.append(now)
             done = partial(self._answered, batch, time.perf_counter())
             try:
                 self._host.submit([e for e, _ in batch], done)
@@ -208,8 +233,12 @@ class SqliteStore:
         self, batch: list[_Pending], started: float, outcome: WriteResult | BaseException
     ) -> None:
         self._in_flight -= 1
+        if self._sent_at:
+            self._sent_at.popleft()  # answered in the order sent
         if isinstance(outcome, BaseException):
             self.stats.failed_batches += 1
+            if self._failing_since is None:
+                self._failing_since = self._loop.time()
             if len(batch) == 1:
                 log.error("append failed", error=repr(outcome), dedup_key=batch[0][0].dedup_key)
                 _fail(batch[0][1], outcome)
@@ -218,6 +247,7 @@ class SqliteStore:
                 self._retries.extend(batch)
         else:
             results, new, checkpoints, sync = outcome
+            self._failing_since = None
             took = time.perf_counter() - started
             self.stats.committed(BatchReport(len(batch), new, took, sync))
             for (_, future), result in zip(batch, results, strict=True):
@@ -342,6 +372,13 @@ class SqliteStore:
             self._point_executor.shutdown()
             self._point.close()
             await self._host.close()  # the last connection: SQLite checkpoints
+
+
+def _expire(future: asyncio.Future[Appended], store: SqliteStore) -> None:
+    """An append's deadline: if it is not durable yet, its caller is told to retry."""
+    if not future.done():
+        seconds = store._append_timeout
+        future.set_exception(AppendTimedOut(f"the append was not durable within {seconds:g} s"))
 
 
 def _fail(future: asyncio.Future[Appended], exc: BaseException) -> None:

@@ -167,6 +167,7 @@ class ProcessHost(WriterHost):
         self._ended: asyncio.Future[None] | None = None  # its stdout closed: all answers given
         self._waiting: deque[Answer] = deque()  # calls sent, in order
         self._broken = False  # the child's answers ended: no call may be sent to it
+        self._opened = False  # the child answered "open": it takes writes
         self._starting = asyncio.Lock()
         self.starts = 0  # how many children were started (tests watch restarts)
 
@@ -175,6 +176,11 @@ class ProcessHost(WriterHost):
         return self._proc.pid if self._proc is not None else None
 
     def alive(self) -> bool:
+        """A child that is open: alive only once it answered "open" (issue 20: one marked
+        alive as it started took writes before its pipe or its database was ready)."""
+        return self._usable() and self._opened
+
+    def _usable(self) -> bool:
         return self._proc is not None and not self._broken
 
     async def open(self) -> None:
@@ -191,13 +197,14 @@ class ProcessHost(WriterHost):
         )
         assert proc.stdin is not None and proc.stdout is not None
         ended: asyncio.Future[None] = loop.create_future()
-        self._proc, self._broken, self._ended = proc, False, ended
+        self._proc, self._broken, self._ended, self._opened = proc, False, ended, False
         self.starts += 1
         try:
             self._requests, _ = await loop.connect_write_pipe(asyncio.Protocol, proc.stdin)
             pipe = _AnswerPipe(partial(self._answered, ended), partial(self._end, ended))
             await loop.connect_read_pipe(lambda: pipe, proc.stdout)
             await self._call_now("open", self._init)
+            self._opened = True
         except BaseException:
             self._end(ended)
             await self._stop()
@@ -220,7 +227,7 @@ class ProcessHost(WriterHost):
         """Queue the call's answer, then write the call: the order of ``_waiting`` is the order
         of the pipe."""
         requests = self._requests
-        if not self.alive() or requests is None or requests.is_closing():
+        if not self._usable() or requests is None or requests.is_closing():
             raise StoreError(f"the sqlite writer process is gone (call {name!r})")
         data = pickle.dumps((name, args), pickle.HIGHEST_PROTOCOL)
         self._waiting.append(answer)

@@ -15,8 +15,10 @@ session while the log still shows the check arrived.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -102,6 +104,45 @@ def to_event(
     )
 
 
+QUARANTINED_TYPE = "agora.quarantined"
+_SUSPECT = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+def unstorable(value: Any, where: str = "") -> str | None:
+    """The first place in a decoded JSON document holding what cannot be stored or used as a
+    key: a lone surrogate (``"\\ud800"`` decodes to one; UTF-8 cannot encode it) or NUL.
+    ``None`` when there is none."""
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            return where or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = unstorable(key, where) or unstorable(item, f"{where}.{key}" if where else key)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if found := unstorable(item, f"{where}[{i}]"):
+                return found
+    return None
+
+
+def quarantined(body: bytes, field: str, received_at: datetime | None) -> NewEvent:
+    """A notification that cannot be stored as itself, kept as its raw text (JSON escapes
+    intact, so it is ASCII) under a key of its bytes: a resend finds it. No room, no session:
+    no projection folds it; people read it in the log."""
+    digest = hashlib.sha256(body).hexdigest()
+    text = body.decode("utf-8", "backslashreplace").replace("\x00", "\\u0000")
+    return NewEvent(
+        source=SOURCE,
+        dedup_key=f"quarantine|{digest}",
+        type=QUARANTINED_TYPE,
+        payload={"field": field, "raw": text},
+        received_at=received_at,
+    )
+
+
 def _text(body: bytes) -> str | None:
     """The body as text to store verbatim, when it is UTF-8 (JSON may also come as UTF-16/32;
     a UTF-8 byte-order mark, which ``json.loads`` of text refuses, is dropped)."""
@@ -148,6 +189,9 @@ class AgoraWebhook:
             document = json.loads(body)
         except (ValueError, RecursionError):
             return self._reject(400, "bad_json", "body is not valid JSON")
+        # Only a JSON escape can carry a surrogate or a NUL: a byte search first, cheap.
+        if _SUSPECT.search(body) and (field := unstorable(document)) is not None:
+            return await self._quarantine(body, field)
         try:
             notification = parse_notification(document)
         except NotificationError as exc:
@@ -157,7 +201,7 @@ class AgoraWebhook:
             appended = await append_timed(self._ctx, event)
         except Exception as exc:
             self._log.error("append failed", notice_id=event.dedup_key, error=repr(exc))
-            return self._reject(503, "unavailable", "the event log is unavailable; retry")
+            return self._unavailable()
         if appended.duplicate:
             outcome = "duplicate"
         else:
@@ -172,6 +216,24 @@ class AgoraWebhook:
             outcome=outcome,
         )
         return stored(appended)
+
+    async def _quarantine(self, body: bytes, field: str) -> Response:
+        """A signed notification with a lone surrogate or a NUL (issue 20: it failed at bind,
+        was answered 503, and Agora resent it for ever): kept as raw text, answered 200 so
+        that Agora stops resending it, counted as ``quarantined``."""
+        try:
+            appended = await append_timed(self._ctx, quarantined(body, field, self._ctx.clock()))
+        except Exception as exc:
+            self._log.error("append failed", error=repr(exc))
+            return self._unavailable()
+        self._ctx.metrics.webhook(SOURCE, "quarantined")
+        self._log.warning("notification quarantined: it cannot be stored", field=field)
+        return stored(appended)
+
+    def _unavailable(self) -> Response:
+        response = self._reject(503, "unavailable", "the event log is unavailable; retry")
+        response.headers["Retry-After"] = "1"
+        return response
 
     def _reject(self, status: int, code: str, message: str, field: str | None = None) -> Response:
         self._ctx.metrics.webhook(SOURCE, code)
