@@ -22,6 +22,7 @@ from service.commands.common import (
     run_with_store,
 )
 from service.commands.progress import progress
+from service.commands.refresh import Look, refresh
 from service.inventory import LIVE_STATES as LIVE_STATES  # re-exported: moved there
 from service.inventory import all_keys
 from service.inventory import live_sessions as live_sessions
@@ -29,6 +30,8 @@ from service.inventory import orphan_channels as orphan_channels
 from service.inventory import room_index as room_index
 
 HEADERS = ("ROOM", "DESIRED", "OBSERVED", "ACTION", "REASON")
+#: With a refresh: what the log said of each session, and what the provider said now.
+REFRESH_HEADERS = ("ROOM", "DESIRED", "LOG", "PROVIDER", "OBSERVED", "ACTION", "REASON")
 #: Above this many keys, a progress bar (on a terminal).
 PROGRESS_ABOVE = 50
 
@@ -49,13 +52,22 @@ def describe(state: RoomState) -> tuple[str, str]:
     return desired, observed
 
 
-def rows_for(key: str, state: RoomState, plan: Plan) -> list[tuple[str, ...]]:
+def rows_for(
+    key: str, state: RoomState, plan: Plan, looks: tuple[Look, ...] | None = None
+) -> list[tuple[str, ...]]:
+    """The plan table's rows for one key; with ``looks`` (a refresh), what the provider said
+    of each session beside what the log said, before the plan made from both."""
     desired, observed = describe(state)
     room = key.split("/", 1)[1] if "/" in key and not key.startswith(CHANNEL_PREFIX) else key
+    seen: tuple[str, ...] = ()
+    if looks is not None:
+        logged = "; ".join(f"{lk.sid[:8]} {lk.logged}" for lk in looks) or "-"
+        said = "; ".join(f"{lk.sid[:8]} {lk.provider}" for lk in looks) or "-"
+        seen = (logged, said)
     if not plan.actions:
-        return [(room, desired, observed, "-", plan.summary)]
+        return [(room, desired, *seen, observed, "-", plan.summary)]
     return [
-        (room, desired, observed, f"{a.kind}{' ' + a.sid if a.sid else ''}", a.reason)
+        (room, desired, *seen, observed, f"{a.kind}{' ' + a.sid if a.sid else ''}", a.reason)
         for a in plan.actions
     ]
 
@@ -68,8 +80,14 @@ async def reconcile_command(
     err: TextIO | None = None,
     concurrency: int = 8,
     output: str = "table",
+    offline: bool = True,
 ) -> int:
-    """Print the plan table; apply it unless ``dry_run``. Returns the process exit code."""
+    """Print the plan table; apply it unless ``dry_run``. Returns the process exit code.
+
+    Unless ``offline``, each key is refreshed first (:func:`service.commands.refresh.refresh`):
+    the provider is asked about the sessions the log believes alive, and the table shows its
+    answers (PROVIDER) beside the log's (LOG) before the plan made from both. A dry run keeps
+    what it learns in memory; an apply logs it, as the service would."""
     out, err = out or sys.stdout, err or sys.stderr
     keys = await all_keys(reconciler.store, room)
     if room is not None and await reconciler.store.get_row("rooms", room) is None:
@@ -87,9 +105,15 @@ async def reconcile_command(
         async def one(key: str) -> None:
             nonlocal failures
             async with sem:
-                state = await reconciler.state(key)
-                plan = reconciler.plan(state)
-                table.extend(rows_for(key, state, plan))
+                if offline:
+                    state = await reconciler.state(key)
+                    plan = reconciler.plan(state)
+                    table.extend(rows_for(key, state, plan))
+                else:
+                    refreshed = await refresh(reconciler, key, persist=not dry_run)
+                    state = refreshed.state
+                    plan = refreshed.reconciler.plan(state)
+                    table.extend(rows_for(key, state, plan, refreshed.looks))
                 if not dry_run and plan.actions:
                     result = await reconciler.reconcile(key)
                     failures += result.result.kind in ("retry", "terminal")
@@ -97,14 +121,15 @@ async def reconcile_command(
 
         await asyncio.gather(*(one(k) for k in keys))
     table.sort()
+    headers = HEADERS if offline else REFRESH_HEADERS
     if output == "table":
-        print_table(HEADERS, table, out)
+        print_table(headers, table, out)
     else:
         print_records(
-            [dict(zip(map(str.lower, HEADERS), r, strict=True)) for r in table], output, out
+            [dict(zip(map(str.lower, headers), r, strict=True)) for r in table], output, out
         )
     verb = "planned" if dry_run else "applied"
-    acted = sum(1 for r in table if r[3] != "-")
+    acted = sum(1 for r in table if r[-2] != "-")
     err.write(f"{verb} {acted} action(s) over {len(keys)} key(s); {failures} failed\n")
     return 1 if failures else 0
 
@@ -112,11 +137,24 @@ async def reconcile_command(
 @click.command()
 @click.option("--room", metavar="ROOM", help="only this room (tenant/room)")
 @click.option("--dry-run", is_flag=True, help="show the plan, change nothing")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="plan from the log alone: do not ask the provider about live sessions first",
+)
 @output_option()
-def reconcile(room: str | None, dry_run: bool, output: str) -> int:
-    """Show the plan for every room (or one) and apply it, as the controller would now."""
+def reconcile(room: str | None, dry_run: bool, offline: bool, output: str) -> int:
+    """Show the plan for every room (or one) and apply it, as the controller would now.
+
+    First it refreshes, like `terraform plan`: the provider is asked (read-only queries,
+    within the rate limit) about each session the log believes alive, and the table shows
+    what the provider said (PROVIDER) beside what the log said (LOG), then the plan made from
+    both. --offline plans from the log alone.
+    """
 
     async def body(ctx: CommandContext) -> int:
-        return await reconcile_command(ctx.reconciler(), room, dry_run, output=output)
+        return await reconcile_command(
+            ctx.reconciler(), room, dry_run, output=output, offline=offline
+        )
 
     return run_with_store(body, providers=True)

@@ -16,6 +16,7 @@ from reconcilers.budget import QueryBudget
 from reconcilers.engine import Reconciler
 from service.api.views import room_view
 from service.commands.common import CommandContext, output_option, print_table, run_with_store
+from service.commands.refresh import Look, refresh
 from service.inventory import all_keys, live_sessions
 
 HEADERS = ("ROOM", "DESIRED", "PROVIDER", "SESSION", "RECORDING", "REASON")
@@ -28,15 +29,19 @@ async def status_command(
     out: TextIO | None = None,
     budget: QueryBudget | None = None,
     output: str | None = None,
+    refresh_first: bool = False,
 ) -> int:
     """Print the rooms' status; 1 when the named room does not exist. With ``budget``, the
     table ends with the query interval the live sessions get, and whether the provider's rate
     limit stretches it. ``output``: table, json (an array) or jsonl (``as_json``: jsonl); one
-    room's whole view is indented JSON unless jsonl."""
+    room's whole view is indented JSON unless jsonl. With ``refresh_first``, the provider is
+    asked about each live session first (read-only, nothing written): the views are made from
+    its answers, which are shown beside the log's (``refreshed``, and a PROVIDER SAYS column)."""
     output = output or ("jsonl" if as_json else "table")
     out = out or sys.stdout
     keys = [room] if room else [k for k in await all_keys(reconciler.store) if "/" in k]
     views = []
+    looked: dict[str, tuple[Look, ...]] = {}
     for key in keys:
         state = await reconciler.state(key)
         if state.room_row is None or state.room_row.data.get("deleted"):
@@ -44,8 +49,17 @@ async def status_command(
                 print(f"error: no such room {room!r} (use tenant/room)", file=sys.stderr)
                 return 1
             continue
+        if refresh_first:
+            refreshed = await refresh(reconciler, key, persist=False)
+            state, looked[key] = refreshed.state, refreshed.looks
         views.append((key, room_view(state)))
     records = [{"key": key, **view.model_dump()} for key, view in views]
+    if refresh_first:
+        for record in records:
+            record["refreshed"] = [
+                {"sid": lk.sid, "log": lk.logged, "provider": lk.provider}
+                for lk in looked.get(record["key"], ())
+            ]
     if output == "jsonl":
         out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         return 0
@@ -53,7 +67,14 @@ async def status_command(
         found: Any = records[0] if room else records
         out.write(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
         return 0
-    print_table(HEADERS, [_row(key, view.model_dump()) for key, view in views], out)
+    if refresh_first:
+        rows = [
+            (*_row(key, view.model_dump()), _provider_cell(looked.get(key, ())))
+            for key, view in views
+        ]
+        print_table((*HEADERS, "PROVIDER SAYS"), rows, out)
+    else:
+        print_table(HEADERS, [_row(key, view.model_dump()) for key, view in views], out)
     if budget is not None:
         live = await live_sessions(reconciler.store)
         stretched = "stretched by the rate limit" if budget.stretched(live) else "as configured"
@@ -62,6 +83,10 @@ async def status_command(
             f"({stretched}; {budget.rate_per_s:g} provider calls/s)\n"
         )
     return 0
+
+
+def _provider_cell(looks: tuple[Look, ...]) -> str:
+    return "; ".join(f"{lk.sid[:8]} {lk.provider} (log: {lk.logged})" for lk in looks) or "-"
 
 
 def _row(key: str, view: dict[str, Any]) -> tuple[str, ...]:
@@ -84,11 +109,19 @@ def _row(key: str, view: dict[str, Any]) -> tuple[str, ...]:
 @click.command()
 @click.argument("room", required=False)
 @click.option("--json", "as_json", is_flag=True, help="the same as --output jsonl")
+@click.option(
+    "--refresh",
+    "refresh_first",
+    is_flag=True,
+    help="ask the provider about each live session first (read-only; nothing is written)",
+)
 @output_option()
-def status(room: str | None, as_json: bool, output: str) -> int:
+def status(room: str | None, as_json: bool, refresh_first: bool, output: str) -> int:
     """Show what each room wants and has (from the store: the service need not run).
 
-    With ROOM (tenant/room): that room's whole view, as the API's GET returns it.
+    With ROOM (tenant/room): that room's whole view, as the API's GET returns it. With
+    --refresh, what the provider says now is shown beside what the log says, and the view is
+    made from both.
     """
     from service.wiring import safe_rate
 
@@ -98,7 +131,13 @@ def status(room: str | None, as_json: bool, output: str) -> int:
             min_interval=ctx.settings.query_interval_seconds,
         )
         code = await status_command(
-            ctx.reconciler(), room, as_json, None, budget, output="jsonl" if as_json else output
+            ctx.reconciler(),
+            room,
+            as_json,
+            None,
+            budget,
+            output="jsonl" if as_json else output,
+            refresh_first=refresh_first,
         )
         if code == 0 and room is None and not as_json and output == "table":
             from service.replicas.status import print_replicas
@@ -110,4 +149,4 @@ def status(room: str | None, as_json: bool, output: str) -> int:
                 )
         return code
 
-    return run_with_store(body)
+    return run_with_store(body, providers=refresh_first)
