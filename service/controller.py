@@ -23,7 +23,7 @@ from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import Event
 from reconcilers.hints import wakes
 from reconcilers.plan import PlanConfig
-from reconcilers.workqueue import Done, Result, Terminal, Workers, WorkQueue
+from reconcilers.workqueue import Done, RequeueAfter, Result, Terminal, Workers, WorkQueue
 from service.inventory import live_sessions, orphan_channels, room_index
 from service.replicas.ownership import NotOwner, Ownership, SoleOwner
 from service.store.errors import StaleFence
@@ -343,12 +343,17 @@ class Controller:
             try:
                 with self.ownership.acting_on(key) as fence:
                     result = await self.reconciler.reconcile(key, self.plan_config, fence=fence)
-            except (NotOwner, StaleFence) as exc:
-                # Not ours any more: the new owner acts. Terminal, so no retries pile up here.
-                where = "fence" if isinstance(exc, StaleFence) else "local"
-                self.metrics.refused.labels(where).inc()
-                log.warning("pass refused: the shard is not ours", where=where, error=str(exc))
+            except StaleFence as exc:
+                # Another replica holds the shard now and acts: terminal, no retries here.
+                self.metrics.refused.labels("fence").inc()
+                log.warning("pass refused: the shard is not ours", where="fence", error=str(exc))
                 return Terminal(f"not mine: {exc}")
+            except NotOwner as exc:
+                # Our own clock ended the lease first (a slow renewal, a pause): the shard may
+                # well be renewed in a moment. One look later (skipped unless ours by then).
+                self.metrics.refused.labels("local").inc()
+                log.warning("pass refused: the shard is not ours", where="local", error=str(exc))
+                return RequeueAfter(self.ownership.recheck_after)
             for done in result.report.done if result.report else []:
                 action = done.action
                 # Labels from closed sets only: the kind and the outcome, never a sid.

@@ -1,5 +1,8 @@
 """The lease table's SQL: heartbeats, renewals, acquisitions and releases, on the database clock.
 
+Every statement locks lease rows in shard order (``ORDER BY shard FOR UPDATE``), as the store's
+fence checks do (``FOR SHARE``): transactions that lock rows in one order cannot deadlock.
+
 Every time comparison is made by PostgreSQL against its own ``now()``: the replicas' clocks may
 disagree, the database's is the one all of them see. ``now()`` is the transaction's start, so a
 heartbeat and the renewals written with it expire at the same instant, which is what lets the
@@ -96,9 +99,12 @@ class LeaseTable:
                 json.dumps(dict(info)),
             )
             rows = await conn.fetch(
+                "WITH mine AS (SELECT l.shard FROM leases AS l "
+                "  JOIN unnest($3::int[], $4::bigint[]) AS h(shard, token) "
+                "  ON l.shard = h.shard AND l.token = h.token "
+                "  WHERE l.owner = $1 ORDER BY l.shard FOR UPDATE OF l) "
                 "UPDATE leases AS l SET expires_at = now() + make_interval(secs => $2) "
-                "FROM unnest($3::int[], $4::bigint[]) AS h(shard, token) "
-                "WHERE l.shard = h.shard AND l.token = h.token AND l.owner = $1 "
+                "FROM mine WHERE l.shard = mine.shard "
                 "RETURNING l.shard, l.token",
                 me,
                 self.lease_seconds,
@@ -142,9 +148,12 @@ class LeaseTable:
         if not held:
             return []
         rows = await self.pool.fetch(
+            "WITH mine AS (SELECT l.shard FROM leases AS l "
+            "  JOIN unnest($2::int[], $3::bigint[]) AS h(shard, token) "
+            "  ON l.shard = h.shard AND l.token = h.token "
+            "  WHERE l.owner = $1 ORDER BY l.shard FOR UPDATE OF l) "
             "UPDATE leases AS l SET owner = NULL, expires_at = NULL "
-            "FROM unnest($2::int[], $3::bigint[]) AS h(shard, token) "
-            "WHERE l.shard = h.shard AND l.token = h.token AND l.owner = $1 "
+            "FROM mine WHERE l.shard = mine.shard "
             "RETURNING l.shard",
             me,
             list(held),

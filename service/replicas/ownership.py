@@ -24,6 +24,11 @@ class NotOwner(Exception):
 
 
 class Ownership(Protocol):
+    @property
+    def recheck_after(self) -> float:
+        """Seconds after which a pass refused by our own clock looks again (a renewal)."""
+        ...
+
     def owns(self, key: str) -> bool:
         """Whether this replica holds, by its own clock, the lease of ``key``'s shard."""
         ...
@@ -39,6 +44,8 @@ class Ownership(Protocol):
 
 class SoleOwner:
     """One replica, no leases (SQLite): every key is ours."""
+
+    recheck_after = 1.0
 
     def owns(self, key: str) -> bool:
         return True

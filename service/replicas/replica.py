@@ -132,6 +132,10 @@ class Replica:
     def renew_every(self) -> float:
         return self.lease_seconds / 3
 
+    @property
+    def recheck_after(self) -> float:
+        return self.renew_every
+
     def owns(self, key: str) -> bool:
         held = self.held.get(shard_of(key, self.shards))
         return held is not None and self.clock() < held.deadline
