@@ -75,6 +75,9 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     access_log: bool = False  # a line per HTTP request: webhooks come by the thousand
+    # The server's event loop and HTTP parser: uvloop + httptools when installed (the fastest
+    # measured: docs/benchmarks.md), or asyncio + h11.
+    server_stack: Literal["auto", "uvloop", "asyncio"] = "auto"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # The event loop held this long is logged, with the code that holds it.
     loop_stall_seconds: float = Field(default=1.0, gt=0)

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from reconcilers.budget import QueryBudget
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import Event
-from reconcilers.hints import wakes
+from reconcilers.hints import wakes, wakes_channel
 from reconcilers.plan import PlanConfig
 from reconcilers.workqueue import Done, RequeueAfter, Result, Terminal, Workers, WorkQueue
 from service.inventory import live_sessions, orphan_channels, room_index
@@ -204,6 +204,8 @@ class Controller:
             if event.source == "api":
                 delay = 0.0
             elif key.startswith(CHANNEL_PREFIX):
+                if not wakes_channel(event, self.plan_config.uids):
+                    continue  # no room wants it: only a recorder of ours there matters
                 delay = ORPHAN_COALESCE_SECONDS
             else:  # a provider's events come in bursts: one pass for the burst
                 delay = EVENT_COALESCE_SECONDS

@@ -121,3 +121,42 @@ async def test_a_resync_wakes_only_the_keys_nothing_else_will(tmp_path: Path) ->
     finally:
         controller.queue.shutdown(drain=False)
         await store.close()
+
+
+async def test_a_channel_no_room_wants_wakes_only_for_recorders_of_ours(tmp_path: Path) -> None:
+    """An app's NCS reports on every channel it has; where no room wants the channel, joins,
+    leaves and other tools' recorders change no plan (only recorders of ours are stopped there).
+    A recorder of ours there still wakes the channel, and a join still wakes a room."""
+    from reconcilers.providers.agora.notifications import parse_notification
+    from service.webhooks.agora import to_event
+    from tests.helpers import notification
+
+    def rtc(notice: str, channel: str) -> NewEvent:
+        body = {"noticeId": notice, "productId": 1, "eventType": 103, "notifyMs": 1,
+                "payload": {"channelName": channel, "uid": 7, "clientSeq": 1, "ts": 1}}
+        return to_event(parse_notification(body), body)
+
+    store = await open_store(f"sqlite:///{tmp_path / 'c.db'}", PROJECTIONS)
+    try:
+        controller = controller_on(store)
+        await store.append(desired("acme/a", "standup"))
+        await controller.resync()
+        joined = (await store.append(rtc("j1", "lobby"))).event
+        keys = await controller.keys_for(joined)
+        assert keys == [CHANNEL_PREFIX + "agora/lobby"]
+        controller._wake(joined, keys)
+        assert controller.queue.next_due(keys[0]) is None
+        body = notification("r0", channel="lobby", uid="99", event_type=41,
+                            details={"msgName": "recorder_leave", "leaveCode": 16})
+        foreign = (await store.append(to_event(parse_notification(body), body))).event
+        controller._wake(foreign, keys)
+        assert controller.queue.next_due(keys[0]) is None
+        body = {**body, "noticeId": "r1", "payload": {**body["payload"], "uid": "4000000001"}}
+        recorder = (await store.append(to_event(parse_notification(body), body))).event
+        controller._wake(recorder, keys)
+        assert controller.queue.next_due(keys[0]) is not None
+        in_room = (await store.append(rtc("j2", "standup"))).event
+        controller._wake(in_room, await controller.keys_for(in_room))
+        assert controller.queue.next_due("acme/a") is not None
+    finally:
+        await store.close()

@@ -83,8 +83,9 @@ async def test_clients_hanging_up_mid_body_are_counted_not_logged(tmp_path: Path
         assert "Traceback" not in log and "unhandled error" not in log, log[-2000:]
 
 
-async def test_headers_and_bodies_have_deadlines(tmp_path: Path) -> None:
-    async with service(tmp_path, HTTP_HEADER_TIMEOUT_SECONDS="1",
+@pytest.mark.parametrize("stack", ["uvloop", "asyncio"])  # httptools, h11: both guarded
+async def test_headers_and_bodies_have_deadlines(tmp_path: Path, stack: str) -> None:
+    async with service(tmp_path, SERVER_STACK=stack, HTTP_HEADER_TIMEOUT_SECONDS="1",
                        HTTP_BODY_TIMEOUT_SECONDS="1") as server:
         port = port_of(server)
 

@@ -41,6 +41,7 @@ def serve(host: str, port: int) -> int:
             on_open=metrics.connections_open.inc,
             on_close=metrics.connections_open.dec,
         ),
+        settings.server_stack,
     )
     if lock is not None:
         lock.close()  # the kernel would release it at exit anyway

@@ -82,8 +82,11 @@ class Traffic:
         *,
         with_reconciler: bool = False,
         uids: UidRange | None = None,
+        ours: bool = True,
     ) -> None:
+        """``ours``: the recorders have our uids (the reconciler's); else another tool's."""
         self.rng = random.Random(seed)
+        self.ours = ours
         self.channels = [_Channel(i, random.Random(seed * 1_000_003 + i)) for i in range(channels)]
         self.with_reconciler = with_reconciler
         self.uids = uids or UidRange()
@@ -96,6 +99,11 @@ class Traffic:
         self.now = START + timedelta(milliseconds=self._ms - int(START.timestamp() * 1000))
         return self._ms
 
+    def _recorder(self, ch: _Channel) -> str:
+        if self.ours:
+            return self.uids.recorder_uid(room_key(ch.index), ch.segment)
+        return str(50_000 + ch.index * 2 + ch.segment % 2)
+
     # -- the scripts --------------------------------------------------------------------------
 
     def _next_session(self, ch: _Channel) -> None:
@@ -103,7 +111,7 @@ class Traffic:
         ch.segment += 1
         ch.sid = uuid.UUID(int=ch.rng.getrandbits(128)).hex
         ch.sequence = 0
-        uid = self.uids.recorder_uid(room_key(ch.index), ch.segment)
+        uid = self._recorder(ch)
         users = ch.rng.sample(range(1000, 1000 + REGULARS), ch.rng.randint(1, 4))
         if ch.rng.random() < 0.3:
             ch.newcomer += 1
@@ -179,7 +187,7 @@ class Traffic:
 
     def _ncs(self, ch: _Channel, event_type: int, details: dict[str, Any]) -> dict[str, Any]:
         ms = self._ms
-        uid = self.uids.recorder_uid(room_key(ch.index), ch.segment)
+        uid = self._recorder(ch)
         prefix = f"rec/{TENANT}/{ch.name}/seg{ch.segment}/{ch.sid}_{ch.name}"
         details = dict(details)
         if details.get("fileList") == "PLAYLIST":
