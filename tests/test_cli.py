@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import io
 import json
 import os
@@ -206,10 +207,36 @@ def test_emulate_lists_the_providers_and_each_has_its_own_help() -> None:
     for provider, flag in (("agora", "--ncs-secret"), ("cloudflare", "--public-key-out")):
         helped = recctl("emulate", provider, "--help", env=clean_env())
         assert helped.returncode == 0, helped.stderr
-        assert helped.stdout.startswith(f"usage: recctl emulate {provider}")
+        assert helped.stdout.startswith(f"Usage: recctl emulate {provider} [OPTIONS]")
         assert flag in helped.stdout
     bad = recctl("emulate", "agora", "--port", "many", env=clean_env())
-    assert bad.returncode == 2 and "invalid int value" in bad.stderr
+    assert bad.returncode == 2 and "'many' is not a valid integer" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("provider", "argv"),
+    [
+        ("agora", []),
+        ("agora", ["--port", "0", "--speed", "30", "--no-rtc-events", "--redundant-callbacks",
+                   "--error-rate", "start=0.1", "--error-rate", "0.2", "--latency", "0.1,0.2",
+                   "--callback-retry-delays", "0,1", "--access-log", "--seed", "7"]),
+        ("cloudflare", []),
+        ("cloudflare", ["--invoked-webhook", "--timeout-rate", "stop=0.5", "--fault-seed", "3",
+                        "--qps-limit", "0", "--api-token", "t"]),
+    ],
+)
+def test_emulate_hands_the_emulator_what_its_own_parser_would(
+    provider: str, argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The click options are made from the emulator's argparse parser: the same values."""
+    module = importlib.import_module(emulate.EMULATORS[provider][0])
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    seen: list[argparse.Namespace] = []
+    monkeypatch.setattr(module, "main", lambda args: seen.append(args) or 0)
+    assert cli.main(["emulate", provider, *argv]) == 0
+    assert vars(seen[0]) == vars(parser.parse_args(argv))
+    assert module.config_from_args(seen[0]) == module.config_from_args(parser.parse_args(argv))
 
 
 def test_events_output_json_is_one_array(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,14 +1,17 @@
 """``recctl emulate PROVIDER [OPTIONS]``: run a provider's emulator as a real HTTP server.
 
-Each emulator owns its options (an argparse parser in ``service/emulators/*/cli.py``, which also
-serves ``python -m service.emulators.agora``); its click subcommand hands them through, so that
-``recctl emulate agora --help`` is the emulator's own help.
+Each emulator declares its options once, on an argparse parser (``add_arguments`` in
+``service/emulators/*/cli.py``, which also serves ``python -m service.emulators.agora``); here
+they become the options of a click subcommand (help, completion, errors as every other
+command's), and the values go back to the emulator's ``main`` as the namespace it expects.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from types import ModuleType
+from typing import Any
 
 import click
 
@@ -23,45 +26,106 @@ EMULATORS: dict[str, tuple[str, str]] = {
 }
 """Emulator CLIs, each exposing ``add_arguments(parser)`` and ``main(args) -> int``."""
 
+_TYPES: dict[Any, click.ParamType[Any]] = {
+    None: click.STRING,
+    str: click.STRING,
+    int: click.INT,
+    float: click.FLOAT,
+}
 
-def run_emulator(provider: str, argv: list[str]) -> int:
-    """Parse ``argv`` with the emulator's parser and run it; imported only now, so that recctl
-    works without it."""
+
+def click_options(parser: argparse.ArgumentParser) -> list[click.Parameter]:
+    """The parser's options as click options, with the same names, defaults and help."""
+    options: list[click.Parameter] = []
+    for action in parser._actions:  # argparse keeps no public list of its actions
+        if isinstance(action, argparse._HelpAction) or not action.option_strings:
+            continue
+        decls = [*action.option_strings, action.dest]
+        text = action.help if action.help != argparse.SUPPRESS else None
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            options.append(
+                click.Option(
+                    decls, is_flag=True, flag_value=action.const, default=action.default, help=text
+                )
+            )
+        elif isinstance(action, argparse._AppendAction):
+            options.append(
+                click.Option(
+                    decls,
+                    multiple=True,
+                    type=_TYPES.get(action.type, click.STRING),
+                    metavar=action.metavar,
+                    help=text,
+                )
+            )
+        elif isinstance(action, argparse._StoreAction) and action.nargs is None:
+            if action.type not in _TYPES:
+                raise TypeError(f"{action.dest}: no click type for {action.type!r}")
+            options.append(
+                click.Option(
+                    decls,
+                    type=_TYPES[action.type],
+                    default=action.default,
+                    metavar=action.metavar,
+                    help=text,
+                )
+            )
+        else:
+            raise TypeError(f"{action.dest}: {type(action).__name__} has no click form")
+    return options
+
+
+def _load(provider: str) -> ModuleType:
     name = EMULATORS[provider][0]
     try:
-        module = importlib.import_module(name)
+        return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name is None or not name.startswith(exc.name):
             raise
         raise UserError(f"the {provider} emulator is not available ({name})", 2) from None
-    parser = argparse.ArgumentParser(prog=f"recctl emulate {provider}", description=module.__doc__)
-    module.add_arguments(parser)
+
+
+def emulator_command(provider: str) -> click.Command:
+    """The click command of ``provider``'s emulator; one that cannot be imported says so
+    when run."""
+    summary = EMULATORS[provider][1]
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exited:  # --help (0) or a bad option (2, argparse said why)
-        return int(exited.code or 0)
-    return int(module.main(args))
+        module = _load(provider)
+    except UserError as exc:
+        missing = exc
 
+        def unavailable(**_: Any) -> int:
+            raise missing
 
-def _emulator_command(provider: str, summary: str) -> click.Command:
-    @click.command(
+        return click.Command(provider, callback=unavailable, help=summary, short_help=summary)
+    parser = argparse.ArgumentParser(prog=f"recctl emulate {provider}")
+    module.add_arguments(parser)
+
+    def run(**values: Any) -> int:
+        for key, value in values.items():  # append options: argparse's lists
+            if isinstance(value, tuple):
+                values[key] = list(value)
+        return int(_load(provider).main(argparse.Namespace(**values)))
+
+    return click.Command(
         provider,
-        help=f"{summary}. Its options: `recctl emulate {provider} --help`.",
+        callback=run,
+        params=click_options(parser),
+        help=f"{summary}. Serves until Ctrl-C.",
         short_help=summary,
-        context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-        add_help_option=False,  # --help is the emulator's
     )
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> int:
-        return run_emulator(provider, list(args))
-
-    return command
 
 
-@click.group()
+class Emulators(click.Group):
+    """The emulators of :data:`EMULATORS`, imported when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(EMULATORS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return emulator_command(cmd_name) if cmd_name in EMULATORS else None
+
+
+@click.command(cls=Emulators)
 def emulate() -> None:
     """Run a provider emulator on loopback (fault injection, no credentials needed)."""
-
-
-for _provider, (_, _summary) in EMULATORS.items():
-    emulate.add_command(_emulator_command(_provider, _summary))
