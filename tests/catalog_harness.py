@@ -44,9 +44,12 @@ def moto_server() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
+        # moto keeps its buckets in this process's memory: a later server would find them.
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
         server.stop()
 
 
