@@ -44,6 +44,8 @@ class PassResult:
     plan: Plan
     report: ExecutionReport | None
     result: Result
+    #: The room's conditions as the pass found them (``reconcilers.conditions.holding``).
+    conditions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -131,17 +133,19 @@ class Reconciler:
         state = await self.state(key)
         the_plan = self.plan(state, config)
         await self._record_conditions(state, fence)
+        conditions = holding(state.desired, state.observed)
         if not the_plan.actions:
-            return _result(key, the_plan, None)
+            return _result(key, the_plan, None, conditions)
         provider_name = state.desired.spec.provider if state.desired else _provider_of(state)
         provider = self.providers.get(provider_name)
         if provider is None:
-            return PassResult(key, the_plan, None, Terminal(f"no provider {provider_name!r}"))
+            failed = Terminal(f"no provider {provider_name!r}")
+            return PassResult(key, the_plan, None, failed, conditions)
         executor = Executor(
             self.store, provider, self.storage_for, self.clock, self.config.uids.contains, fence
         )
         report = await executor.run(key, state.desired, the_plan.actions, state.handles)
-        return _result(key, the_plan, report)
+        return _result(key, the_plan, report, conditions)
 
     async def _record_conditions(self, state: RoomState, fence: Fence | None) -> None:
         """Log the room's conditions when they differ from what its row last recorded: the
@@ -246,7 +250,9 @@ def retry_after(failures: list[Failure]) -> float:
     return max(asked, default=0.0)
 
 
-def _result(key: str, the_plan: Plan, report: ExecutionReport | None) -> PassResult:
+def _result(
+    key: str, the_plan: Plan, report: ExecutionReport | None, conditions: tuple[str, ...] = ()
+) -> PassResult:
     result: Result
     if report is not None and report.transient:
         result = Retry(report.transient[0], min_delay=retry_after(report.transient))
@@ -254,4 +260,4 @@ def _result(key: str, the_plan: Plan, report: ExecutionReport | None) -> PassRes
         result = Done()
     else:
         result = RequeueAfter(the_plan.requeue_after)
-    return PassResult(key, the_plan, report, result)
+    return PassResult(key, the_plan, report, result, conditions)

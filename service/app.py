@@ -100,6 +100,9 @@ def create_app(
                 stack.push_async_callback(opened.close)
             if isinstance(opened, ObservableStore):
                 opened.stats.observers.append(ctx.metrics.observe_batch)
+            host = getattr(opened, "host", None)  # SQLite's writer: a child process or a thread
+            if host is not None and isinstance(getattr(host, "starts", None), int):
+                ctx.metrics.watch_writer(lambda: int(host.starts))
             ctx._store = opened
             watchdog = LoopWatchdog(
                 settings.loop_stall_seconds, settings.loop_beat_seconds, lag=ctx.metrics.loop_lag

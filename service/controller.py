@@ -67,6 +67,23 @@ class ControllerMetrics:
             registry=registry,
         )
         self.live_sessions = Gauge("live_sessions", "Live provider sessions", registry=registry)
+        self.not_recording = Gauge(
+            "rooms_not_recording",
+            "Rooms of this replica desired recording whose last pass found no recording"
+            " (and a channel with people in it)",
+            registry=registry,
+        )
+        self.not_recording_max = Gauge(
+            "room_not_recording_seconds_max",
+            "How long the room that has waited longest has been desired recording and not"
+            " recording, by its passes",
+            registry=registry,
+        )
+        self.orphans = Gauge(
+            "orphan_channels",
+            "Channels with a live session of ours that no room wants (the last resync's count)",
+            registry=registry,
+        )
         self.refused = Counter(
             "stale_fence_refusals",
             "Passes stopped because this replica no longer holds the room's shard: refused by"
@@ -119,6 +136,10 @@ class Controller:
         #: Index changes made while a resync reads its snapshot: replayed over the snapshot.
         self._index_log: list[tuple[str, str | None]] | None = None
         self._resync_wanted: asyncio.Task[None] | None = None
+        #: Rooms desired recording that their last pass found not recording, and since when.
+        self._not_recording_since: dict[str, datetime] = {}
+        self.metrics.not_recording.set_function(lambda: len(self._not_recording_since))
+        self.metrics.not_recording_max.set_function(self._longest_not_recording)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -316,7 +337,9 @@ class Controller:
         self._unwanted = set()
         for room, channel_key in changed_meanwhile:
             self._index_room(room, channel_key)
-        keys += [CHANNEL_PREFIX + c for c in await orphan_channels(store, set(by_channel))]
+        orphans = await orphan_channels(store, set(by_channel))
+        self.metrics.orphans.set(len(orphans))
+        keys += [CHANNEL_PREFIX + c for c in orphans]
         live = await live_sessions(store)
         interval = self.budget.interval(live)
         self.plan_config = replace(self.reconciler.config, query_interval=interval)
@@ -324,6 +347,8 @@ class Controller:
         self.metrics.budget_stretched.set(1 if self.budget.stretched(live) else 0)
         self.metrics.live_sessions.set(live)
         owns = self.ownership.owns
+        for room in [r for r in self._not_recording_since if not owns(r) or r not in keys]:
+            del self._not_recording_since[room]  # deleted, or another replica's now
         for key in keys:
             if not owns(key):
                 continue  # another replica's
@@ -369,9 +394,23 @@ class Controller:
                     sid=action.sid,
                     segment=action.segment,
                 )
+            self._track_recording(key, result.conditions)
             return result.result
         finally:
             structlog.contextvars.unbind_contextvars("room", "reconcile_id")
+
+    def _track_recording(self, key: str, conditions: tuple[str, ...]) -> None:
+        """Progressing (trying) or Degraded (refused): desired recording, and not recording."""
+        if "Progressing" in conditions or "Degraded" in conditions:
+            self._not_recording_since.setdefault(key, self.clock())
+        else:
+            self._not_recording_since.pop(key, None)
+
+    def _longest_not_recording(self) -> float:
+        if not self._not_recording_since:
+            return 0.0
+        oldest = min(self._not_recording_since.values())
+        return max((self.clock() - oldest).total_seconds(), 0.0)
 
     def _observe(self, key: str, result: Result, seconds: float) -> None:
         self._last[key] = self.clock()

@@ -8,6 +8,7 @@ in one process (the tests) never clash; lifespan components register their own m
 from __future__ import annotations
 
 from collections import Counter as Counts
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 from starlette.requests import Request
@@ -115,6 +117,21 @@ class Metrics:
             "HTTP connections open now (past HTTP_LIMIT_CONCURRENCY requests are answered 503)",
             registry=self.registry,
         )
+
+        # The series alerts read exist from the start, at 0.
+        for source in ("agora", "cloudflare", "storage"):
+            self.webhooks.labels(source, "unauthorized")
+        ProcessCollector(registry=self.registry)  # process_start_time_seconds, memory, CPU
+
+    def watch_writer(self, starts: Callable[[], int]) -> None:
+        """``store_writer_starts``: the SQLite writer processes started; more than one means
+        the writer died and was started again (every append in flight failed with it)."""
+        gauge = Gauge(
+            "store_writer_starts",
+            "SQLite writer processes started since this process started",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: float(starts()))
 
     def webhook(self, source: str, outcome: str) -> None:
         # ``labels()`` validates and locks on every call: each child kept once made (with

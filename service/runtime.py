@@ -28,6 +28,7 @@ from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.base import Provider
 from reconcilers.providers.cloudflare.adapter import CloudflareProvider
 from reconcilers.providers.cloudflare.client import CloudflareConfig
+from reconcilers.providers.http import network_transport
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
 from service.api.rooms import RoomsApi
@@ -36,6 +37,7 @@ from service.config import Settings
 from service.context import AppContext
 from service.controller import Controller
 from service.openapi import openapi
+from service.provider_metrics import ProviderMetrics
 from service.replicas.ownership import Ownership, check_current_pass
 from service.replicas.wiring import Replicas, is_postgres, replicas_of
 from service.storage.s3 import build_storages
@@ -62,6 +64,9 @@ def gated(pacer: Pacer) -> Callable[[], Awaitable[None]]:
     return before_request
 
 
+_Transport = httpx.AsyncBaseTransport
+
+
 def build_providers(
     settings: Settings,
     limiter: Pacer,
@@ -69,10 +74,21 @@ def build_providers(
     cloudflare_transport: httpx.AsyncBaseTransport | None = None,
     *,
     cloudflare_limiter: Pacer | None = None,
+    metrics: ProviderMetrics | None = None,
 ) -> dict[str, Provider]:
     """One adapter per configured provider, each behind its provider's rate limit (``limiter``
     is Agora's; Cloudflare, when its account and app are set, gets ``cloudflare_limiter`` or
-    a bucket of its own)."""
+    a bucket of its own). With ``metrics``, every call's answer and rate-limit wait is counted."""
+
+    def counted(name: str, inner: _Transport | None) -> _Transport | None:
+        if metrics is None:
+            return inner
+        return metrics.transport(name, inner or network_transport())
+
+    def gate(name: str, pacer: Pacer) -> Callable[[], Awaitable[None]]:
+        hook = gated(pacer)
+        return hook if metrics is None else metrics.timed(name, hook)
+
     agora = AgoraProvider(
         AgoraConfig(
             app_id=settings.agora_app_id,
@@ -81,8 +97,8 @@ def build_providers(
             app_certificate=settings.agora_app_certificate.get_secret_value(),
             base_url=settings.agora_api_base_url,
         ),
-        transport=transport,
-        before_request=gated(limiter),
+        transport=counted("agora", transport),
+        before_request=gate("agora", limiter),
     )
     providers: dict[str, Provider] = {"agora": agora}
     if settings.cloudflare_configured:
@@ -93,9 +109,10 @@ def build_providers(
                 api_token=settings.cloudflare_api_token.get_secret_value(),
                 base_url=settings.cloudflare_api_base_url,
             ),
-            transport=cloudflare_transport,
-            before_request=gated(
-                cloudflare_limiter or provider_limiter(settings.cloudflare_rate_limit_qps)
+            transport=counted("cloudflare", cloudflare_transport),
+            before_request=gate(
+                "cloudflare",
+                cloudflare_limiter or provider_limiter(settings.cloudflare_rate_limit_qps),
             ),
         )
     return providers
@@ -153,6 +170,10 @@ class Runtime:
             self.transport,
             self.cloudflare_transport,
             cloudflare_limiter=cloudflare_limiter,
+            metrics=ProviderMetrics(
+                ctx.metrics.registry,
+                ("agora", "cloudflare") if settings.cloudflare_configured else ("agora",),
+            ),
         )
         reconciler = build_reconciler(settings, ctx.store, self.providers, self.clock)
         self.controller = Controller(
