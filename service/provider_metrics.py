@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 #: Status classes: ``429`` apart from other 4xx (it is the rate limit, not a mistake); ``error``
 #: is no answer at all (refused, reset, timed out).
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx", "error")
+#: The providers' names, the ``provider`` label's values.
+PROVIDERS = ("agora", "cloudflare")
 _WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -39,6 +41,9 @@ class ProviderMetrics:
             buckets=_WAIT_BUCKETS,
             registry=registry,
         )
+        unknown = set(providers) - set(PROVIDERS)
+        if unknown:
+            raise ValueError(f"unknown providers {sorted(unknown)}")
         for provider in providers:  # every series exists from the start, at 0
             self.rate_wait.labels(provider)
             for status in STATUS_CLASSES:

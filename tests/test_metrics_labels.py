@@ -16,6 +16,7 @@ from reconcilers.executor import ACTION_OUTCOMES
 from reconcilers.plan import ActionKind
 from reconcilers.workqueue import ResultKind
 from service.metrics import WEBHOOK_OUTCOMES
+from service.provider_metrics import PROVIDERS, STATUS_CLASSES
 from tests.service_harness import service
 
 SPEC = {"state": "recording", "mode": "mix", "options": {"recordingConfig": {"maxIdleTime": 30}}}
@@ -28,6 +29,9 @@ CLOSED: dict[tuple[str, str], frozenset[str]] = {
     ("webhook_requests", "source"): frozenset(get_args(Source)),
     ("webhook_requests", "outcome"): WEBHOOK_OUTCOMES,
     ("events_appended", "source"): frozenset(get_args(Source)),
+    ("provider_responses", "provider"): frozenset(PROVIDERS),
+    ("provider_responses", "status"): frozenset(STATUS_CLASSES),
+    ("provider_rate_limit_wait_seconds", "provider"): frozenset(PROVIDERS),
 }
 NUMERIC = {"le", "quantile"}
 
