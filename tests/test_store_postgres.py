@@ -15,7 +15,7 @@ from service.config import Settings
 from service.store import BatchReport, PostgresStore, StaleFence, StoreError, open_store
 from service.store.migrations import SchemaTooNew
 from service.store.postgres.schema import MIGRATIONS, applied_versions, migrate
-from tests.support.pg_server import NoPostgres, PostgresServer, find_bindir, free_port
+from tests.support.pg_server import NoPostgres, PostgresServer, admin, find_bindir, free_port
 from tests.support.store_cases import PROJECTIONS, all_rows, as_stored, new
 
 
@@ -285,3 +285,34 @@ async def test_an_unreachable_server_is_a_store_error(postgres_server: PostgresS
 def test_the_database_password_is_a_secret_the_logs_hide() -> None:
     settings = Settings.from_env({"DATABASE_URL": "postgresql://recctl:s3cr3t-pw@db:5432/rec"})
     assert "s3cr3t-pw" in settings.secret_values()
+
+
+async def test_keys_page_in_byte_order_whatever_the_databases_collation(
+    postgres_server: PostgresServer,
+) -> None:
+    """A database that collates by English rules ("a" < "B") still pages rows and compares
+    dedup keys byte by byte, as SQLite does: the columns are COLLATE "C"."""
+    name = "collated_en"
+    admin(
+        postgres_server.dsn(),
+        f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        " LOCALE 'C.UTF-8'",
+    )
+    try:
+        conn = await asyncpg.connect(postgres_server.dsn(name))
+        try:
+            assert await conn.fetchval("SELECT 'a' < 'B'")  # the database's own order
+        finally:
+            await conn.close()
+        store = await _fresh(postgres_server.dsn(name))
+        try:
+            keys = ["b", "B", "a", "_x", "A", "é", "Z"]
+            for key in keys:
+                await store.append(new(f"k-{key}", room=key))
+            assert [r.key for r in await store.rows("tally")] == sorted(keys)
+            paged = [r.key for r in await store.rows("tally", after_key="Z", limit=2)]
+            assert paged == sorted(k for k in keys if k > "Z")[:2]
+        finally:
+            await store.close()
+    finally:
+        admin(postgres_server.dsn(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
