@@ -160,6 +160,10 @@ async def test_a_webhook_to_one_replica_wakes_the_rooms_owner(
         for view in views:
             assert f"{view['id']}  heartbeat" in done.stdout
             assert f"{len(view['owned_shards'])} shard(s)" in done.stdout
+        # A one-shot `recctl reconcile` would act beside the owners without a fence: refused.
+        done = recctl("reconcile", env=c.env)
+        assert done.returncode == 2 and "2 replica(s) are running" in done.stderr, done.stderr
+        assert recctl("reconcile", "--dry-run", "--offline", env=c.env).returncode == 0
 
 
 async def test_three_replicas_share_one_rate_limit_measured_at_the_emulator(

@@ -16,6 +16,7 @@ from reconcilers.engine import CHANNEL_PREFIX, Reconciler, RoomState
 from reconcilers.plan import Plan
 from service.commands.common import (
     CommandContext,
+    UserError,
     output_option,
     print_records,
     print_table,
@@ -153,8 +154,25 @@ def reconcile(room: str | None, dry_run: bool, offline: bool, output: str) -> in
     """
 
     async def body(ctx: CommandContext) -> int:
+        if not dry_run:
+            await _refuse_beside_live_replicas(ctx)
         return await reconcile_command(
             ctx.reconciler(), room, dry_run, output=output, offline=offline
         )
 
     return run_with_store(body, providers=True)
+
+
+async def _refuse_beside_live_replicas(ctx: CommandContext) -> None:
+    """On PostgreSQL, live replicas own the rooms under leases; a pass from here would act
+    beside them without a fence. Only ``--dry-run`` then, or stop them first."""
+    from service.replicas.status import live_replicas
+    from service.replicas.wiring import is_postgres
+
+    url = ctx.settings.database_url
+    if is_postgres(url) and (live := await live_replicas(url, ctx.settings.lease_seconds)):
+        raise UserError(
+            f"{len(live)} replica(s) are running on this database and own the rooms "
+            f"({', '.join(live)}): use --dry-run, or stop them first",
+            exit_code=2,
+        )

@@ -36,3 +36,13 @@ async def print_replicas(database_url: str, lease_seconds: float, out: TextIO) -
     orphaned = sorted(s for s, lease in state.leases.items() if not lease.valid)
     if orphaned:
         out.write(f"  {len(orphaned)} shard(s) held by nobody now: {orphaned}\n")
+
+
+async def live_replicas(database_url: str, lease_seconds: float) -> list[str]:
+    """The ids of the replicas with a live heartbeat."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        state = await read_state(conn, lease_seconds)
+    finally:
+        await conn.close()
+    return [m.id for m in state.members]
