@@ -16,12 +16,13 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.helpers import encode, notification, signed
-from tests.procs import recctl
+from tests.procs import Server, clean_env, recctl
 from tests.test_service_e2e import NCS, SPEC, Stack, stack, until
 
 pytestmark = pytest.mark.slow
@@ -139,3 +140,82 @@ async def _draining_answers(s: Stack) -> None:
 
 def _wait(process: subprocess.Popen[bytes], timeout: float) -> int:
     return process.wait(timeout=timeout)
+
+
+async def test_sigterm_of_a_replica_gives_its_leases_back(postgres_db: str, tmp_path: Path) -> None:
+    """Two replicas on PostgreSQL: the one told to stop drains under webhook load, exits 0, and
+    leaves no lease of its own behind (released, not left to expire after LEASE_SECONDS); the
+    other holds every shard then."""
+    import asyncpg
+
+    env = clean_env(
+        DATABASE_URL=postgres_db,
+        AGORA_NCS_SECRET=NCS,
+        AGORA_API_BASE_URL="http://127.0.0.1:9",  # no room is declared: no provider call
+        LEASE_SECONDS="15",
+        SHUTDOWN_TIMEOUT_SECONDS=str(SHUTDOWN_TIMEOUT),
+        LOG_LEVEL="INFO",
+    )
+    leaving = Server.recctl_serve(env, tmp_path / "leaving.log")
+    staying = Server.recctl_serve(env, tmp_path / "staying.log")
+    try:
+        await leaving.wait_healthy(path="/readyz")
+        await staying.wait_healthy(path="/readyz")
+
+        async def replica(server: Server) -> dict[str, Any]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                body: dict[str, Any] = (await client.get("/readyz")).json()
+                return body.get("replica", {})
+
+        async def both_hold_shards() -> bool:
+            views = [await replica(leaving), await replica(staying)]
+            return all(v.get("owned_shards") for v in views)
+
+        await until(both_hold_shards, 60, "the shards shared by the two replicas")
+        me = (await replica(leaving))["id"]
+        shards = (await replica(leaving))["shards"]
+
+        acked: dict[str, int] = {}
+        async with httpx.AsyncClient(base_url=leaving.url, timeout=30) as client:
+
+            async def send(i: int) -> None:
+                body = webhook(i)
+                try:
+                    answer = await client.post(
+                        "/webhooks/agora", content=body, headers=signed(body, NCS)
+                    )
+                except httpx.TransportError:
+                    return
+                if answer.status_code == 200:
+                    acked[f"drain-{i}"] = answer.json()["seq"]
+                else:
+                    assert answer.status_code == 503, answer.text
+
+            first = [asyncio.create_task(send(i)) for i in range(100)]
+            await asyncio.gather(*first[:50])
+            leaving.process.send_signal(signal.SIGTERM)
+            await asyncio.gather(*first[50:], *(send(i) for i in range(100, 200)))
+        code = await asyncio.to_thread(_wait, leaving.process, SHUTDOWN_TIMEOUT + 15)
+        assert code == 0, leaving.log()
+
+        connection = await asyncpg.connect(postgres_db)
+        try:
+            still_mine = await connection.fetchval(
+                "SELECT count(*) FROM leases WHERE owner = $1 AND expires_at > now()", me
+            )
+        finally:
+            await connection.close()
+        assert still_mine == 0, "leases left to expire instead of given back"
+
+        async def staying_holds_all() -> bool:
+            return len((await replica(staying)).get("owned_shards", [])) == shards
+
+        await until(staying_holds_all, 30, "the other replica holding every shard")
+        assert len(acked) >= 50
+        listed = recctl("events", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        found = {e["dedup_key"]: e["seq"] for e in map(json.loads, listed.stdout.splitlines())}
+        assert {k: found.get(k) for k in acked} == acked, "an acknowledged webhook is missing"
+    finally:
+        leaving.stop()
+        staying.stop()
