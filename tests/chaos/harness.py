@@ -51,6 +51,7 @@ STORAGE = {
     }
 }
 SPEC_OPTIONS = {"recordingConfig": {"maxIdleTime": 30}}
+INDIVIDUAL_OPTIONS = {"recordingConfig": {"maxIdleTime": 30, "subscribeUidGroup": 0}}
 
 #: Named fault profiles the workload switches between (FaultConfig JSON for PATCH /faults).
 FAULT_PROFILES: dict[str, dict[str, Any]] = {
@@ -86,6 +87,10 @@ class ChaosConfig:
     failover_window: float = 4.0
     emulator_failover: float = 2.0
     speed: float = 1.0
+    #: A PUT that asks for a recording may also switch the mode (mix <-> individual): spec
+    #: changes roll over make-before-break under faults (issue 21). Off by default, so that
+    #: each seed's workload stays the one its recorded runs had; its own random stream.
+    spec_changes: bool = False
 
     @property
     def orphan_bound(self) -> float:
@@ -165,6 +170,7 @@ class ChaosRun:
         self.cfg = cfg
         self.dir = workdir
         self.rng = random.Random(cfg.seed)
+        self.modes = random.Random(cfg.seed ^ 0x5EC)  # apart: the workload's stream unchanged
         self.report = RunReport(cfg.seed)
         self.db = workdir / "chaos.db"
         self.svc_port = free_port()
@@ -445,7 +451,10 @@ class ChaosRun:
 
     async def _put(self, svc: httpx.AsyncClient, room: str, state: str) -> None:
         idem = f"s{self.cfg.seed}-{len(self.acks)}-{self.rng.getrandbits(32):08x}"
-        body = {"state": state, "mode": "mix", "options": SPEC_OPTIONS}
+        body: dict[str, Any] = {"state": state, "mode": "mix", "options": SPEC_OPTIONS}
+        if self.cfg.spec_changes and state == "recording" and self.modes.random() < 0.5:
+            body["mode"] = "individual"  # a rollover when the room records in mix mode
+            body["options"] = INDIVIDUAL_OPTIONS
         try:
             r = await svc.put(
                 f"/v1/rooms/{room}/recording", json=body, headers={"Idempotency-Key": idem}
