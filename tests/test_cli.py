@@ -356,3 +356,17 @@ def test_a_malformed_app_certificate_is_refused_at_start_up_without_showing_it(
     err = capsys.readouterr().err
     assert "AGORA_APP_CERTIFICATE" in err and "my-secret-certificate-value" not in err
     assert not (tmp_path / "events.db").exists()
+
+
+def test_the_progress_bar_draws_on_a_terminal_only() -> None:
+    from service.commands.progress import progress
+
+    drawn = io.StringIO()
+    with progress("copying events", total=3, file=drawn, enabled=True) as advance:
+        for _ in range(3):
+            advance(1)
+    assert "copying events" in drawn.getvalue() and "3/3" in drawn.getvalue()
+    piped = io.StringIO()  # not a terminal: nothing drawn
+    with progress("copying events", total=3, file=piped) as advance:
+        advance(3)
+    assert piped.getvalue() == ""

@@ -62,7 +62,7 @@ def progress(
             TimeRemainingColumn(),
         ]
     )
-    bar = Progress(*columns, console=Console(file=out), transient=True)
+    bar = Progress(*columns, console=Console(file=out, force_terminal=True), transient=True)
     task = bar.add_task(description, total=total)
 
     def advance(n: int = 1) -> None:
