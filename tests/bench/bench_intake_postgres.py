@@ -44,10 +44,14 @@ def _blast_all(servers: list[Server], prefix: str, count: int) -> tuple[list[Bla
     returns each server's run and the wall time of the slowest."""
     share = count // len(servers)
     runs: list[Blast | None] = [None] * len(servers)
+    # Built here, not in the threads: the request builder is not thread-safe.
+    raws = [
+        raw_requests(s.url, "/webhooks/agora", make_requests(f"{prefix}-{i}", share))
+        for i, s in enumerate(servers)
+    ]
 
     def one(i: int, server: Server) -> None:
-        raw = raw_requests(server.url, "/webhooks/agora", make_requests(f"{prefix}-{i}", share))
-        runs[i] = blast(server.url, raw, CONCURRENCY // len(servers))
+        runs[i] = blast(server.url, raws[i], CONCURRENCY // len(servers))
 
     threads = [threading.Thread(target=one, args=(i, s)) for i, s in enumerate(servers)]
     for thread in threads:
