@@ -259,6 +259,15 @@ def test_a_missing_event_log_is_one_line_and_exit_1(
     assert not (tmp_path / "nowhere.db").exists(), "nothing was created"
 
 
+def test_a_log_that_cannot_be_opened_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "notes.db").write_text("not a database")
+    for url in (f"sqlite:///{tmp_path}/notes.db", f"sqlite:///{tmp_path}"):
+        done = recctl("status", env=clean_env(DATABASE_URL=url))
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"error: cannot open the event log {url}: "), done.stderr
+        assert done.stderr.count("\n") == 1, "no traceback"
+
+
 def test_a_user_error_as_a_process_is_one_line_without_traceback(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/events.db"
     seed(url, 1)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from rich.console import Console
@@ -91,6 +93,15 @@ def require_existing_log(url: str) -> None:
         )
 
 
+def shown_url(url: str) -> str:
+    """``url`` fit for a message: any password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 @asynccontextmanager
 async def opened(
     settings: Settings,
@@ -106,9 +117,13 @@ async def opened(
 
     if must_exist:
         require_existing_log(settings.database_url)
-    store = await open_store(
-        settings.database_url, PROJECTIONS if projections is None else projections
-    )
+    try:
+        store = await open_store(
+            settings.database_url, PROJECTIONS if projections is None else projections
+        )
+    except (sqlite3.Error, OSError) as exc:  # not a database, a directory, no permission
+        shown = shown_url(settings.database_url)
+        raise UserError(f"cannot open the event log {shown}: {exc}") from None
     built: dict[str, Provider] = {}
     try:
         if providers:
