@@ -10,9 +10,8 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from service.config import Settings
-from service.replicas.pacer import SharedPacer
+from service.replicas.pacer import SharedPacer, pacer_rate
 from service.replicas.replica import Replica
-from service.wiring import safe_rate
 
 #: The replica's own connections: the lease loop, the pacers and NOTIFY (LISTEN has its own).
 POOL_SIZE = 4
@@ -35,7 +34,7 @@ async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncI
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=POOL_SIZE)
     try:
         agora = SharedPacer(
-            pool, f"agora:{settings.agora_app_id}", safe_rate(settings.agora_rate_limit_qps)
+            pool, f"agora:{settings.agora_app_id}", pacer_rate(settings.agora_rate_limit_qps)
         )
         await agora.setup()
         cloudflare = None
@@ -43,7 +42,7 @@ async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncI
             cloudflare = SharedPacer(
                 pool,
                 f"cloudflare:{settings.cloudflare_account_id}",
-                safe_rate(settings.cloudflare_rate_limit_qps),
+                pacer_rate(settings.cloudflare_rate_limit_qps),
             )
             await cloudflare.setup()
         replica = Replica(pool, settings.database_url, settings.lease_seconds, registry)

@@ -75,6 +75,12 @@ async def _join(c: Cluster, names: list[str]) -> None:
     assert all(s == 201 for s in statuses), sorted(set(statuses))
 
 
+def _callbacks_settled(stats: dict[str, Any]) -> bool:
+    cb = stats["callbacks"]
+    emitted = cb.get("emitted", 0) + cb.get("duplicated", 0)
+    return bool(cb.get("delivered", 0) + cb.get("failed", 0) + cb.get("dropped", 0) >= emitted)
+
+
 async def _recording_count(c: Cluster) -> int:
     count: int = (await c.stats())["tasks"]["recording"]
     return count
@@ -129,6 +135,16 @@ async def floor_and_heals(
         shares = [sum(1 for n in names if owners.get(shard_of(f"{TENANT}/{n}")) == i)
                   for i in range(3)]
         far = [n for n in names if owners.get(shard_of(f"{TENANT}/{n}")) != 2]
+        floor = 2 * rooms / safe_rate(rate)
+        print(f"\n{rooms} rooms recording in {elapsed:.1f}s (floor {floor:.1f}s); "
+              f"busiest second at the emulator: {stats['max_qps']}")
+
+        async def callbacks_settled() -> bool:
+            # Heals are timed in the steady state, once the ramp's notifications are delivered
+            # (until then a kill's notification queues behind them), as bench_reconcile does.
+            return _callbacks_settled(await c.stats())
+
+        settled = await until(callbacks_settled, 600, "the ramp's notifications delivered")
         step = max(1, len(far) // max(kills, 1))
         heals = [await _heal(c, n) for n in far[::step][:kills]]
         wakes = [await c.metric(i, "wake_notifications_received_total") for i in range(3)]
@@ -144,6 +160,7 @@ async def floor_and_heals(
         "ratio_to_floor": round(elapsed / floor, 3),
         "rate_limited": stats["rate_limited"],
         "max_qps_at_emulator": stats["max_qps"],
+        "notifications_settled_after_s": round(settled, 2),
         "heal_started": _summary([h[0] for h in heals]),
         "heal_recording": _summary([h[1] for h in heals]),
         "heals": len(heals),
