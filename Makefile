@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo dev test lint typecheck unit bench chaos serve clean
+.PHONY: demo dev test lint typecheck unit bench chaos soak serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ REPLICAS ?= 1
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --seeds $(SEEDS) --jobs $(JOBS) --out bench-results/chaos.json \
 		--backend $(BACKEND) --replicas $(REPLICAS)
+
+# `make soak [MINUTES=10]`: one long chaos run (no kill -9) with the service's RSS sampled;
+# says whether memory levels off, and writes bench-results/soak.json.
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m tests.chaos.soak --minutes $(MINUTES) --out bench-results/soak.json
 
 serve: $(STAMP)
 	$(BIN)/recctl serve

@@ -66,6 +66,7 @@ class SqliteWriter:
         self._checkpointer = Checkpointer(path)
         self._checkpointing: threading.Thread | None = None
         self._catch_up = False  # a background checkpoint finished: the next write completes it
+        self._low_space = False  # a commit failed for want of space: truncate the WAL at each
         self.checkpoints = Checkpoints()
         self.last_sync_seconds = 0.0  # the last write's COMMIT: the WAL's fsync, nearly all
         self._known = KnownState()
@@ -156,9 +157,38 @@ class SqliteWriter:
         busy writer never catches up with it alone). Then it may start the next one.
         """
         try:
-            return self._write(batch)
+            results = self._write(batch)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                self._low_space = True
+                self._reclaim_wal()
+            raise
         finally:
             self._maybe_checkpoint()
+        if self._low_space:
+            self._low_space = not (self._reclaim_wal() and self._space_left())
+        return results
+
+    def _reclaim_wal(self) -> bool:
+        """Copy the WAL back into the file and truncate it to nothing; ``False`` if it failed.
+
+        After a commit failed for want of space, this runs after every commit until the disk
+        has room again: each commit grows the WAL (~16 KB for one event), and on a 3 MB volume
+        with 1 MB freed the WAL took all of it before a checkpoint ran, so intake never
+        recovered (issue 20). Truncated at each commit, the WAL holds one commit at most."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def _space_left(self) -> bool:
+        """Room for the WAL to grow to its checkpoint bound twice over."""
+        try:
+            stat = os.statvfs(os.path.dirname(os.path.abspath(self._path)))
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize > 2 * self._wal_bytes
 
     def _write(self, batch: Sequence[NewEvent]) -> tuple[list[Appended], list[Event]]:
         conn = self.conn
