@@ -193,7 +193,7 @@ class SqliteStore:
         if self._sent_at and now - self._sent_at[0] > self._append_timeout:
             return f"a commit has been under way for {now - self._sent_at[0]:.0f} s"
         if self._failing_since is not None:
-            return f"every commit has failed for {now - self._failing_since:.0f} s"
+            return f"no commit has succeeded for {now - self._failing_since:.0f} s"
         return None
 
     def _flush(self) -> None:
@@ -379,6 +379,8 @@ def _expire(future: asyncio.Future[Appended], store: SqliteStore) -> None:
     if not future.done():
         seconds = store._append_timeout
         future.set_exception(AppendTimedOut(f"the append was not durable within {seconds:g} s"))
+        if store._failing_since is None:  # until a commit succeeds again
+            store._failing_since = store._loop.time()
 
 
 def _fail(future: asyncio.Future[Appended], exc: BaseException) -> None:
