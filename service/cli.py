@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "events": "service.commands.events:events",
     "reconcile": "service.commands.reconcile:reconcile",
     "replay": "service.commands.replay:replay",
+    "compact": "service.commands.compact:compact",
     "migrate": "service.commands.migrate:migrate",
     "migrate-store": "service.commands.migrate:migrate_store",
     "demo": "service.commands.demo:demo_command",

@@ -78,6 +78,10 @@ class Settings(BaseModel):
     # The server's event loop and HTTP parser: uvloop + httptools when installed (the fastest
     # measured: docs/benchmarks.md), or asyncio + h11.
     server_stack: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # recctl compact: days of events kept in the log (those of open recordings whatever their
+    # age), and where older ones are exported before they are deleted (a directory).
+    event_retention_days: float | None = Field(default=None, gt=0)
+    event_export_dir: str | None = None
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # The event loop held this long is logged, with the code that holds it.
     loop_stall_seconds: float = Field(default=1.0, gt=0)

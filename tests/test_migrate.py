@@ -25,12 +25,12 @@ from tests.support.store_cases import PROJECTIONS, all_rows, new
 def test_migrate_versions_a_new_sqlite_file_and_reruns_as_a_no_op(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     first = asyncio.run(migrate_database(url))
-    assert (first.backend, first.applied, first.version) == ("sqlite", [1], 1)
+    assert (first.backend, first.applied, first.version) == ("sqlite", [1, 2], 2)
     again = asyncio.run(migrate_database(url))
-    assert (again.applied, again.version) == ([], 1)
+    assert (again.applied, again.version) == ([], 2)
 
 
-def test_a_sqlite_file_made_before_versioning_adopts_version_1_unchanged(tmp_path: Path) -> None:
+def test_a_sqlite_file_made_before_versioning_adopts_version_1_then_2(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with contextlib.closing(sqlite3.connect(path)) as old:
         old.executescript(SCHEMA)
@@ -40,9 +40,9 @@ def test_a_sqlite_file_made_before_versioning_adopts_version_1_unchanged(tmp_pat
         )
         old.commit()
     report = asyncio.run(migrate_database(f"sqlite:///{path}"))
-    assert report.applied == [1]
+    assert report.applied == [1, 2]
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
 
 

@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from service.store.migrations import Migration, pending
-from service.store.sqlite_schema import SCHEMA
+from service.store.sqlite_schema import RETENTION_SCHEMA, SCHEMA
 
 __all__ = ["MIGRATIONS", "applied_versions", "migrate_sqlite"]
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "events and projections", SCHEMA),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "events and projections", SCHEMA),
+    Migration(2, "retention: a snapshot of the projections, guarded deletes", RETENTION_SCHEMA),
+)
 
 VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (

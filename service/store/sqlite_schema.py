@@ -42,6 +42,30 @@ CREATE TABLE IF NOT EXISTS projections (
 CREATE INDEX IF NOT EXISTS projections_room ON projections (projection, room, key);
 """
 
+RETENTION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshot (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    seq      INTEGER NOT NULL,
+    taken_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot_rows (
+    projection TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    room       TEXT,
+    data       TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (projection, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS compacting (id INTEGER PRIMARY KEY CHECK (id = 1));
+DROP TRIGGER IF EXISTS events_no_delete;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    WHEN NOT EXISTS (SELECT 1 FROM compacting)
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+"""
+"""Retention (``recctl compact``): the projections as of ``snapshot.seq``, which a replay starts
+from, and a guard row: events are deleted only inside a compaction's transaction, which sets
+it, after they were exported."""
+
 EVENT_COLUMNS = "seq, source, dedup_key, room, session, type, payload, received_at, occurred_at"
 ROW_COLUMNS = "projection, key, room, data, seq"
 

@@ -270,14 +270,16 @@ class SqliteWriter:
         return changed
 
     def replay(self) -> int:
-        """Delete every projection row and refold the whole log in seq order, in one transaction."""
+        """Delete every projection row and refold the log in seq order, in one transaction:
+        from the snapshot ``recctl compact`` took (the rows as of its seq), when there is one,
+        else from the start. Returns the events folded."""
         conn = self.conn
         self._known.forget()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM projections")
-            fold = Fold(self._projections)
-            count = last = 0
+            fold, last = snapshot_fold(conn, self._projections)
+            count = 0
             page_sql = f"{sql.SELECT_EVENTS} WHERE seq > ? ORDER BY seq LIMIT ?"
             while page := conn.execute(page_sql, (last, _REPLAY_PAGE)).fetchall():
                 for event in map(sql.event_of, page):
@@ -291,6 +293,17 @@ class SqliteWriter:
                 conn.execute("ROLLBACK")
             raise
         return count
+
+
+def snapshot_fold(conn: sqlite3.Connection, projections: Sequence[Projection]) -> tuple[Fold, int]:
+    """A fold holding the snapshot's rows, and the seq they are as of (0: no snapshot)."""
+    fold = Fold(projections)
+    taken = conn.execute("SELECT seq FROM snapshot WHERE id = 1").fetchone()
+    if taken is None:
+        return fold, 0
+    for r in conn.execute(f"SELECT {sql.ROW_COLUMNS} FROM snapshot_rows"):
+        fold.rows[(r[0], r[1])] = sql.row_of(r)
+    return fold, int(taken[0])
 
 
 class KnownState:

@@ -34,6 +34,7 @@ import psutil
 
 from service.wiring import safe_rate
 from tests.bench.loadgen import Pool
+from tests.bench.plots import plot_lines
 from tests.procs import ROOT, Server, clean_env, free_port
 
 TOKEN = "bench-api-token-0001"
@@ -272,9 +273,26 @@ def test_declared_rooms_all_record_near_the_rate_limit_floor(
     kills = int(os.environ.get("BENCH_KILLS", 100)) if full_bench else 3
     result = asyncio.run(run(tmp_path, rooms, rate, kills))
     print("\nreconcile benchmark:", json.dumps(result, indent=2))
+    out = ROOT / "bench-results" if full_bench else tmp_path
+    out.mkdir(exist_ok=True)
+    plot_convergence(out / "reconcile.png", result)
     assert result["rate_limited"] == 0, "never over the provider's limit"
     assert kills == 0 or result["heal_started_p99_s"] < 30
     if full_bench:
-        out = ROOT / "bench-results"
-        out.mkdir(exist_ok=True)
         (out / "reconcile.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def plot_convergence(path: Path, result: dict[str, Any]) -> None:
+    """Rooms recording against time, beside the rate limit's floor (the fastest it can be)."""
+    counts = result["recording_every_10s"]
+    rooms, floor = result["rooms"], result["floor_seconds"]
+    plot_lines(
+        path,
+        f"{rooms} rooms declared: convergence (limit {result['provider_limit_per_s']:g} calls/s)",
+        "seconds since the first PUT",
+        "rooms recording",
+        {
+            "measured": ([10.0 * (i + 1) for i in range(len(counts))], counts),
+            "rate-limit floor": ([0.0, floor], [0, rooms]),
+        },
+    )
