@@ -5,8 +5,8 @@ Shell blocks are fenced ```sh (or bash, shell, console). Every one runs, unless 
 before its fence is ``<!-- not run: REASON -->`` with a reason. The blocks of one file run in
 order in one ``sh -e``, in a scratch directory beside a link to this clone's ``.venv`` (and the
 files ``make`` needs), so that what one block exports the next one sees, as in the reader's
-shell. The ports the examples use (8000, 8081, 8082) are replaced by free ones: the only change
-made to what is written.
+shell. The ports the examples use (8000, 8081, 8082, 9000) are replaced by free ones: the only
+change made to what is written; a port left fixed fails the test.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.procs import ROOT, clean_env, free_port
 
 SHELL_INFO = {"sh", "bash", "shell", "console"}
 NOT_RUN = re.compile(r"<!--\s*not run:\s*(.*?)\s*-->")
-EXAMPLE_PORTS = re.compile(r"\b(8000|8081|8082)\b")
+EXAMPLE_PORTS = re.compile(r"\b(8000|8081|8082|9000)\b")
 DOCUMENTS = sorted(
     [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "service").rglob("README.md")]
     + [p for p in (ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md") if p.exists()]
@@ -76,6 +76,9 @@ def test_shell_examples_run_as_written(path: Path, tmp_path: Path) -> None:
     ports: dict[str, str] = {}
     script = "\n".join(runnable(path))
     script = EXAMPLE_PORTS.sub(lambda m: ports.setdefault(m.group(1), str(free_port())), script)
+    fixed = re.findall(r"--[\w-]*port[ =](\d+)|localhost:(\d+)|127\.0\.0\.1:(\d+)", script)
+    left = {p for groups in fixed for p in groups if p and p not in ports.values()}
+    assert not left, f"{path.name}: fixed ports {left}: add them to EXAMPLE_PORTS"
     for name in (".venv", "Makefile", "pyproject.toml", "constraints.txt"):
         (tmp_path / name).symlink_to(ROOT / name)
     env = clean_env(HOME=str(tmp_path))
