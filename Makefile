@@ -42,13 +42,15 @@ bench: $(STAMP)
 # `make chaos [SEEDS=100] [JOBS=2]`: seeded chaos runs (real processes, kill -9), a table, and
 # bench-results/chaos.json; exits 1 when a run breaks an invariant. `BACKEND=postgres
 # REPLICAS=3`: several replicas on a PostgreSQL server the run starts, killed and paused.
+# `SPEC_CHANGES=1`: some PUTs switch a recording room's mode (make-before-break rollovers).
 SEEDS ?= 100
 JOBS ?= 2
 BACKEND ?= sqlite
 REPLICAS ?= 1
+SPEC_CHANGES ?=
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --seeds $(SEEDS) --jobs $(JOBS) --out bench-results/chaos.json \
-		--backend $(BACKEND) --replicas $(REPLICAS)
+		--backend $(BACKEND) --replicas $(REPLICAS) $(if $(SPEC_CHANGES),--spec-changes)
 
 # `make soak [MINUTES=10]`: one long chaos run (no kill -9) with the service's RSS sampled;
 # says whether memory levels off, and writes bench-results/soak.json.

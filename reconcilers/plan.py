@@ -238,12 +238,33 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         else:
             requeue = max(cfg.query_interval - age, 1.0)
 
+    def uid_free(segment: int, uid: str) -> bool:
+        """Whether no older recorder of ours still holds ``segment``'s uid (consecutive
+        segments alternate two uids, so the one two back). Agora refuses a second task with a
+        channel's uid (53), and the new segment would wait for an adoption that never comes
+        (chaos seed 16 with spec changes: a rollover's spare uid still held by the segment
+        before, two recorders for good). Stop that one first; start once it is gone."""
+        nonlocal requeue, summary
+        holder = _uid_holder(o, segment, uid, cur)
+        if holder is None:
+            return True
+        asked = any(a.kind == "stop" and a.sid == holder.sid for a in actions)
+        if holder.state != "stopping" and not _stopping(holder, now_ms, cfg) and not asked:
+            why = f"uid {uid}: segment {holder.segment} must end before segment {segment}"
+            actions.append(_stop(holder, f"redundant: {why}"))
+        requeue = cfg.first_query_delay
+        summary = f"waiting: segment {holder.segment} still holds uid {uid}"
+        return False
+
     def begin(reason: str) -> None:
         nonlocal requeue, summary
         if empty:
             wait_for_people()
             return
-        actions.append(_start_new(o, cfg, room, reason))
+        action = _start_new(o, cfg, room, reason)
+        if not uid_free(action.segment or 0, action.uid or ""):
+            return
+        actions.append(action)
         requeue, summary = cfg.first_query_delay, reason
 
     def retry(reason: str) -> None:
@@ -255,6 +276,8 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
             wait_for_people()
             return
         assert cur is not None
+        if not uid_free(cur.segment, cur.uid):
+            return
         actions.append(
             Action("reserve", reason, segment=cur.segment, uid=cur.uid, attempt=cur.attempts)
         )
@@ -292,6 +315,24 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
 
     _retire_others(d, o, cur, healthy, actions, now_ms, cfg)
     return _finish(actions, requeue, summary, o, d)
+
+
+def _uid_holder(
+    o: Observed, segment: int, uid: str, cur: SegmentObs | None
+) -> SessionObs | None:
+    """A live recorder of ours from another segment that runs under ``segment``'s uid: one
+    with the same parity (segments alternate two uids; a failover may have changed the uid it
+    reports, not the one Agora knows its task by), or reporting that uid itself."""
+    for s in o.sessions:
+        if not s.ours or not s.alive or s.state == "missing":
+            continue
+        if cur is not None and s.sid == cur.sid:
+            continue  # the current segment's own session: the one being replaced
+        if s.segment is not None and s.segment != segment and s.segment % 2 == segment % 2:
+            return s
+        if s.segment is not None and s.segment != segment and s.uid == uid:
+            return s
+    return None
 
 
 def _pending_segment(

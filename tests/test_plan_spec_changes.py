@@ -98,3 +98,36 @@ def test_a_session_whose_start_spec_is_unknown_is_left_alone() -> None:
     unknown = SessionObs("sid0", UID0, "recording", True, 0, NOW - 59_000,  # type: ignore[arg-type]
                          last_progress_ms=NOW - 1_000, last_query_ms=NOW - 1_000)
     assert kinds(plan(desired(mode="individual"), running(unknown), NOW, CFG)) == []
+
+
+def two_back() -> tuple[SessionObs, SessionObs, tuple[SegmentObs, ...]]:
+    """Segment 1 (the spare uid, its reported uid changed by a failover) still records beside
+    segment 2, the current one: its stop has not happened yet."""
+    seg1 = SegmentObs(1, UID1, "res1", NOW - 30_000, NOW - 29_000, None, "sid1", NOW - 29_000)
+    seg2 = SegmentObs(2, UID0, "res2", NOW - 20_000, NOW - 19_000, None, "sid2", NOW - 19_000)
+    old = SessionObs("sid1", "2473417693", "recording", True, 1, NOW - 29_000,  # type: ignore[arg-type]
+                     last_progress_ms=NOW - 1_000, last_query_ms=NOW - 1_000)
+    cur = started_with(sid="sid2", segment=2, uid=UID0)
+    return old, cur, (seg1, seg2)
+
+
+def test_seed_16_a_rollover_waits_until_its_spare_uid_is_free() -> None:
+    """Chaos seed 16 with spec changes: a rollover reserved segment 3 on the uid segment 1
+    still held; Agora answered 53 and two recorders ran for good. Now segment 1 is stopped
+    first, and segment 3 starts once it is gone."""
+    old, cur, segments = two_back()
+    d = desired(mode="individual")
+    p = plan(d, Observed(segments, (old, cur)), NOW, CFG)
+    assert "reserve" not in kinds(p)
+    assert [a.sid for a in p.actions if a.kind == "stop"] == ["sid1"]
+    gone = SessionObs("sid1", "2473417693", "ended", True, 1, NOW - 29_000)  # type: ignore[arg-type]
+    p = plan(d, Observed(segments, (gone, cur)), NOW, CFG)
+    assert kinds(p) == ["reserve"] and (p.actions[0].segment, p.actions[0].uid) == (3, UID1)
+
+
+def test_seed_16_a_segment_refused_as_already_recording_frees_its_uid_first() -> None:
+    old, cur, segments = two_back()
+    stuck = SegmentObs(3, UID1, "res3", NOW - 100_000, NOW - 99_000, "already_recording",
+                       attempts=1)
+    p = plan(desired(mode="individual"), Observed((*segments, stuck), (old, cur)), NOW, CFG)
+    assert "reserve" not in kinds(p) and "sid1" in [a.sid for a in p.actions if a.kind == "stop"]

@@ -1,8 +1,9 @@
 """``make chaos``: run N seeds, print the table, write ``bench-results/chaos.json``.
 
 ``python -m tests.chaos --seeds 100 [--first 1] [--jobs 2] [--chaos-seconds 15]
-[--backend postgres --replicas 3]``: with PostgreSQL, one server (started here, as the tests
-start it) holds a database per seed, shared by that seed's replicas.
+[--backend postgres --replicas 3] [--spec-changes]``: with PostgreSQL, one server (started
+here, as the tests start it) holds a database per seed, shared by that seed's replicas.
+``--spec-changes``: some PUTs switch a room's mode (rollovers under faults).
 Exit status 1 when any run broke an invariant.
 """
 
@@ -97,7 +98,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
                 report = await run_replica_seed(cfg, root / f"seed-{seed}", server.dsn(database))
             else:
-                cfg = ChaosConfig(seed=seed, chaos_seconds=args.chaos_seconds, rooms=args.rooms)
+                cfg = ChaosConfig(
+                    seed=seed,
+                    chaos_seconds=args.chaos_seconds,
+                    rooms=args.rooms,
+                    spec_changes=args.spec_changes,
+                )
                 report = await run_seed(cfg, root / f"seed-{seed}")
             reports.append(report)
             await write(sorted(reports, key=lambda r: r.seed))  # partial runs keep their figures
@@ -148,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results/chaos.json")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--replicas", type=int, default=1, help="with --backend postgres")
+    parser.add_argument(
+        "--spec-changes",
+        action="store_true",
+        help="some PUTs switch a recording room between mix and individual (rollovers)",
+    )
     return asyncio.run(main_async(parser.parse_args(argv)))
 
 
