@@ -15,7 +15,14 @@ from service.config import Settings
 from service.store import BatchReport, PostgresStore, StaleFence, StoreError, open_store
 from service.store.migrations import SchemaTooNew
 from service.store.postgres.schema import MIGRATIONS, applied_versions, migrate
-from tests.support.pg_server import NoPostgres, PostgresServer, admin, find_bindir, free_port
+from tests.support.pg_server import (
+    NoPostgres,
+    PostgresServer,
+    admin,
+    find_bindir,
+    free_port,
+    running_server,
+)
 from tests.support.store_cases import PROJECTIONS, all_rows, as_stored, new
 
 
@@ -340,3 +347,25 @@ async def _the_ordered_columns_are_collated_c(dsn: str) -> None:
     finally:
         admin(dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     assert len(found) == 6 and {r["collation_name"] for r in found} == {"C"}, found
+
+
+async def test_a_server_restart_fails_appends_meanwhile_and_the_store_recovers() -> None:
+    """The database goes away (a failover, a restart): appends fail, unacknowledged, and
+    ``ping`` says so (``/readyz``); once it is back, the pool reconnects by itself and every
+    acknowledged event is there. A server of its own: the session's is shared."""
+    with running_server() as server:
+        store = await _fresh(server.dsn())
+        try:
+            before = await store.append(new("k1"))
+            server.stop()
+            with pytest.raises(StoreError):
+                await store.append(new("k2"))
+            with pytest.raises(StoreError):
+                await store.ping()
+            server.restart()
+            after = await store.append(new("k3"))
+            await store.ping()
+            assert [e.dedup_key for e in await store.read_log()] == ["k1", "k3"]
+            assert after.event.seq == before.event.seq + 1
+        finally:
+            await store.close()

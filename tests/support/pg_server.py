@@ -171,6 +171,11 @@ class PostgresServer:
                 break
         raise RuntimeError(f"PostgreSQL did not start; its log:\n{self._log_tail()}")
 
+    def restart(self) -> None:
+        """Start again on the same data directory and port (after :meth:`stop`)."""
+        if not self._run():
+            raise RuntimeError(f"PostgreSQL did not start again; its log:\n{self._log_tail()}")
+
     def _initdb(self) -> None:
         command = [
             str(self.bindir / "initdb"),
