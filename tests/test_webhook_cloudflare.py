@@ -15,7 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 from reconcilers.events import Event, Fold, NewEvent
-from reconcilers.projections import PROJECTIONS
+from reconcilers.projections import PROJECTIONS, closed_index
 from reconcilers.providers.cloudflare.signature import load_public_key, sign, verify
 from reconcilers.providers.cloudflare.webhooks import WebhookError, parse_webhook
 from service.app import create_app
@@ -273,7 +273,8 @@ def test_status_updates_fold_into_a_session_and_late_ones_do_not_undo() -> None:
     earlier = {**RTK_UPLOADED, "recording": recording}
     fold = _fold(RTK_UPLOADED, earlier)  # the RECORDING retry arrives after UPLOADED
     row = fold.rows[("sessions", f"cloudflare:{RTK_UPLOADED['recording']['id']}")]
-    assert row.room == f"cloudflare/{RTK_UPLOADED['meeting']['id']}"
+    # Ended: filed beside the meeting's live sessions, not among them.
+    assert row.room == closed_index(f"cloudflare/{RTK_UPLOADED['meeting']['id']}")
     assert row.data["state"] == "ended" and row.data["files"] == ["weekly-sync.mp4"]
 
 
