@@ -345,12 +345,12 @@ class Sessions:
         ended = data.get("state") == "ended"
         if isinstance(d, _PROGRESS):
             data["last_progress_ms"] = max(at, data.get("last_progress_ms") or 0)
-            if not ended and data["state"] in ("unknown", "starting", "missing"):
-                data["state"] = (
-                    "recording"
-                    if not isinstance(d, ncs.ComponentStarted) or d.component != "uploader"
-                    else data["state"]
-                )
+            uploader = isinstance(d, ncs.ComponentStarted) and d.component == "uploader"
+            if not ended and not uploader and data["state"] in ("unknown", "starting", "missing"):
+                # Only the recorder's own news says it is back: an uploader restarting in a
+                # failover left the session missing with no 404 time, taken for one gone
+                # after the failover window (``make soak``, issue 20).
+                data["state"] = "recording"
                 data["not_found_since_ms"] = None
             if isinstance(d, ncs.Uploaded):
                 names = [f.name for f in d.files]

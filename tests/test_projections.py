@@ -441,3 +441,28 @@ def test_the_conditions_index_agrees_with_the_views_conditions() -> None:
         assert holding(d, o) == from_view, events
         seen.add(from_view)
     assert {("Recording",), ("Progressing",), ("Degraded",), ()} <= seen
+
+
+def test_an_uploader_restarting_in_failover_keeps_the_404_clock_running() -> None:
+    """Found by ``make soak`` (issue 20): a recorder failing over answered 404; its uploader
+    started again (event 30) before its recorder did, and that cleared when the 404 began while
+    the session stayed missing. The plan took the missing session with no 404 time for one gone
+    after the failover window, started another, and two recorders of ours recorded at once
+    when the first came back."""
+    from reconcilers.projections import Sessions
+
+    folds = Sessions()
+    start = ev("reconciler", "result.start", {"sid": "sid0", "uid": UID0, "segment": 0,
+                                               "provider": "agora"}, room=ROOM)
+    row = folds.apply(None, start)
+    query = ev("reconciler", "observed.query",
+               {"sid": "sid0", "provider": "agora", "not_found": True}, room=ROOM, at=10)
+    row = folds.apply(row, query)
+    assert row is not None and row.data["state"] == "missing"
+    since = row.data["not_found_since_ms"]
+    row = folds.apply(row, ncs(30, {"msgName": "uploader_started", "status": 0}, seq=5, at=11))
+    assert row is not None and row.data["state"] == "missing"
+    assert row.data["not_found_since_ms"] == since, "still missing since the 404"
+    row = folds.apply(row, ncs(40, {"msgName": "recorder_started", "status": 0}, seq=6, at=12))
+    assert row is not None and row.data["state"] == "recording"
+    assert row.data["not_found_since_ms"] is None
