@@ -63,3 +63,11 @@ serve: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.db *.db-wal *.db-shm
+
+# `make check-alerts`: promtool's own checks of deploy/prometheus (the rules, and their unit
+# tests in alerts.test.yaml). Not in `make test`: promtool comes with Debian's `prometheus`.
+.PHONY: check-alerts
+check-alerts:
+	@command -v promtool >/dev/null || { echo 'promtool is missing: apt-get install prometheus' >&2; exit 1; }
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts.test.yaml

@@ -184,6 +184,15 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
     } <= watched
 
 
+def test_the_promtool_unit_tests_name_only_rules_that_exist() -> None:
+    """``make check-alerts`` runs them (promtool); here, that they test what the rules are."""
+    document = yaml.safe_load((ALERTS.parent / "alerts.test.yaml").read_text())
+    assert document["rule_files"] == [ALERTS.name]
+    tested = {t["alertname"] for case in document["tests"] for t in case["alert_rule_test"]}
+    assert tested <= {r["alert"] for r in rules()}
+    assert len(tested) >= 6
+
+
 def test_the_tokenizer_finds_names_and_only_names() -> None:
     expr = 'sum by (le, provider) (rate(x_bucket{status=~"5xx|error"}[5m])) / max(y) > 0.5'
     assert metric_names(expr) == {"x_bucket", "y"}
