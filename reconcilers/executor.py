@@ -142,7 +142,7 @@ class Executor:
                 await self._append(
                     room,
                     "session.adopted",
-                    f"{room}|adopt|{action.sid}",
+                    f"{room}|adopt|{action.segment}|{action.sid}",
                     {
                         "segment": action.segment,
                         "uid": action.uid,

@@ -151,7 +151,7 @@ def observe(
             uid=str(row.get("uid")),
             state=row.get("state", "unknown"),
             ours=uids.contains(row.get("recorder_uid") or row.get("uid")),
-            segment=sid_segment.get(row["sid"], uid_segment.get(str(row.get("recorder_uid")))),
+            segment=_segment_of(row, sid_segment, uid_segment),
             started_ms=row.get("started_ms"),
             last_progress_ms=row.get("last_progress_ms"),
             last_query_ms=row.get("last_query_ms"),
@@ -179,3 +179,18 @@ def observe(
         empty = not present and not presence_row.get("open")
     seen = presence_row.get("seen_ms") if presence_row else None
     return desired, Observed(segments, sessions, empty, rejected, seen)
+
+
+def _segment_of(
+    row: dict[str, Any], sid_segment: dict[str, int], uid_segment: dict[str, int]
+) -> int | None:
+    """The segment a session belongs to: the one whose sid it is, else the one its row names
+    (started or adopted by it), else, for a session only known from notifications, the latest
+    segment with its uid (a candidate for adoption). Never the uid's guess for a session of a
+    segment the room's row has forgotten: that made segment 38 adopt segment 22's session, a
+    duplicate event, every pass, for good (``make soak``, issue 20)."""
+    if row["sid"] in sid_segment:
+        return sid_segment[row["sid"]]
+    if row.get("segment") is not None:
+        return int(row["segment"])
+    return uid_segment.get(str(row.get("recorder_uid")))

@@ -476,3 +476,25 @@ def test_an_idle_exit_newer_than_presence_waits_for_a_join() -> None:
     assert kinds(plan(desired(), stale, NOW, CFG)) == ["presence"]  # ask; never start blind
     rejoined = Observed((seg,), (gone,), channel_empty=False, presence_seen_ms=NOW - 1_000)
     assert kinds(plan(desired(), rejoined, NOW, CFG)) == ["reserve"]
+
+
+def test_a_session_of_a_forgotten_segment_is_never_adopted_again() -> None:
+    """Found by ``make soak`` (issue 20): a session adopted by segment 22 went missing; once
+    segment 22 was pruned from the room's row, its uid made it look like segment 38's
+    (the same uid, two segments on), whose adoption was a duplicate event: adopt, every pass,
+    for good, and the room never recorded again."""
+    from reconcilers.observed import observe
+
+    uid = CFG.uids.recorder_uid(ROOM, 38)
+    segments = {str(n): {"uid": CFG.uids.recorder_uid(ROOM, n), "sid": f"s{n}"}
+                for n in range(33, 38)}
+    segments["38"] = {"uid": uid, "resource_id": "r38", "reserved_ms": NOW - 300_000,
+                      "start_intent_ms": NOW - 300_000, "start_failed": "rate_limited"}
+    room_row = {"spec": SPEC.to_json(), "generation": 3, "segments": segments,
+                "tenant": "t1", "name": "room-a"}
+    old = {"sid": "s22", "uid": uid, "recorder_uid": uid, "segment": 22, "state": "missing",
+           "not_found_since_ms": NOW - 600_000, "last_query_ms": NOW - 1_000}
+    d, o = observe(room_row, [old], None, CFG.uids)
+    assert o.session("s22") is not None and o.session("s22").segment == 22  # type: ignore[union-attr]
+    p = plan(d, o, NOW, CFG)
+    assert "adopt" not in kinds(p) and "reserve" in kinds(p), p
