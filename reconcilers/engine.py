@@ -8,18 +8,20 @@ projections afresh (level-triggered), so a lost or repeated hint changes nothing
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from reconcilers.actions import Reserve, Start
 from reconcilers.conditions import RECORDED, holding
 from reconcilers.events import Fence, NewEvent, Row, Store
-from reconcilers.executor import ExecutionReport, Executor
+from reconcilers.executor import Executor
 from reconcilers.observed import Desired, Observed, observe
-from reconcilers.outcomes import Failure, RateLimited
+from reconcilers.outcomes import Failure, RateLimited, Rejected, Retryable
 from reconcilers.plan import Plan, PlanConfig, plan
 from reconcilers.providers.base import Provider, SessionHandle, StorageTarget
+from reconcilers.report import ExecutionReport
 from reconcilers.workqueue import Done, RequeueAfter, Result, Retry, Terminal
 
 CHANNEL_PREFIX = "channel:"
@@ -168,9 +170,6 @@ class Reconciler:
             )
         )
 
-    def with_config(self, **changes: Any) -> PlanConfig:
-        return replace(self.config, **changes)
-
 
 _MAYBE_STARTED = (None, "retryable")
 """A start's outcomes after which its own session may run: no answer yet, or one that may have
@@ -243,21 +242,39 @@ def _provider_of(state: RoomState) -> str:
     return ckey.split("/", 1)[0] if "/" in ckey else "agora"
 
 
-def retry_after(failures: list[Failure]) -> float:
+def retry_after(failures: Sequence[Failure]) -> float:
     """The longest ``Retry-After`` a provider asked for in this pass (0: none): the workqueue
     waits at least that long, whatever its own backoff says."""
     asked = [f.retry_after or 0.0 for f in failures if isinstance(f, RateLimited)]
     return max(asked, default=0.0)
 
 
+def pass_result(the_plan: Plan, report: ExecutionReport | None) -> Result:
+    """How the workqueue treats the key after a pass: every outcome's consequence, here alone.
+
+    A transient failure (a 5xx, a timeout, a 429) retries with the key's backoff, and no sooner
+    than the longest ``Retry-After`` asked for. A rejected reserve or start (credentials,
+    storage, parameters: the spec's fault) is terminal: the plan waits for a spec change, so
+    only a new event (a ``PUT``) or the resync brings the key back. Any other outcome is an
+    answer the next plan reads from the log: the key comes back when this plan said to.
+    """
+    done = report.done if report is not None else []
+    transient = [d.outcome for d in done if isinstance(d.outcome, Retryable | RateLimited)]
+    if transient:
+        return Retry(transient[0], min_delay=retry_after(transient))
+    rejected = [
+        d.outcome
+        for d in done
+        if isinstance(d.action, Reserve | Start) and isinstance(d.outcome, Rejected)
+    ]
+    if rejected:
+        return Terminal(rejected[0])
+    if the_plan.requeue_after is None:
+        return Done()
+    return RequeueAfter(the_plan.requeue_after)
+
+
 def _result(
     key: str, the_plan: Plan, report: ExecutionReport | None, conditions: tuple[str, ...] = ()
 ) -> PassResult:
-    result: Result
-    if report is not None and report.transient:
-        result = Retry(report.transient[0], min_delay=retry_after(report.transient))
-    elif the_plan.requeue_after is None:
-        result = Done()
-    else:
-        result = RequeueAfter(the_plan.requeue_after)
-    return PassResult(key, the_plan, report, result, conditions)
+    return PassResult(key, the_plan, report, pass_result(the_plan, report), conditions)

@@ -12,23 +12,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
+from reconcilers.actions import Action, Adopt, Presence, Query, Reserve, Start, Stop, Update
 from reconcilers.events import Fence, NewEvent, Store
 from reconcilers.identity import intent_id
 from reconcilers.observed import Desired
-from reconcilers.outcomes import (
-    AlreadyRecording,
-    ChannelEmpty,
-    Ended,
-    Failure,
-    Outcome,
-    RateLimited,
-    Rejected,
-    Retryable,
-    WrongResource,
-)
-from reconcilers.plan import Action, live_hash
+from reconcilers.outcomes import Ended, Failure, Outcome, WrongResource
+from reconcilers.plan import live_hash
 from reconcilers.projections import channel_key
 from reconcilers.providers.base import (
     ChannelUsers,
@@ -40,75 +31,20 @@ from reconcilers.providers.base import (
     StopResult,
     StorageTarget,
 )
+from reconcilers.report import (
+    Adopted,
+    ExecutionReport,
+    Present,
+    Queried,
+    Reserved,
+    Skipped,
+    Started,
+    Stopped,
+    Updated,
+    failure_label,
+)
 
 T = TypeVar("T")
-
-ActionOutcome = Literal[
-    "reserved",
-    "started",
-    "adopted",
-    "queried",
-    "not_found",
-    "presence",
-    "stopped",
-    "already_ended",
-    "updated",
-    "skipped",
-    "retryable",
-    "rate_limited",
-    "channel_empty",
-    "already_recording",
-    "ended",
-    "rejected",
-]
-"""What an action came to: a closed set, so that it can label a metric (the detail, which may
-name a session, goes only to the log and the CLI)."""
-
-ACTION_OUTCOMES: frozenset[str] = frozenset(get_args(ActionOutcome))
-
-
-OUTCOME_KIND: dict[type[Failure], ActionOutcome] = {
-    Retryable: "retryable",
-    RateLimited: "rate_limited",
-    ChannelEmpty: "channel_empty",
-    AlreadyRecording: "already_recording",
-    Ended: "ended",
-    Rejected: "rejected",
-}
-
-
-def outcome_kind(failure: Failure) -> ActionOutcome:
-    for cls in type(failure).__mro__:
-        if cls in OUTCOME_KIND:
-            return OUTCOME_KIND[cls]
-    return "retryable"
-
-
-
-
-@dataclass(frozen=True)
-class ActionDone:
-    """One action carried out: its outcome (closed set) and a detail for people."""
-
-    action: Action
-    outcome: ActionOutcome
-    detail: str = ""
-
-    @property
-    def text(self) -> str:
-        return f"{self.outcome}: {self.detail}" if self.detail else self.outcome
-
-
-@dataclass
-class ExecutionReport:
-    """What a pass did: the actions run and the failures that should back the key off."""
-
-    done: list[ActionDone] = field(default_factory=list)
-    transient: list[Failure] = field(default_factory=list)
-    rejected: list[Failure] = field(default_factory=list)
-
-    def record(self, action: Action, outcome: ActionOutcome, detail: str = "") -> None:
-        self.done.append(ActionDone(action, outcome, detail))
 
 
 @dataclass
@@ -131,72 +67,60 @@ class Executor:
         actions: tuple[Action, ...],
         handles: dict[str, SessionHandle],
     ) -> ExecutionReport:
+        """Carry out ``actions`` in order; one ``(action, outcome)`` per step in the report
+        (two for a reserve: the reservation, then the start on it)."""
         report = ExecutionReport()
         for action in actions:
-            handle = handles.get(action.sid or "")
-            if action.kind == "reserve" and desired is not None:
-                await self._reserve_and_start(room, desired, action, report)
-            elif action.kind == "start" and desired is not None:
-                await self._start(room, desired, action, action.resource_id, report)
-            elif action.kind == "adopt" and desired is not None:
-                await self._append(
-                    room,
-                    "session.adopted",
-                    f"{room}|adopt|{action.segment}|{action.sid}",
-                    {
-                        "segment": action.segment,
-                        "uid": action.uid,
-                        "sid": action.sid,
-                        "provider": self.provider.name,
-                        "channel": desired.spec.channel,
-                        "mode": desired.spec.mode,
-                        "storage": desired.spec.storage,
-                        "restart_hash": desired.spec.restart_fingerprint(),
-                        "generation": desired.generation,
-                        "resource_id": action.resource_id,
-                    },
-                    session=action.sid,
-                )
-                report.record(action, "adopted", str(action.sid))
-            elif action.kind == "query" and handle is not None:
-                await self._query(room, action, handle, report)
-            elif action.kind == "presence" and desired is not None:
-                await self._presence(room, desired, action, report)
-            elif action.kind == "stop" and handle is not None:
-                await self._stop(room, desired, action, handle, report)
-            elif action.kind == "update" and handle is not None:
-                await self._update(room, desired, action, handle, report)
-            else:
-                report.record(action, "skipped", "nothing to act on")
+            match action:
+                case Reserve() if desired is not None:
+                    reserved = await self._reserve(room, desired, action)
+                    report.record(action, reserved)
+                    if isinstance(reserved, Reserved):
+                        started = await self._start(room, desired, action, reserved.resource_id)
+                        report.record(action, started)
+                case Start() if desired is not None:
+                    report.record(
+                        action, await self._start(room, desired, action, action.resource_id)
+                    )
+                case Adopt() if desired is not None:
+                    report.record(action, await self._adopt(room, desired, action))
+                case Presence() if desired is not None:
+                    report.record(action, await self._presence(room, desired))
+                case Query() if action.sid in handles:
+                    report.record(action, await self._query(room, handles[action.sid]))
+                case Stop() if action.sid in handles:
+                    report.record(action, await self._stop(room, desired, action, handles))
+                case Update() if action.sid in handles:
+                    report.record(action, await self._update(room, desired, action, handles))
+                case _:
+                    report.record(action, Skipped("nothing to act on"))
         return report
 
     # -- actions ---------------------------------------------------------------------------
 
-    def _request(self, room: str, desired: Desired, action: Action) -> StartRequest:
+    def _request(self, room: str, desired: Desired, action: Reserve | Start) -> StartRequest:
         spec = desired.spec
         storage = self.storage_for(spec.storage)
-        prefix = (*storage.prefix, *_safe_prefix(room), f"seg{action.segment or 0}")
+        prefix = (*storage.prefix, *_safe_prefix(room), f"seg{action.segment}")
         return StartRequest(
             room=room,
             channel=spec.channel,
             mode=spec.mode,
-            recorder_uid=action.uid or "",
+            recorder_uid=action.uid,
             options=spec.options,
             storage=storage,
             file_prefix=prefix,
             max_seconds=spec.max_segment_seconds,
         )
 
-    async def _reserve_and_start(
-        self, room: str, desired: Desired, action: Action, report: ExecutionReport
-    ) -> None:
+    async def _reserve(self, room: str, desired: Desired, action: Reserve) -> Reserved | Outcome:
         base = {
             "segment": action.segment,
             "uid": action.uid,
             "generation": desired.generation,
             "provider": self.provider.name,
         }
-        key = intent_id(room, desired.generation, action.segment or 0, "reserve", action.attempt)
+        key = intent_id(room, desired.generation, action.segment, "reserve", action.attempt)
         # Why, for people and for the chaos checks (a rollover is the one allowed overlap).
         await self._append(room, "intent.reserve", key, {**base, "reason": action.reason})
         result = await self.provider.reserve(self._request(room, desired, action))
@@ -204,20 +128,13 @@ class Executor:
             await self._append(
                 room, "result.reserve", key + "|result", {**base, "resource_id": result.resource_id}
             )
-            report.record(action, "reserved", str(result.resource_id))
-            await self._start(room, desired, action, result.resource_id, report)
-            return
+            return Reserved(result.resource_id)
         await self._append(room, "result.reserve", key + "|result", {**base, **_failure(result)})
-        self._note(report, action, result)
+        return result
 
     async def _start(
-        self,
-        room: str,
-        desired: Desired,
-        action: Action,
-        resource_id: str | None,
-        report: ExecutionReport,
-    ) -> None:
+        self, room: str, desired: Desired, action: Reserve | Start, resource_id: str | None
+    ) -> Started | Outcome:
         spec = desired.spec
         base = {
             "segment": action.segment,
@@ -231,7 +148,7 @@ class Executor:
             "restart_hash": spec.restart_fingerprint(),
         }
         key = intent_id(
-            room, desired.generation, action.segment or 0, f"start:{resource_id}", action.attempt
+            room, desired.generation, action.segment, f"start:{resource_id}", action.attempt
         )
         await self._append(room, "intent.start", key, base)
         result = await self.provider.start(
@@ -242,50 +159,65 @@ class Executor:
             await self._append(
                 room, "result.start", key + "|result", {**base, **applied}, session=result.sid
             )
-            report.record(action, "started", result.sid)
-            return
+            return Started(result.sid)
         await self._append(room, "result.start", key + "|result", {**base, **_failure(result)})
-        self._note(report, action, result)
+        return result
 
-    async def _query(
-        self, room: str, action: Action, handle: SessionHandle, report: ExecutionReport
-    ) -> None:
+    async def _adopt(self, room: str, desired: Desired, action: Adopt) -> Adopted:
+        spec = desired.spec
+        await self._append(
+            room,
+            "session.adopted",
+            f"{room}|adopt|{action.segment}|{action.sid}",
+            {
+                "segment": action.segment,
+                "uid": action.uid,
+                "sid": action.sid,
+                "provider": self.provider.name,
+                "channel": spec.channel,
+                "mode": spec.mode,
+                "storage": spec.storage,
+                "restart_hash": spec.restart_fingerprint(),
+                "generation": desired.generation,
+                "resource_id": action.resource_id,
+            },
+            session=action.sid,
+        )
+        return Adopted(action.sid)
+
+    async def _query(self, room: str, handle: SessionHandle) -> Queried | Outcome:
+        """Ask about the session and log the answer; a 404 (``Ended``) is an answer too."""
         handle, result = await self._on_session(room, handle, self.provider.query)
         now = self.clock()
         key = f"{room}|query|{handle.sid}|{now.timestamp():.6f}"
         payload: dict[str, Any] = {"sid": handle.sid, "provider": handle.provider}
-        if isinstance(result, SessionStatus):
-            payload.update(
-                state=result.state,
-                raw_status=result.raw_status,
-                files=[f.name for f in result.files],
-            )
-            if result.detail.get("exit_reason"):
-                payload["exit_reason"] = result.detail["exit_reason"]
-        elif isinstance(result, Ended):
-            payload.update(not_found=True, **_failure(result))
-        else:
-            self._note(report, action, result)
-            return
+        match result:
+            case SessionStatus():
+                payload.update(
+                    state=result.state,
+                    raw_status=result.raw_status,
+                    files=[f.name for f in result.files],
+                )
+                if result.detail.get("exit_reason"):
+                    payload["exit_reason"] = result.detail["exit_reason"]
+                outcome: Queried | Outcome = Queried(result.state)
+            case Ended():
+                payload.update(not_found=True, **_failure(result))
+                outcome = result
+            case _:
+                return result  # no answer about the session: nothing to log
         await self._append(room, "observed.query", key, payload, session=handle.sid)
-        if isinstance(result, Ended):
-            report.record(action, "not_found", str(result.code))
-        else:
-            report.record(action, "queried", str(payload.get("state")))
+        return outcome
 
-    async def _presence(
-        self, room: str, desired: Desired, action: Action, report: ExecutionReport
-    ) -> None:
+    async def _presence(self, room: str, desired: Desired) -> Present | Skipped | Outcome:
         """Ask the provider who is in the channel and log the answer; the presence projection
         takes it as a snapshot. Our own recorders are left out: they keep nobody busy."""
         spec = desired.spec
         result = await self.provider.channel_users(spec.channel)
         if result is None:
-            report.record(action, "skipped", "the provider cannot tell")
-            return
+            return Skipped("the provider cannot tell")
         if not isinstance(result, ChannelUsers):
-            self._note(report, action, result)
-            return
+            return result
         users = [uid for uid in result.users if not self.is_recorder(uid)]
         now = self.clock()
         await self._append(
@@ -299,18 +231,16 @@ class Executor:
                 "users": users,
             },
         )
-        report.record(
-            action, "presence", f"{len(users)} in the channel" if users else "nobody in the channel"
-        )
+        return Present(len(users))
 
     async def _stop(
         self,
         room: str,
         desired: Desired | None,
-        action: Action,
-        handle: SessionHandle,
-        report: ExecutionReport,
-    ) -> None:
+        action: Stop,
+        handles: dict[str, SessionHandle],
+    ) -> Stopped | Outcome:
+        handle = handles[action.sid]
         generation = desired.generation if desired else 0
         key = intent_id(
             room, generation, action.segment or -1, f"stop:{handle.sid}", action.attempt
@@ -330,24 +260,20 @@ class Executor:
                 "upload_status": result.upload_status,
             }
             await self._append(room, "result.stop", key + "|result", payload, session=handle.sid)
-            report.record(action, "stopped", handle.sid)
-            return
+            return Stopped(handle.sid)
         await self._append(
             room, "result.stop", key + "|result", {**base, **_failure(result)}, session=handle.sid
         )
-        if isinstance(result, Ended):
-            report.record(action, "already_ended", str(result.code))
-        else:
-            self._note(report, action, result)
+        return result
 
     async def _update(
         self,
         room: str,
         desired: Desired | None,
-        action: Action,
-        handle: SessionHandle,
-        report: ExecutionReport,
-    ) -> None:
+        action: Update,
+        handles: dict[str, SessionHandle],
+    ) -> Updated | Outcome:
+        handle = handles[action.sid]
         digest = live_hash(action.options)
         generation = desired.generation if desired else None
         key = f"{room}|update|{handle.sid}|g{generation}|{digest}"
@@ -372,10 +298,8 @@ class Executor:
         }
         if result is not None:
             payload.update(_failure(result))
-            self._note(report, action, result)
-        else:
-            report.record(action, "updated", handle.sid)
         await self._append(room, "result.update", key, payload, session=handle.sid)
+        return Updated(handle.sid) if result is None else result
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -426,19 +350,10 @@ class Executor:
             )
         )
 
-    @staticmethod
-    def _note(report: ExecutionReport, action: Action, failure: Failure) -> None:
-        kind = outcome_kind(failure)
-        report.record(action, kind, f"{failure.code} {failure.message}".strip())
-        if isinstance(failure, Rejected):
-            report.rejected.append(failure)
-        elif isinstance(failure, Retryable | RateLimited):
-            report.transient.append(failure)
-
 
 def _failure(failure: Failure) -> dict[str, Any]:
     return {
-        "outcome": outcome_kind(failure),
+        "outcome": failure_label(failure),
         "code": failure.code,
         "message": failure.message,
         "http_status": failure.http_status,

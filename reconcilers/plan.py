@@ -8,29 +8,23 @@ their intents and results in the log; the next pass sees those results as observ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from reconcilers.actions import (
+    Action,
+    Adopt,
+    Presence,
+    Query,
+    Reserve,
+    Start,
+    Stop,
+    Update,
+    session_of,
+)
 from reconcilers.budget import QueryBudget
 from reconcilers.identity import UidRange
 from reconcilers.observed import Desired, Observed, SegmentObs, SessionObs
 from reconcilers.spec import RecordingSpec, fingerprint
-
-ActionKind = Literal["reserve", "start", "query", "update", "stop", "adopt", "presence"]
-
-
-@dataclass(frozen=True)
-class Action:
-    """One provider-facing step. ``reason`` is for people: the plan table and the log."""
-
-    kind: ActionKind
-    reason: str
-    segment: int | None = None
-    uid: str | None = None
-    sid: str | None = None
-    resource_id: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    #: The how-many-th reservation of this segment: part of the intent id, so a retry is new.
-    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,10 +34,6 @@ class Plan:
     actions: tuple[Action, ...]
     requeue_after: float | None
     summary: str
-
-    @property
-    def provider_calls(self) -> int:
-        return len(self.actions)
 
 
 @dataclass(frozen=True)
@@ -99,7 +89,7 @@ def plan(desired: Desired | None, observed: Observed, now_ms: int, cfg: PlanConf
     if desired is None or desired.spec.state == "stopped":
         return _plan_stopped(desired, observed, now_ms, cfg)
     if observed.rejected_generation == desired.generation:
-        return _finish([], None, "degraded: rejected, waiting for a spec change", observed, desired)
+        return Plan((), None, "degraded: rejected, waiting for a spec change")
     return _plan_recording(desired, observed, now_ms, cfg)
 
 
@@ -107,13 +97,12 @@ def _age(now_ms: int, then_ms: int | None) -> float:
     return float("inf") if then_ms is None else (now_ms - then_ms) / 1000.0
 
 
-def _stop(session: SessionObs, reason: str) -> Action:
-    return Action(
-        "stop",
+def _stop(session: SessionObs, reason: str) -> Stop:
+    return Stop(
         reason,
-        segment=session.segment,
-        uid=session.uid,
         sid=session.sid,
+        uid=session.uid,
+        segment=session.segment,
         attempt=session.stop_attempts,
     )
 
@@ -185,7 +174,7 @@ def _plan_stopped(desired: Desired | None, o: Observed, now_ms: int, cfg: PlanCo
         # however late the service gets there (``_confirmed_gone``).
         left = cfg.failover_window - _age(now_ms, s.not_found_since_ms)
         if left > 0 or not _confirmed_gone(s, now_ms, cfg):
-            actions.append(Action("query", "missing: confirm before giving up", sid=s.sid))
+            actions.append(Query("missing: confirm before giving up", sid=s.sid))
             nxt = min(cfg.first_query_delay * 2, left + 1.0) if left > 0 else cfg.first_query_delay
             requeue = nxt if requeue is None else min(requeue, nxt)
     summary = f"stop {len(actions)} session(s)" if actions else "stopped"
@@ -197,9 +186,9 @@ def _next_segment(o: Observed) -> int:
     return 0 if cur is None else cur.segment + 1
 
 
-def _start_new(o: Observed, cfg: PlanConfig, room: str, reason: str) -> Action:
+def _start_new(o: Observed, cfg: PlanConfig, room: str, reason: str) -> Reserve:
     seg = _next_segment(o)
-    return Action("reserve", reason, segment=seg, uid=cfg.uids.recorder_uid(room, seg))
+    return Reserve(reason, segment=seg, uid=cfg.uids.recorder_uid(room, seg))
 
 
 def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Plan:
@@ -233,7 +222,7 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         summary = "waiting: channel is empty; will start on the next join"
         age = _age(now_ms, o.presence_seen_ms)
         if age >= cfg.query_interval:
-            actions.append(Action("presence", "channel empty: ask the provider who is in it"))
+            actions.append(Presence("channel empty: ask the provider who is in it"))
             requeue = 1.0
         else:
             requeue = max(cfg.query_interval - age, 1.0)
@@ -248,7 +237,7 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         holder = _uid_holder(o, segment, uid, cur)
         if holder is None:
             return True
-        asked = any(a.kind == "stop" and a.sid == holder.sid for a in actions)
+        asked = any(isinstance(a, Stop) and a.sid == holder.sid for a in actions)
         if holder.state != "stopping" and not _stopping(holder, now_ms, cfg) and not asked:
             why = f"uid {uid}: segment {holder.segment} must end before segment {segment}"
             actions.append(_stop(holder, f"redundant: {why}"))
@@ -262,7 +251,7 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
             wait_for_people()
             return
         action = _start_new(o, cfg, room, reason)
-        if not uid_free(action.segment or 0, action.uid or ""):
+        if not uid_free(action.segment, action.uid):
             return
         actions.append(action)
         requeue, summary = cfg.first_query_delay, reason
@@ -279,7 +268,7 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         if not uid_free(cur.segment, cur.uid):
             return
         actions.append(
-            Action("reserve", reason, segment=cur.segment, uid=cur.uid, attempt=cur.attempts)
+            Reserve(reason, segment=cur.segment, uid=cur.uid, attempt=cur.attempts)
         )
         requeue, summary = cfg.first_query_delay, reason
 
@@ -297,12 +286,12 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
             actions.append(_stop(session, "aggressive recovery: replace a missing recorder"))
             begin("recover: 404, aggressive")
         elif window_left > 0:
-            actions.append(Action("query", "404 inside the failover window", sid=session.sid))
+            actions.append(Query("404 inside the failover window", sid=session.sid))
             requeue = min(max(window_left, 1.0), 15.0)
             summary = f"waiting for failover ({window_left:.0f}s left)"
         elif not _confirmed_gone(session, now_ms, cfg):
             actions.append(
-                Action("query", "404: a last look after the failover window", sid=session.sid)
+                Query("404: a last look after the failover window", sid=session.sid)
             )
             requeue = cfg.first_query_delay
             summary = "confirming a 404 after the failover window"
@@ -314,7 +303,7 @@ def _plan_recording(d: Desired, o: Observed, now_ms: int, cfg: PlanConfig) -> Pl
         healthy, requeue, summary = _check_live(d, cur, session, now_ms, cfg, actions, begin)
 
     _retire_others(d, o, cur, healthy, actions, now_ms, cfg)
-    return _finish(actions, requeue, summary, o, d)
+    return Plan(tuple(actions), requeue, summary or "no change")
 
 
 def _uid_holder(
@@ -359,8 +348,7 @@ def _pending_segment(
     )
     if adoptable is not None:
         actions.append(
-            Action(
-                "adopt",
+            Adopt(
                 "adopt: a session with this segment's uid exists",
                 segment=cur.segment,
                 uid=cur.uid,
@@ -385,11 +373,10 @@ def _pending_segment(
         if o.channel_empty is True:  # emptied since the reserve: never start into it
             wait()
             return None
-        start = Action(
-            "start",
+        start = Start(
             "start: resource reserved",
-            cur.segment,
-            cur.uid,
+            segment=cur.segment,
+            uid=cur.uid,
             resource_id=cur.resource_id,
             attempt=max(cur.attempts - 1, 0),  # the reservation's own attempt: the same intent
         )
@@ -441,7 +428,7 @@ def _check_live(
         return True, cfg.first_query_delay, f"rollover: {what}, make-before-break"
     live = d.spec.live_options()
     if live and s.state == "recording" and live_drift(d.spec, s):
-        actions.append(Action("update", "spec changed live options", sid=s.sid, options=live))
+        actions.append(Update("spec changed live options", sid=s.sid, options=live))
     fresh = min(_age(now_ms, s.last_query_ms), progress_age)
     if s.state == "starting":
         # Agora advises the first query about 5 s after the sid, not at once.
@@ -451,7 +438,7 @@ def _check_live(
         interval = cfg.query_interval
         wait = query_slot_wait(s.sid, now_ms, fresh, interval)
     if wait < 1.0:  # a requeue waits at least a second, and a timer may fire a little early
-        actions.append(Action("query", "refresh", sid=s.sid))
+        actions.append(Query("refresh", sid=s.sid))
         return s.state == "recording", interval, "healthy: refreshing"
     return s.state == "recording", max(wait, 1.0), "healthy"
 
@@ -493,14 +480,9 @@ def _retire_others(
         if cur is not None and cur.sid is None and s.uid == cur.uid:
             continue  # about to be adopted
         if s.ours and (healthy or s.segment is None or (cur and s.segment > cur.segment)):
-            if any(a.sid == s.sid for a in actions):
+            if any(session_of(a) == s.sid for a in actions):
                 continue
             actions.append(_stop(s, "redundant: another segment is recording"))
         elif not s.ours and d.spec.own_channel:
             actions.append(_stop(s, "foreign recorder in an owned channel"))
 
-
-def _finish(
-    actions: list[Action], requeue: float | None, summary: str, o: Observed, d: Desired | None
-) -> Plan:
-    return Plan(tuple(actions), requeue, summary or "no change")

@@ -18,6 +18,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from reconcilers.actions import segment_of, session_of
 from reconcilers.budget import QueryBudget
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import Event
@@ -384,15 +385,15 @@ class Controller:
             for done in result.report.done if result.report else []:
                 action = done.action
                 # Labels from closed sets only: the kind and the outcome, never a sid.
-                self.metrics.actions.labels(action.kind, done.outcome).inc()
+                self.metrics.actions.labels(action.kind, done.label).inc()
                 log.info(
                     "action",
                     kind=action.kind,
                     reason=action.reason,
-                    outcome=done.outcome,
+                    outcome=done.label,
                     detail=done.detail,
-                    sid=action.sid,
-                    segment=action.segment,
+                    sid=session_of(action),
+                    segment=segment_of(action),
                 )
             self._track_recording(key, result.conditions)
             return result.result

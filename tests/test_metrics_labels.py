@@ -11,9 +11,9 @@ from typing import get_args
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconcilers.actions import ActionKind
 from reconcilers.events import Source
-from reconcilers.executor import ACTION_OUTCOMES
-from reconcilers.plan import ActionKind
+from reconcilers.report import ACTION_OUTCOMES
 from reconcilers.workqueue import ResultKind
 from service.metrics import WEBHOOK_OUTCOMES
 from service.provider_metrics import PROVIDERS, STATUS_CLASSES

@@ -23,12 +23,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from reconcilers import catalog, idempotency
+from reconcilers.actions import Query
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler
 from reconcilers.events import NewEvent, Row, Store
 from reconcilers.executor import Executor
 from reconcilers.lifecycle import RecordingView, derive, directory
 from reconcilers.objects import CHECKED, directory_index
-from reconcilers.plan import Action
 from reconcilers.projections import channel_key, closed_index
 from reconcilers.storage import ObjectStorage, StorageError, StoredObject
 from service.api.auth import owns, tenant_of
@@ -179,7 +179,7 @@ class RecordingsApi:
             handle = state.handles.get(sid)
             if handle is not None and provider in self.rooms.providers:
                 executor = self._executor(provider)
-                query = Action("query", "sync: re-query the provider", sid=sid)
+                query = Query("sync: re-query the provider", sid=sid)
                 await executor.run(key, None, (query,), {sid: handle})
             digest = hashlib.sha256(f"{tenant}|{provider}:{sid}".encode()).hexdigest()[:20]
             rid = f"rec_{digest}"
@@ -320,7 +320,7 @@ class RecordingsApi:
             state = await self.reconciler.state(CHANNEL_PREFIX + ckey)
             executor = self._executor(str(row.data.get("provider", "agora")))
             for sid in sorted(live & set(state.handles)):
-                query = Action("query", "recover: re-query the provider", sid=sid)
+                query = Query("recover: re-query the provider", sid=sid)
                 await executor.run(view.room, None, (query,), {sid: state.handles[sid]})
         storage = self._storage(row)
         for f in view.files:

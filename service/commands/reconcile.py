@@ -12,6 +12,7 @@ from typing import TextIO
 
 import click
 
+from reconcilers.actions import Action, session_of
 from reconcilers.engine import CHANNEL_PREFIX, Reconciler, RoomState
 from reconcilers.plan import Plan
 from service.commands.common import (
@@ -67,10 +68,13 @@ def rows_for(
         seen = (logged, said)
     if not plan.actions:
         return [(room, desired, *seen, observed, "-", plan.summary)]
-    return [
-        (room, desired, *seen, observed, f"{a.kind}{' ' + a.sid if a.sid else ''}", a.reason)
-        for a in plan.actions
-    ]
+    return [(room, desired, *seen, observed, _verb(a), a.reason) for a in plan.actions]
+
+
+def _verb(action: Action) -> str:
+    """``stop <sid>``: the action's kind, and the session it acts on if any."""
+    sid = session_of(action)
+    return f"{action.kind} {sid}" if sid else action.kind
 
 
 async def reconcile_command(

@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from reconcilers.actions import Query
 from reconcilers.engine import Reconciler, RoomState
 from reconcilers.events import Appended, Event, NewEvent, Projection, Row, Store
 from reconcilers.executor import Executor
-from reconcilers.plan import Action
+from reconcilers.outcomes import Ended
+from reconcilers.report import ActionDone, Queried
 
 #: Overlay events are numbered past any real log: they never meet a stored one.
 _OVERLAY_SEQ = 1 << 62
@@ -127,18 +129,18 @@ async def refresh(reconciler: Reconciler, key: str, *, persist: bool) -> Refresh
             continue
         is_ours = reconciler.config.uids.contains
         executor = Executor(store, provider, reconciler.storage_for, reconciler.clock, is_ours)
-        query = Action("query", "refresh: look before planning", sid=session.sid)
+        query = Query("refresh: look before planning", sid=session.sid)
         report = await executor.run(key, before.desired, (query,), {session.sid: handle})
-        done = report.done[0] if report.done else None
-        answer = "-" if done is None else _answer(done.outcome, done.detail)
+        answer = _answer(report.done[0]) if report.done else "-"
         looks.append(Look(session.sid, session.state, answer))
     after = await looking.state(key) if looks else before
     return Refreshed(after, tuple(looks), looking)
 
 
-def _answer(outcome: str, detail: str) -> str:
-    if outcome == "queried":
-        return detail
-    if outcome == "not_found":
-        return "not found (404)"
-    return f"{outcome}: {detail}" if detail else outcome
+def _answer(done: ActionDone) -> str:
+    match done.outcome:
+        case Queried(state=state):
+            return state
+        case Ended():
+            return "not found (404)"
+    return f"{done.label}: {done.detail}" if done.detail else done.label
