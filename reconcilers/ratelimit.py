@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["TokenBucket"]
+__all__ = ["TokenBucket", "limiter_burst", "provider_limiter", "safe_rate"]
 
 #: Token arithmetic is in floats: a waiter short of its tokens by less than this is served, so
 #: a refill that lands a rounding error below ``n`` does not arm a zero-length timer forever.
@@ -186,3 +186,25 @@ class TokenBucket:
 def _check_rate(rate: float) -> None:
     if not 0 < rate < float("inf"):
         raise ValueError(f"rate must be a positive finite number of tokens/s, got {rate!r}")
+
+
+def limiter_burst(limit: float) -> int:
+    """Tokens the provider's bucket holds: one per 50 calls/s of limit (at least one), so that a
+    call the event loop is a little late for (up to 20 ms) is caught up instead of lost."""
+    return max(1, int(limit // 50))
+
+
+def safe_rate(limit: float) -> float:
+    """The steady rate that keeps every one-second window at or under a provider's ``limit``.
+
+    A bucket holding ``b`` tokens admits ``b + rate`` calls in any second, so it runs at
+    ``limit - b``: Agora counts requests per second per App ID, and how it draws its windows
+    is not documented, so no window may see more than the limit.
+    """
+    return limit - limiter_burst(limit) if limit >= 2 else limit / 2
+
+
+def provider_limiter(limit: float, clock: Callable[[], float] | None = None) -> TokenBucket:
+    """The token bucket in front of every call to one provider account (see :func:`safe_rate`)."""
+    burst = limiter_burst(limit) if limit >= 2 else 1
+    return TokenBucket(safe_rate(limit), burst=burst, clock=clock)

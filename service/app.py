@@ -1,17 +1,17 @@
-"""The composition root: :func:`create_app` wires settings, store, routes and components.
+"""The ASGI app from parts already built: routes, middleware and error handlers, nothing else.
 
-Nothing runs at import time. The lifespan opens the store (unless one is handed in), starts the
-lifespan components in order with the :class:`AppContext`, and on shutdown stops them in reverse
-order, lets hook tasks finish, and closes the store after it has drained its pending appends.
+:mod:`service.runtime` (the composition root) builds the :class:`AppContext`, the webhook
+intakes, the API and the lifespan, and hands them to :func:`starlette_app`. What lives here
+is what every app serves whatever it was built with: ``/healthz``, ``/readyz``, ``/metrics``,
+and the translation of a failing event log into a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
@@ -23,9 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 
-from reconcilers.events import NewEvent, Projection, Store
-from service.config import Settings
-from service.context import AppContext, EventHook, LifespanComponent
+from reconcilers.events import NewEvent
+from service.context import AppContext
 from service.drain import DrainMiddleware
 from service.http import (
     ClientGuard,
@@ -34,88 +33,52 @@ from service.http import (
     http_exception_handler,
     server_error_handler,
 )
-from service.metrics import Metrics
-from service.store import ObservableStore, PoolLimits, open_store
 from service.store.base import WriteHealth
 from service.store.errors import StoreError
-from service.watchdog import LoopWatchdog, watching
-from service.webhooks.agora import AgoraWebhook
-from service.webhooks.cloudflare import CloudflareWebhook
-from service.webhooks.storage import StorageWebhook
 
 log = structlog.get_logger("app")
 
 READY_TIMEOUT_SECONDS = 2.0
 RETRY_AFTER_SECONDS = 1
 
-
-def default_projections() -> Sequence[Projection]:
-    """The domain's projections (imported late: the store needs them, tests may pass others)."""
-    from reconcilers.projections import PROJECTIONS
-
-    return PROJECTIONS
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
-def create_app(
-    settings: Settings,
-    *,
-    store: Store | None = None,
-    extra_routes: Sequence[BaseRoute] = (),
-    lifespan_components: Sequence[LifespanComponent] = (),
-    on_event: EventHook | None = None,
-    projections: Sequence[Projection] | None = None,
+def starlette_app(
+    ctx: AppContext,
+    routes: Sequence[BaseRoute],
+    lifespan: Lifespan,
     exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
-    clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
-    """Build the ASGI app.
+    """The app serving ``routes`` after the probes and metrics; ``app.state.context`` is
+    ``ctx``, which is how handlers reach the store once the lifespan has opened it."""
+    handlers: dict[Any, ExceptionHandler] = {
+        HTTPException: http_exception_handler,
+        StoreError: store_error_handler,
+        Exception: server_error_handler,
+        **(exception_handlers or {}),
+    }
+    app = Starlette(
+        routes=[*probe_routes(ctx), *routes],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(DrainMiddleware, drain=ctx.drain),
+            Middleware(
+                ClientGuard,
+                body_timeout=ctx.settings.http_body_timeout_seconds,
+                disconnects=ctx.metrics.client_disconnects,
+                timeouts=ctx.metrics.body_timeouts,
+            ),
+        ],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    return app
 
-    ``store``: use this open store and leave closing it to the caller (tests); otherwise the
-    lifespan opens ``settings.database_url`` with ``projections`` (default: the domain's).
-    ``on_event`` and the hooks components subscribe get every newly stored notification.
-    ``clock`` is "our time" (default: the system's), stamped on what the intake receives.
-    Handlers in ``extra_routes`` reach the store through ``request.app.state.context.store``.
-    """
-    ctx = AppContext(settings=settings, metrics=Metrics())
-    if clock is not None:
-        ctx.clock = clock
-    if on_event is not None:
-        ctx.subscribe(on_event)
-    webhook = AgoraWebhook(ctx)
-    storage_webhook = StorageWebhook(ctx)
-    cloudflare_webhook = CloudflareWebhook(ctx)
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            opened = store
-            if opened is None:
-                opened = await open_store(
-                    settings.database_url,
-                    default_projections() if projections is None else projections,
-                    writer_process=settings.store_writer == "process",
-                    batch_interval=settings.store_batch_interval_ms / 1000,
-                    pool=pool_limits(settings),
-                    append_timeout=settings.store_append_timeout_seconds,
-                )
-                stack.push_async_callback(opened.close)
-            if isinstance(opened, ObservableStore):
-                opened.stats.observers.append(ctx.metrics.observe_batch)
-            host = getattr(opened, "host", None)  # SQLite's writer: a child process or a thread
-            if host is not None and isinstance(getattr(host, "starts", None), int):
-                ctx.metrics.watch_writer(lambda: int(host.starts))
-            ctx._store = opened
-            watchdog = LoopWatchdog(
-                settings.loop_stall_seconds, settings.loop_beat_seconds, lag=ctx.metrics.loop_lag
-            )
-            await stack.enter_async_context(watching(watchdog))
-            stack.push_async_callback(ctx.drain_hooks)
-            for component in lifespan_components:
-                await stack.enter_async_context(component(ctx))
-            webhook.log_startup()
-            cloudflare_webhook.log_startup()
-            log.info("started", store=settings.database_url.partition(":")[0])
-            yield
-            log.info("stopping")
+def probe_routes(ctx: AppContext) -> list[BaseRoute]:
+    """Liveness, readiness (the store answers and takes writes; not draining) and metrics."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -139,38 +102,11 @@ def create_app(
             body[name] = describe()
         return JSONResponse(body)
 
-    routes: list[BaseRoute] = [
+    return [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", ctx.metrics.endpoint, methods=["GET"]),
-        Route("/webhooks/agora", webhook.handle, methods=["POST"]),
-        Route("/webhooks/storage", storage_webhook.handle, methods=["POST", "HEAD"]),
-        Route("/webhooks/cloudflare", cloudflare_webhook.handle, methods=["POST"]),
-        *extra_routes,
     ]
-    handlers: dict[Any, ExceptionHandler] = {
-        HTTPException: http_exception_handler,
-        StoreError: store_error_handler,
-        Exception: server_error_handler,
-        **(exception_handlers or {}),
-    }
-    app = Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(RequestIdMiddleware),
-            Middleware(DrainMiddleware, drain=ctx.drain),
-            Middleware(
-                ClientGuard,
-                body_timeout=settings.http_body_timeout_seconds,
-                disconnects=ctx.metrics.client_disconnects,
-                timeouts=ctx.metrics.body_timeouts,
-            ),
-        ],
-        exception_handlers=handlers,
-        lifespan=lifespan,
-    )
-    app.state.context = ctx
-    return app
 
 
 PROBE_BUCKET_SECONDS = 10
@@ -204,12 +140,3 @@ async def store_error_handler(request: Request, exc: Exception) -> Response:
     caller is told to retry, never shown a traceback (issue 20: ``PUT`` answered 500)."""
     log.warning("the event log failed a request", path=request.url.path, error=repr(exc))
     return _unavailable("unavailable", "the event log is unavailable; retry")
-
-
-def pool_limits(settings: Settings) -> PoolLimits:
-    """PostgreSQL's pool bounds from the settings (SQLite has no pool and ignores them)."""
-    return PoolLimits(
-        min_size=settings.database_pool_min,
-        max_size=settings.database_pool_max,
-        command_timeout=settings.database_command_timeout_seconds,
-    )

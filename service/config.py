@@ -38,6 +38,11 @@ TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_TOKEN_LENGTH = 16
 
 
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names PostgreSQL: then replicas share its leases and pacers."""
+    return url.partition(":")[0].lower() in ("postgres", "postgresql")
+
+
 class ConfigError(Exception):
     """A bad environment variable; the message names it."""
 
@@ -246,9 +251,7 @@ class Settings(BaseModel):
         though it starts: said once at start, so that an operator sees why before a user does."""
         found: list[tuple[str, str]] = []
         if not self.api_tokens:
-            found.append(
-                ("API_TOKENS is empty: every /v1 call will be answered 401", "API_TOKENS")
-            )
+            found.append(("API_TOKENS is empty: every /v1 call will be answered 401", "API_TOKENS"))
         if not self.storage_profiles:
             found.append(
                 (

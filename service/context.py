@@ -1,6 +1,6 @@
 """What a running app shares with its handlers and lifespan components.
 
-:func:`service.app.create_app` builds one :class:`AppContext`; its lifespan opens the store and
+:func:`service.runtime.create_app` builds one :class:`AppContext`; its lifespan opens the store and
 hands the context to every component (the controller, for instance), which may subscribe to
 new events with :meth:`AppContext.subscribe` and register metrics on ``metrics.registry``.
 """
@@ -50,6 +50,10 @@ class AppContext:
         if self._store is None:
             raise RuntimeError("the app has not started: its store is not open")
         return self._store
+
+    def open(self, store: Store) -> None:
+        """The lifespan has opened the store: handlers and components may use it now."""
+        self._store = store
 
     def subscribe(self, hook: EventHook) -> None:
         self.hooks.append(hook)

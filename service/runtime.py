@@ -1,49 +1,120 @@
-"""The reconciler runtime: providers, engine, controller and desired-state API, wired together.
+"""The composition root: settings in, the running service out, assembled in this one module.
 
-``build_app(settings)`` is what ``recctl serve`` runs: the intake app of :func:`create_app` plus
-this runtime as a lifespan component, its routes, and its event hook. Everything that talks to a
-provider is built here from settings, so the same build serves the emulator and production.
+Read top to bottom: settings turned into the domain's collaborators (storage targets, plan
+config, providers behind their pacers, the reconciler); the replicas' pool, leases and shared
+pacers on PostgreSQL; the :class:`Runtime` (controller, rooms API, recordings catalog) started
+once the store is open; and the two apps: :func:`create_app`, the intake alone (webhooks,
+probes, metrics), and :func:`build_app`, what ``recctl serve`` runs (the intake plus the
+runtime, its routes and its event hook). :mod:`service.app` only puts built parts into a
+Starlette app. Nothing runs at import time; the CLI's commands build their pieces from here.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import asyncpg
 import httpx
 import structlog
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler
 
 from reconcilers.engine import Reconciler
-from reconcilers.events import Store
+from reconcilers.events import Projection, Store
+from reconcilers.identity import UidRange
+from reconcilers.plan import PlanConfig
 from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
-from reconcilers.providers.base import Provider
+from reconcilers.providers.base import Provider, StorageTarget
 from reconcilers.providers.cloudflare.adapter import CloudflareProvider
 from reconcilers.providers.cloudflare.client import CloudflareConfig
 from reconcilers.providers.http import network_transport
+from reconcilers.ratelimit import provider_limiter, safe_rate
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
 from service.api.rooms import RoomsApi
-from service.app import create_app
-from service.config import Settings
-from service.context import AppContext
+from service.app import starlette_app
+from service.config import Settings, StorageProfile, is_postgres
+from service.context import AppContext, EventHook, LifespanComponent
 from service.controller import Controller
+from service.metrics import Metrics
 from service.openapi import openapi
 from service.provider_metrics import ProviderMetrics
 from service.replicas.ownership import Ownership, check_current_pass
-from service.replicas.wiring import Replicas, is_postgres, replicas_of
+from service.replicas.pacer import SharedPacer, pacer_rate
+from service.replicas.replica import Replica
 from service.storage.s3 import build_storages
-from service.wiring import plan_config, provider_limiter, safe_rate, storage_resolver
+from service.store import ObservableStore, PoolLimits, open_store
+from service.watchdog import LoopWatchdog, watching
+from service.webhooks.agora import AgoraWebhook
+from service.webhooks.cloudflare import CloudflareWebhook
+from service.webhooks.storage import StorageWebhook
 
 log = structlog.get_logger("runtime")
+
+
+# --- Settings to the domain's collaborators -------------------------------------------------
+
+
+def default_projections() -> Sequence[Projection]:
+    """The domain's projections (imported late: the store needs them, tests may pass others)."""
+    from reconcilers.projections import PROJECTIONS
+
+    return PROJECTIONS
+
+
+def pool_limits(settings: Settings) -> PoolLimits:
+    """PostgreSQL's pool bounds from the settings (SQLite has no pool and ignores them)."""
+    return PoolLimits(
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+        command_timeout=settings.database_command_timeout_seconds,
+    )
+
+
+def storage_target(profile: StorageProfile) -> StorageTarget:
+    return StorageTarget(
+        kind=profile.kind,
+        bucket=profile.bucket,
+        region=profile.region,
+        access_key_id=profile.access_key_id.get_secret_value(),
+        secret_access_key=profile.secret_access_key.get_secret_value(),
+        endpoint=profile.endpoint,
+        prefix=tuple(profile.prefix),
+    )
+
+
+def storage_resolver(settings: Settings) -> Callable[[str], StorageTarget]:
+    targets = {name: storage_target(p) for name, p in settings.storage_profiles.items()}
+
+    def resolve(name: str) -> StorageTarget:
+        try:
+            return targets[name]
+        except KeyError:
+            raise LookupError(f"storage profile {name!r} is not configured") from None
+
+    return resolve
+
+
+def plan_config(settings: Settings) -> PlanConfig:
+    return PlanConfig(
+        uids=UidRange(settings.agora_recorder_uid_base, settings.agora_recorder_uid_span),
+        query_interval=settings.query_interval_seconds,
+        stall_threshold=settings.stall_threshold_seconds,
+        failover_window=settings.failover_window_seconds,
+        # A stop begun with no result in a query interval died with its process (chaos seed
+        # 100): stopped again within the orphan bound (2 query intervals + failover window).
+        stop_retry_after=settings.query_interval_seconds,
+    )
 
 
 class Pacer(Protocol):
@@ -126,6 +197,49 @@ def build_reconciler(
 ) -> Reconciler:
     """The reconciler as the service runs it; ``recctl reconcile`` builds the same one."""
     return Reconciler(store, providers, storage_resolver(settings), plan_config(settings), clock)
+
+
+# --- Replicas (PostgreSQL): the pool, the lease loop and the shared provider pacers ---------
+
+#: The replica's own connections: the lease loop, the pacers and NOTIFY (LISTEN has its own).
+REPLICA_POOL_SIZE = 4
+
+
+@dataclass
+class Replicas:
+    replica: Replica
+    agora_pacer: SharedPacer
+    cloudflare_pacer: SharedPacer | None
+
+
+@asynccontextmanager
+async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Replicas]:
+    """Join the replicas of ``settings.database_url``; leave (leases given back) on exit."""
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=REPLICA_POOL_SIZE)
+    try:
+        agora = SharedPacer(
+            pool, f"agora:{settings.agora_app_id}", pacer_rate(settings.agora_rate_limit_qps)
+        )
+        await agora.setup()
+        cloudflare = None
+        if settings.cloudflare_configured:
+            cloudflare = SharedPacer(
+                pool,
+                f"cloudflare:{settings.cloudflare_account_id}",
+                pacer_rate(settings.cloudflare_rate_limit_qps),
+            )
+            await cloudflare.setup()
+        replica = Replica(pool, settings.database_url, settings.lease_seconds, registry)
+        await replica.start()
+        try:
+            yield Replicas(replica, agora, cloudflare)
+        finally:
+            await replica.stop()
+    finally:
+        await pool.close()
+
+
+# --- The runtime: controller, rooms API and recordings catalog ------------------------------
 
 
 @dataclass
@@ -243,6 +357,80 @@ class Runtime:
             Route("/v1/rooms/{room}/recording", delegate("delete"), methods=["DELETE"]),
             *recordings.routes(lambda: self.catalog),
         ]
+
+
+# --- The apps -------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespan_components: Sequence[LifespanComponent] = (),
+    on_event: EventHook | None = None,
+    projections: Sequence[Projection] | None = None,
+    exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
+    """The intake: webhooks, probes and metrics, with ``lifespan_components`` started in order
+    once the store is open and stopped in reverse order before it closes.
+
+    ``store``: use this open store and leave closing it to the caller (tests); otherwise the
+    lifespan opens ``settings.database_url`` with ``projections`` (default: the domain's).
+    ``on_event`` and the hooks components subscribe get every newly stored notification.
+    ``clock`` is "our time" (default: the system's), stamped on what the intake receives.
+    Handlers in ``extra_routes`` reach the store through ``request.app.state.context.store``.
+    """
+    ctx = AppContext(settings=settings, metrics=Metrics())
+    if clock is not None:
+        ctx.clock = clock
+    if on_event is not None:
+        ctx.subscribe(on_event)
+    agora_webhook = AgoraWebhook(ctx)
+    storage_webhook = StorageWebhook(ctx)
+    cloudflare_webhook = CloudflareWebhook(ctx)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            opened = store
+            if opened is None:
+                opened = await open_store(
+                    settings.database_url,
+                    default_projections() if projections is None else projections,
+                    writer_process=settings.store_writer == "process",
+                    batch_interval=settings.store_batch_interval_ms / 1000,
+                    pool=pool_limits(settings),
+                    append_timeout=settings.store_append_timeout_seconds,
+                )
+                stack.push_async_callback(opened.close)
+            if isinstance(opened, ObservableStore):
+                opened.stats.observers.append(ctx.metrics.observe_batch)
+            host = getattr(opened, "host", None)  # SQLite's writer: a child process or a thread
+            if host is not None and isinstance(getattr(host, "starts", None), int):
+                ctx.metrics.watch_writer(lambda: int(host.starts))
+            ctx.open(opened)
+            watchdog = LoopWatchdog(
+                settings.loop_stall_seconds, settings.loop_beat_seconds, lag=ctx.metrics.loop_lag
+            )
+            await stack.enter_async_context(watching(watchdog))
+            stack.push_async_callback(ctx.drain_hooks)
+            for component in lifespan_components:
+                await stack.enter_async_context(component(ctx))
+            agora_webhook.log_startup()
+            cloudflare_webhook.log_startup()
+            log.info("started", store=settings.database_url.partition(":")[0])
+            yield
+            log.info("stopping")
+
+    routes: list[BaseRoute] = [
+        Route("/webhooks/agora", agora_webhook.handle, methods=["POST"]),
+        Route("/webhooks/storage", storage_webhook.handle, methods=["POST", "HEAD"]),
+        Route("/webhooks/cloudflare", cloudflare_webhook.handle, methods=["POST"]),
+        *extra_routes,
+    ]
+    return starlette_app(ctx, routes, lifespan, exception_handlers)
 
 
 def build_app(settings: Settings, **runtime_options: Any) -> Starlette:

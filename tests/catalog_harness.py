@@ -20,8 +20,8 @@ from reconcilers.events import Event, Store
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
 from service.api.rooms import RoomsApi
-from service.app import create_app
 from service.config import Settings, StorageProfile
+from service.runtime import create_app
 from service.storage.s3 import S3Storage
 
 TOKEN, OTHER_TOKEN = "token-acme-000001", "token-globex-0001"

@@ -23,9 +23,9 @@ from reconcilers.projections import PROJECTIONS
 from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.base import StorageTarget
-from service.app import create_app
 from service.config import Settings
 from service.emulators.agora import AgoraEmulator, EmulatorConfig, FaultConfig
+from service.runtime import create_app
 from service.store import ObservableStore, open_store
 
 NCS_SECRET = "ncs-secret-for-tests"

@@ -20,12 +20,12 @@ from reconcilers.projections import PROJECTIONS
 from reconcilers.providers.agora.adapter import AgoraProvider
 from reconcilers.providers.agora.client import AgoraConfig
 from reconcilers.providers.cloudflare.adapter import CloudflareProvider
-from service.app import create_app
 from service.config import Settings
 from service.emulators.agora import AgoraEmulator
 from service.emulators.agora import EmulatorConfig as AgoraEmulatorConfig
 from service.emulators.agora import FaultConfig as AgoraFaults
 from service.emulators.cloudflare import CloudflareEmulator
+from service.runtime import create_app
 from service.store import ObservableStore, open_store
 from tests.cloudflare_helpers import CONFIG, PUBLIC_PEM, manual, transport
 from tests.e2e_harness import NCS_SECRET, STORAGE

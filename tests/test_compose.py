@@ -151,7 +151,7 @@ def test_the_emulators_accept_their_commands() -> None:
 
 
 def test_callbacks_go_to_the_replicas_on_paths_they_serve() -> None:
-    from service.app import create_app
+    from service.runtime import create_app
 
     paths = {getattr(route, "path", "") for route in create_app(Settings.from_env({})).routes}
     found = services()

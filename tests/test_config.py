@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.app import create_app
 from service.config import ConfigError, Settings
+from service.runtime import create_app
 
 
 def test_defaults_need_no_environment() -> None:
@@ -90,6 +90,6 @@ def test_the_app_reads_only_the_settings_it_is_given(monkeypatch: pytest.MonkeyP
 def test_seed_100_a_lost_stop_is_retried_within_a_query_interval() -> None:
     """Chaos seed 100: killed mid-stop with a 2 s query interval, the fixed 30 s retry let an
     orphan live 21 s past the 8 s bound."""
-    from service.wiring import plan_config
+    from service.runtime import plan_config
 
     assert plan_config(Settings.from_env({}, query_interval_seconds=2)).stop_retry_after == 2

@@ -110,7 +110,7 @@ def test_probes_ask_the_services_own_endpoints() -> None:
     runtime = stages()[-1]
     assert c["args"] == exec_form(runtime.last("CMD")), "the image's own command"
     assert str(ports["http"]) == c["args"][c["args"].index("--port") + 1]
-    from service.app import create_app
+    from service.runtime import create_app
 
     served = {getattr(r, "path", "") for r in create_app(Settings.from_env({})).routes}
     assert {"/readyz", "/healthz", "/metrics"} <= served

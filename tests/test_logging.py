@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import structlog
 
-from service.app import create_app
 from service.config import Settings
 from service.logging import REDACTED, REQUEST_ID, SecretRedactor, configure_logging
+from service.runtime import create_app
 from tests.helpers import Boom, encode, notification, running, signed
 
 NCS_SECRET = "ncs-Secret-0f1e2d"

@@ -264,7 +264,7 @@ async def test_on_a_real_loop_acquires_are_spaced_by_the_rate() -> None:
 def test_provider_limiter_never_lets_a_one_second_window_exceed_the_limit(limit: float) -> None:
     """A full bucket plus a second's refill would be ``burst + rate`` calls in one window: the
     provider's limiter holds one token and runs one call per second under the limit."""
-    from service.wiring import provider_limiter
+    from reconcilers.ratelimit import provider_limiter
 
     now = [0.0]
     bucket = provider_limiter(limit, clock=lambda: now[0])
@@ -281,7 +281,7 @@ def test_provider_limiter_never_lets_a_one_second_window_exceed_the_limit(limit:
 def test_the_provider_bucket_catches_up_a_late_call_above_50_per_second() -> None:
     """Below 100 calls/s it holds one token (a late wake-up loses that token's time); from
     100/s it holds one more per 50/s and runs that much slower, so the window bound holds."""
-    from service.wiring import limiter_burst, provider_limiter, safe_rate
+    from reconcilers.ratelimit import limiter_burst, provider_limiter, safe_rate
 
     assert [limiter_burst(x) for x in (1, 10, 99, 100, 200)] == [1, 1, 1, 2, 4]
     assert [safe_rate(x) for x in (1, 10, 100, 200)] == [0.5, 9, 98, 196]

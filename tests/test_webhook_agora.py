@@ -16,8 +16,8 @@ import pytest
 from starlette.applications import Starlette
 
 from reconcilers.events import Event, Store
-from service.app import create_app
 from service.config import Settings
+from service.runtime import create_app
 from service.store import open_store
 from service.webhooks.agora import sign, signature_problem
 from tests.helpers import SECRET, Boom, encode, notification, running, signed

@@ -18,8 +18,8 @@ from reconcilers.events import Event, Fold, NewEvent
 from reconcilers.projections import PROJECTIONS, closed_index
 from reconcilers.providers.cloudflare.signature import load_public_key, sign, verify
 from reconcilers.providers.cloudflare.webhooks import WebhookError, parse_webhook
-from service.app import create_app
 from service.config import ConfigError, Settings
+from service.runtime import create_app
 from service.webhooks.cloudflare import to_event
 from tests.cloudflare_helpers import KEY, OTHER_KEY, PUBLIC_PEM
 from tests.helpers import running

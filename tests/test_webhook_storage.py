@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from reconcilers.projections import PROJECTIONS
-from service.app import create_app
 from service.config import Settings
+from service.runtime import create_app
 from service.store import ObservableStore, open_store
 from tests.catalog_harness import HOOK, WEBHOOK_SECRET, s3_event
 from tests.helpers import running

@@ -127,8 +127,8 @@ async def opened(
     built: dict[str, Provider] = {}
     try:
         if providers:
+            from reconcilers.ratelimit import provider_limiter
             from service.runtime import build_providers
-            from service.wiring import provider_limiter
 
             built = build_providers(settings, provider_limiter(settings.agora_rate_limit_qps))
         yield CommandContext(settings, store, built)

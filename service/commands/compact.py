@@ -271,9 +271,9 @@ def compact(
     The events of recordings still open are kept whatever their age. Nothing is deleted
     without an export (EVENT_EXPORT_DIR, --export-dir or --export-storage) unless --discard.
     """
-    from service.app import default_projections
     from service.commands.common import UserError, load_settings, print_records
-    from service.replicas.wiring import is_postgres
+    from service.config import is_postgres
+    from service.runtime import default_projections
     from service.store.sqlite_schema import sqlite_path
 
     settings = load_settings(quiet=True)

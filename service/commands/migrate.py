@@ -236,7 +236,7 @@ def migrate(url: str | None, output: str) -> int:
 @output_option()
 def migrate_store(source: str, target: str, page: int, output: str) -> int:
     """Copy an event log into PostgreSQL and rebuild its projections (idempotent, resumable)."""
-    from service.app import default_projections
+    from service.runtime import default_projections
 
     load_settings(quiet=True)
     bars: list[contextlib.ExitStack] = []

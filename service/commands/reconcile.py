@@ -170,8 +170,8 @@ def reconcile(room: str | None, dry_run: bool, offline: bool, output: str) -> in
 async def _refuse_beside_live_replicas(ctx: CommandContext) -> None:
     """On PostgreSQL, live replicas own the rooms under leases; a pass from here would act
     beside them without a fence. Only ``--dry-run`` then, or stop them first."""
+    from service.config import is_postgres
     from service.replicas.status import live_replicas
-    from service.replicas.wiring import is_postgres
 
     url = ctx.settings.database_url
     if is_postgres(url) and (live := await live_replicas(url, ctx.settings.lease_seconds)):

@@ -14,7 +14,7 @@ from service.commands.progress import progress
 @output_option()
 def replay(output: str) -> int:
     """Rebuild every projection from the event log (the log is the truth; rows are derived)."""
-    from service.app import default_projections
+    from service.runtime import default_projections
 
     projections = default_projections()
     names = [p.name for p in projections]

@@ -54,7 +54,7 @@ def _new_log(database_url: str) -> str | None:
     (exit 2). The read-only commands never create one (``require_existing_log``)."""
     from pathlib import Path
 
-    from service.replicas.wiring import is_postgres
+    from service.config import is_postgres
     from service.store.sqlite_schema import sqlite_path
 
     if is_postgres(database_url):
@@ -74,7 +74,7 @@ def _new_log(database_url: str) -> str | None:
 def _serve_lock(database_url: str) -> IO[str] | None:
     """Refuse a second ``recctl serve`` on one SQLite file (exit 2, saying why); ``None`` for
     PostgreSQL, where replicas are meant to share the database."""
-    from service.replicas.wiring import is_postgres
+    from service.config import is_postgres
     from service.store.serve_lock import AlreadyServing, hold_serve_lock
     from service.store.sqlite_schema import sqlite_path
 

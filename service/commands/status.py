@@ -123,7 +123,7 @@ def status(room: str | None, as_json: bool, refresh_first: bool, output: str) ->
     --refresh, what the provider says now is shown beside what the log says, and the view is
     made from both.
     """
-    from service.wiring import safe_rate
+    from reconcilers.ratelimit import safe_rate
 
     async def body(ctx: CommandContext) -> int:
         budget = QueryBudget(
@@ -140,8 +140,8 @@ def status(room: str | None, as_json: bool, refresh_first: bool, output: str) ->
             refresh_first=refresh_first,
         )
         if code == 0 and room is None and not as_json and output == "table":
+            from service.config import is_postgres
             from service.replicas.status import print_replicas
-            from service.replicas.wiring import is_postgres
 
             if is_postgres(ctx.settings.database_url):  # several replicas may share the work
                 await print_replicas(

@@ -3,7 +3,7 @@
 ``recctl serve`` and ``recctl emulate agora`` run as real processes on loopback. Each room needs
 two provider calls to start (acquire + start), so the rate limit sets a floor on the wall time:
 ``2 * N / r`` seconds, where ``r`` is the pace the service keeps under the provider's limit
-(``service.wiring.safe_rate``: one call a second below it). The figure is the
+(``reconcilers.ratelimit.safe_rate``: one call a second below it). The figure is the
 measured time as a ratio to that floor, in the same run. The peak memory of the service
 and its writer process is sampled (RSS summed, and PSS).
 Heal time: a recorder killed without failover, until its replacement records (status 4 at the
@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import psutil
 
-from service.wiring import safe_rate
+from reconcilers.ratelimit import safe_rate
 from tests.bench.loadgen import Pool
 from tests.bench.plots import plot_lines
 from tests.procs import ROOT, Server, clean_env, free_port

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reconcilers.ratelimit import safe_rate
 from service.replicas.shards import shard_of
-from service.wiring import safe_rate
 from tests.bench.loadgen import Pool
 from tests.procs import ROOT
 from tests.replicas_harness import SPEC, TENANT, TOKEN, Cluster, cluster, until
