@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import selectors
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -29,45 +27,7 @@ from reconcilers.workqueue import (
     WorkQueue,
     run_workers,
 )
-
-T = TypeVar("T")
-
-# -- a virtual-time loop ----------------------------------------------------------------------
-
-
-class _JumpSelector(selectors.DefaultSelector):
-    """Polls without blocking; when the loop would sleep until a timer, advances its clock."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 0.0
-        self.jumps = 0
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if ready or timeout is None or timeout <= 0:
-            return ready if ready or timeout is not None else super().select(None)
-        self.now += timeout
-        self.jumps += 1
-        return []
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        self.selector = _JumpSelector()
-        super().__init__(self.selector)
-
-    def time(self) -> float:
-        return self.selector.now
-
-
-def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
-        return runner.run(main())
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
+from tests.support.virtual_time import now, run
 
 
 class MaxRandom(random.Random):
