@@ -15,7 +15,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from reconcilers.actions import segment_of, session_of
@@ -26,6 +25,7 @@ from reconcilers.hints import wakes, wakes_channel
 from reconcilers.plan import PlanConfig
 from reconcilers.workqueue import Done, RequeueAfter, Result, Terminal, Workers, WorkQueue
 from service.inventory import live_sessions, orphan_channels, room_index
+from service.periodic import Periodic
 from service.replicas.ownership import NotOwner, Ownership, SoleOwner
 from service.store.errors import StaleFence
 
@@ -128,7 +128,7 @@ class Controller:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._last: dict[str, datetime] = {}
-        self._scheduler: AsyncIOScheduler | None = None
+        self._resyncs = Periodic("resync", self.resync, resync_interval)
         self._ids = itertools.count(1)
         self._resync_lock = asyncio.Lock()
         self._by_channel: dict[str, set[str]] = {}
@@ -149,17 +149,7 @@ class Controller:
             asyncio.create_task(self.workers.run()),
             asyncio.create_task(self._route_events()),
         ]
-        scheduler = AsyncIOScheduler()
-        scheduler.add_job(
-            self.resync,
-            "interval",
-            seconds=self.resync_interval,
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.start()
-        self._scheduler = scheduler
+        self._resyncs.start()
 
     async def drain(self) -> None:
         """Start no pass, and wait for the passes in flight (a drain step: see service.drain).
@@ -180,14 +170,7 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resync_wanted
             self._resync_wanted = None
-        if self._scheduler is not None:
-            # Let a resync under way finish: cancelled, APScheduler would log it as an error.
-            self._scheduler.pause()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0), self._resync_lock:
-                    pass
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        await self._resyncs.stop(grace=5.0)  # a resync under way may finish its snapshot
 
     async def stop(self) -> None:
         await self._pause_resync()

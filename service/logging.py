@@ -18,12 +18,12 @@ _SECRET_KEYS = re.compile(
 )
 
 
-#: Libraries that log routine work at INFO: APScheduler two lines per job run (every resync,
-#: every 30 s), httpx and aiohttp a line per request (with the provider's resource and session
-#: ids in the URL), werkzeug (moto's S3 server in the playground) likewise. Nothing there for an
-#: operator to act on: below DEBUG they log warnings only.
+#: Libraries that log routine work at INFO: httpx and aiohttp a line per request (with the
+#: provider's resource and session ids in the URL), werkzeug (moto's S3 server in the
+#: playground) likewise. Nothing there for an operator to act on: below DEBUG they log
+#: warnings only.
 CHATTY_LIBRARIES = (
-    "apscheduler", "httpx", "httpcore", "aiohttp", "botocore", "boto3", "urllib3", "werkzeug",
+    "httpx", "httpcore", "aiohttp", "botocore", "boto3", "urllib3", "werkzeug",
 )
 
 
