@@ -113,13 +113,23 @@ class ChannelUsers:
     users: tuple[str, ...] = ()
 
 
+class InvalidOptions(ValueError):
+    """Options a provider refuses: the dotted ``field`` (under the spec's ``options``) and
+    why. A value, so the API names the field without reading it back out of a message."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class Provider(Protocol):
     """One recording service: Agora, Cloudflare (and their emulators, which speak the same)."""
 
     name: str
 
     def validate_options(self, mode: Mode, options: dict[str, Any]) -> dict[str, Any]:
-        """Check a spec's provider options; raise ``ValueError`` naming the field if bad."""
+        """Check a spec's provider options; raise :class:`InvalidOptions` if bad."""
         ...
 
     async def reserve(self, request: StartRequest) -> Reservation | Outcome: ...

@@ -23,7 +23,7 @@ from reconcilers.conditions import CONDITIONS, index_of, key_of
 from reconcilers.engine import Reconciler
 from reconcilers.events import Event, NewEvent, Store
 from reconcilers.projections import channel_key
-from reconcilers.providers.base import Provider
+from reconcilers.providers.base import InvalidOptions, Provider
 from service.api.auth import owns, tenant_of
 from service.api.bodies import json_body
 from service.api.errors import ApiError, from_validation
@@ -122,9 +122,8 @@ class RoomsApi:
             raise ApiError(422, "invalid", "provider: not configured", "provider")
         try:
             options = provider.validate_options(spec_in.mode, spec_in.options)
-        except ValueError as exc:
-            message = str(exc)
-            raise ApiError(422, "invalid", f"options.{message}", _field_of(message)) from None
+        except InvalidOptions as exc:
+            raise ApiError(422, "invalid", f"options.{exc}", f"options.{exc.field}") from None
         spec = spec_in.model_dump()
         spec["channel"] = spec_in.channel or name
         spec["options"] = options
@@ -364,11 +363,6 @@ def _record_of(idem: str, print_: str, status: int, entry: dict[str, Any]) -> di
     if opened:
         record["recording_id"] = opened["recording_id"]
     return record
-
-
-def _field_of(message: str) -> str:
-    head = message.split(":", 1)[0].strip()
-    return f"options.{head}" if head else "options"
 
 
 def _channel_taken(tenant: str, holder: str) -> ApiError:

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from reconcilers.providers.base import InvalidOptions
+
 M = TypeVar("M", bound=BaseModel)
 
 MAX_PIXELS = 1920 * 1080
@@ -332,21 +334,22 @@ def validate_options(mode: str, options: dict[str, Any]) -> dict[str, Any]:
 
     The options are the start ``clientRequest`` fields other than ``token`` and
     ``storageConfig``, plus the live-changeable keys named on each mode's model. Raises
-    ``ValueError("<dotted.field>: <why>")``.
+    :class:`InvalidOptions`.
     """
     model = OPTIONS_BY_MODE.get(mode)
     if model is None:
-        raise ValueError(f"mode: unknown mode {mode!r}")
+        raise InvalidOptions("mode", f"unknown mode {mode!r}")
     return dump(check(model, options))
 
 
 def check(model: type[M], data: Any, at: str = "") -> M:
-    """Validate ``data``; a failure becomes ``ValueError`` whose message starts with the field
-    (under ``at``, the path of ``data`` in the request)."""
+    """Validate ``data``; a failure becomes :class:`InvalidOptions` naming the field (under
+    ``at``, the path of ``data`` in the request)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"{at}.{describe(exc)}" if at else describe(exc)) from None
+        field, reason = first_error(exc)
+        raise InvalidOptions(f"{at}.{field}" if at else field, reason) from None
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -354,8 +357,9 @@ def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_unset=True)
 
 
-def describe(exc: ValidationError) -> str:
-    """``"recordingConfig.maxIdleTime: Input should be ..."`` for the first error."""
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """``("recordingConfig.maxIdleTime", "Input should be ...")``: the first error's field
+    and reason."""
     err = exc.errors()[0]
     parts = [str(p) for p in err["loc"] if p not in SERVICE_TAGS]
     message = err["msg"]
@@ -363,4 +367,4 @@ def describe(exc: ValidationError) -> str:
     if isinstance(cause, FieldRuleError):
         parts.append(cause.field)
         message = str(cause)
-    return f"{'.'.join(parts) or 'options'}: {message}"
+    return ".".join(parts) or "options", message

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from reconcilers.providers.base import StartRequest, StorageTarget
+from reconcilers.providers.base import InvalidOptions, StartRequest, StorageTarget
 
 MIN_SECONDS, MAX_SECONDS = 60, 86_400
 
@@ -85,21 +85,21 @@ _DECIDED_BY_US = {
 
 
 def validate_options(mode: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Check a spec's options; return them normalised. Raises ``ValueError("<field>: <why>")``.
+    """Check a spec's options; return them normalised. Raises :class:`InvalidOptions`.
 
     Only composite recording (``mode: "mix"``) exists behind ``POST /recordings``.
     """
     if mode != "mix":
-        raise ValueError('mode: Cloudflare records composite only: use "mix"')
+        raise InvalidOptions("mode", 'Cloudflare records composite only: use "mix"')
     for name, why in _DECIDED_BY_US.items():
         if name in options:
-            raise ValueError(f"{name}: {why}")
+            raise InvalidOptions(name, why)
     try:
         model = CloudflareOptions.model_validate(options)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "options"
-        raise ValueError(f"{field}: {err['msg']}") from None
+        raise InvalidOptions(field, err["msg"]) from None
     return model.model_dump(mode="json", exclude_unset=True)
 
 
