@@ -8,12 +8,12 @@ projections afresh (level-triggered), so a lost or repeated hint changes nothing
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconcilers.actions import Reserve, Start
+from reconcilers.actions import Query, Reserve, Start
 from reconcilers.conditions import RECORDED, holding
 from reconcilers.events import Fence, NewEvent, Row, Store
 from reconcilers.executor import Executor
@@ -48,6 +48,18 @@ class PassResult:
     result: Result
     #: The room's conditions as the pass found them (``reconcilers.conditions.holding``).
     conditions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """Sessions to ask the provider about in ``key``'s worker (:meth:`Reconciler.query`)."""
+
+    key: str
+    provider: str
+    sids: Collection[str]
+    reason: str
+    #: The key whose state holds the sessions' handles (a channel's), when not ``key``'s own.
+    state_of: str | None = None
 
 
 @dataclass
@@ -148,6 +160,26 @@ class Reconciler:
         )
         report = await executor.run(key, state.desired, the_plan.actions, state.handles)
         return _result(key, the_plan, report, conditions)
+
+    async def query(self, request: QueryRequest, fence: Fence | None = None) -> ExecutionReport:
+        """Query the provider about ``request.sids`` now, outside the plan (the recordings
+        API's sync and recover), under ``request.key``; sessions the state of
+        ``request.state_of`` holds no handle for are skipped. Run by the key's worker, like a
+        pass, so that one worker per key holds."""
+        report = ExecutionReport()
+        provider = self.providers.get(request.provider)
+        if provider is None or not request.sids:
+            return report
+        state = await self.state(request.state_of or request.key)
+        sids = sorted(sid for sid in request.sids if sid in state.handles)
+        if not sids:
+            return report
+        executor = Executor(
+            self.store, provider, self.storage_for, self.clock, self.config.uids.contains, fence
+        )
+        queries = tuple(Query(request.reason, sid=sid) for sid in sids)
+        handles = {sid: state.handles[sid] for sid in sids}
+        return await executor.run(request.key, None, queries, handles)
 
     async def _record_conditions(self, state: RoomState, fence: Fence | None) -> None:
         """Log the room's conditions when they differ from what its row last recorded: the

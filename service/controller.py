@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from reconcilers.actions import segment_of, session_of
 from reconcilers.budget import QueryBudget
-from reconcilers.engine import CHANNEL_PREFIX, Reconciler
+from reconcilers.engine import CHANNEL_PREFIX, QueryRequest, Reconciler
 from reconcilers.events import Event
 from reconcilers.hints import wakes, wakes_channel
 from reconcilers.plan import PlanConfig
@@ -99,6 +99,10 @@ class ControllerMetrics:
         )
 
 
+class Stopping(Exception):
+    """The controller stopped before a key's worker took a :meth:`Controller.run_key` request."""
+
+
 class Controller:
     """Owns the workqueue, its workers, the resync schedule and the event router."""
 
@@ -137,6 +141,8 @@ class Controller:
         #: Index changes made while a resync reads its snapshot: replayed over the snapshot.
         self._index_log: list[tuple[str, str | None]] | None = None
         self._resync_wanted: asyncio.Task[None] | None = None
+        #: What :meth:`run_key` asked of each key's next pass, and who awaits its result.
+        self._asked: dict[str, list[tuple[QueryRequest | None, asyncio.Future[Result]]]] = {}
         #: Rooms desired recording that their last pass found not recording, and since when.
         self._not_recording_since: dict[str, datetime] = {}
         self.metrics.not_recording.set_function(lambda: len(self._not_recording_since))
@@ -160,6 +166,7 @@ class Controller:
         await self._pause_resync()
         in_flight = self.queue.processing
         self.queue.shutdown(drain=False)
+        self._refuse_asked()
         log.info("waiting for the passes in flight", passes=in_flight)
         if self._tasks:
             await asyncio.wait([self._tasks[0]])  # the workers: they return once idle
@@ -175,6 +182,7 @@ class Controller:
     async def stop(self) -> None:
         await self._pause_resync()
         self.queue.shutdown(drain=False)
+        self._refuse_asked()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -183,6 +191,25 @@ class Controller:
         self._tasks = []
 
     # -- inputs -------------------------------------------------------------------------------
+
+    def run_key(self, key: str, query: QueryRequest | None = None) -> asyncio.Future[Result]:
+        """Have ``key``'s worker run a pass of it, first asking the provider about ``query``'s
+        sessions: the API's provider queries go through the workqueue like any pass, so one
+        worker per key holds. The future is the pass's result (:class:`Stopping` if the
+        controller stops first)."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        if self.queue.shutting_down:
+            future.set_exception(Stopping("the controller is stopping"))
+            return future
+        self._asked.setdefault(key, []).append((query, future))
+        self.enqueue(key)
+        return future
+
+    def _refuse_asked(self) -> None:
+        asked, self._asked = self._asked, {}
+        for _, future in (entry for entries in asked.values() for entry in entries):
+            if not future.done():
+                future.set_exception(Stopping("the controller is stopping"))
 
     def enqueue(self, key: str) -> None:
         self.queue.add(key)
@@ -346,6 +373,20 @@ class Controller:
     # -- work ---------------------------------------------------------------------------------
 
     async def _reconcile(self, key: str) -> Result:
+        asked = self._asked.pop(key, [])
+        try:
+            result = await self._pass(key, [query for query, _ in asked if query is not None])
+        except BaseException as exc:
+            for _, future in asked:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else Stopping())
+            raise
+        for _, future in asked:
+            if not future.done():
+                future.set_result(result)
+        return result
+
+    async def _pass(self, key: str, queries: list[QueryRequest]) -> Result:
         if not self.ownership.owns(key):
             self.metrics.not_mine.inc()
             return Done()  # its shard moved while it waited: the owner looks after it
@@ -353,6 +394,8 @@ class Controller:
         try:
             try:
                 with self.ownership.acting_on(key) as fence:
+                    for query in queries:  # asked by the API (sync, recover): before the plan
+                        await self.reconciler.query(query, fence)
                     result = await self.reconciler.reconcile(key, self.plan_config, fence=fence)
             except StaleFence as exc:
                 # Another replica holds the shard now and acts: terminal, no retries here.

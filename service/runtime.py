@@ -41,6 +41,7 @@ from reconcilers.providers.http import network_transport
 from reconcilers.ratelimit import provider_limiter, safe_rate
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
+from service.api.read_models import RecordingViews
 from service.api.rooms import RoomsApi
 from service.app import starlette_app
 from service.config import Settings, StorageProfile, is_postgres
@@ -299,6 +300,10 @@ class Runtime:
             clock=self.clock,
             ownership=ownership,
         )
+        views = RecordingViews(
+            ctx.store, {name: p.bucket for name, p in settings.storage_profiles.items()}
+        )
+        ledger = recordings.CatalogLedger(views)  # every change of a room's wish keeps it
         self.api = RoomsApi(
             ctx.store,
             reconciler,
@@ -307,18 +312,20 @@ class Runtime:
             settings.storage_profiles.keys(),
             self.controller,
             self.clock,
+            ledger,
         )
         self.catalog = recordings.RecordingsApi(
             ctx.store,
             self.api,
-            reconciler,
+            views,
+            ledger,
+            self.controller,
+            reconciler.config.uids,
             build_storages(settings),
-            {name: p.bucket for name, p in settings.storage_profiles.items()},
             settings.api_tokens,
             settings.download_url_expiry_seconds,
             self.clock,
         )
-        self.api.ledger = self.catalog  # every change of a room's wish keeps the catalog
         ctx.subscribe(self.controller.notify)
         ctx.drain.add_step("reconcile passes", self.controller.drain)
         await self.controller.start()

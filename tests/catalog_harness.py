@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -15,10 +15,12 @@ import httpx
 from moto.server import ThreadedMotoServer
 from starlette.routing import Route
 
-from reconcilers.engine import Reconciler
+from reconcilers.engine import QueryRequest, Reconciler
 from reconcilers.events import Event, Store
+from reconcilers.workqueue import Done, Result
 from service.api import recordings
 from service.api.errors import ApiError, api_error_handler
+from service.api.read_models import RecordingViews
 from service.api.rooms import RoomsApi
 from service.config import Settings, StorageProfile
 from service.runtime import create_app
@@ -90,6 +92,21 @@ class Scheduler:
 
 
 @dataclass
+class Runner:
+    """Runs what the API asks of a key's worker at once: only the provider queries (tests drive
+    reconcile passes by hand)."""
+
+    reconciler: Reconciler
+    asked: list[QueryRequest] = field(default_factory=list)
+
+    async def run_key(self, key: str, query: QueryRequest | None = None) -> Result:
+        if query is not None:
+            self.asked.append(query)
+            await self.reconciler.query(query)
+        return Done()
+
+
+@dataclass
 class Catalog:
     client: httpx.AsyncClient
     api: recordings.RecordingsApi
@@ -104,16 +121,17 @@ async def catalog_app(
         storage_profiles={"default": profile(endpoint)},
         storage_webhook_secret=[WEBHOOK_SECRET],  # type: ignore[list-item]
     )
+    views = RecordingViews(store, {"default": BUCKET})
+    ledger = recordings.CatalogLedger(views)  # as the runtime wires it
     rooms = RoomsApi(
         store, reconciler, reconciler.providers, settings.api_tokens, ["default"], Scheduler(),
-        reconciler.clock,
+        reconciler.clock, ledger,
     )
     storage = S3Storage(settings.storage_profiles["default"])
     api = recordings.RecordingsApi(
-        store, rooms, reconciler, {"default": storage}, {"default": BUCKET},
-        settings.api_tokens, expiry, reconciler.clock,
+        store, rooms, views, ledger, Runner(reconciler), reconciler.config.uids,
+        {"default": storage}, settings.api_tokens, expiry, reconciler.clock,
     )
-    rooms.ledger = api  # as the runtime wires it
     app = create_app(
         settings,
         store=store,

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from reconcilers.engine import CHANNEL_PREFIX, Reconciler
+from reconcilers.engine import CHANNEL_PREFIX, QueryRequest, Reconciler
 from reconcilers.events import NewEvent, Row, Store
 from reconcilers.projections import PROJECTIONS
-from service.controller import Controller
+from reconcilers.workqueue import Done
+from service.controller import Controller, Stopping
 from service.store import open_store
 
 
@@ -75,6 +77,7 @@ class _PausedRoomsScan:
         self._store = store
         self.scanning = asyncio.Event()
         self.release = asyncio.Event()
+        self.began = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -158,5 +161,56 @@ async def test_a_channel_no_room_wants_wakes_only_for_recorders_of_ours(tmp_path
         in_room = (await store.append(rtc("j2", "standup"))).event
         controller._wake(in_room, await controller.keys_for(in_room))
         assert controller.queue.next_due("acme/a") is not None
+    finally:
+        await store.close()
+
+
+class _Recording(Reconciler):
+    """Passes and queries that note when they run, the first pass held until released."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, {}, lambda _: None)  # type: ignore[arg-type,return-value]
+        self.trace: list[str] = []
+        self.release = asyncio.Event()
+        self.began = asyncio.Event()
+
+    async def reconcile(self, key: str, config: Any = None, fence: Any = None) -> Any:
+        self.trace.append(f"pass {key}")
+        if self.trace.count(f"pass {key}") == 1:
+            self.began.set()
+            await self.release.wait()
+        self.trace.append(f"end {key}")
+        return await super().reconcile(key, config, fence)
+
+    async def query(self, request: QueryRequest, fence: Any = None) -> Any:
+        self.trace.append(f"query {request.key} {sorted(request.sids)}")
+        return await super().query(request, fence)
+
+
+async def test_run_key_queries_in_the_keys_own_worker_after_the_pass_in_flight(
+    tmp_path: Path,
+) -> None:
+    """The recordings API's provider queries go through the workqueue: never beside a pass of
+    the same key, and the caller gets the result of the pass that ran them."""
+    store = await open_store(f"sqlite:///{tmp_path / 'c.db'}", PROJECTIONS)
+    try:
+        reconciler = _Recording(store)
+        controller = Controller(reconciler, CollectorRegistry(), rate_per_s=9, workers=4)
+        await controller.start()
+        controller.enqueue("acme/a")
+        await reconciler.began.wait()
+        asked = controller.run_key("acme/a", QueryRequest("acme/a", "agora", ["s1"], "sync"))
+        for _ in range(20):  # let the other workers take whatever they can
+            await asyncio.sleep(0)
+        assert reconciler.trace == ["pass acme/a"], "no second worker for the key"
+        reconciler.release.set()
+        result = await asked
+        assert reconciler.trace[1:] == ["end acme/a", "query acme/a ['s1']", "pass acme/a",
+                                        "end acme/a"]
+        assert isinstance(result, Done)
+        await controller.stop()
+        refused = controller.run_key("acme/a")
+        with pytest.raises(Stopping):
+            await refused
     finally:
         await store.close()

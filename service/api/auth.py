@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from starlette.requests import Request
 
 from service.api.errors import ApiError
+from service.api.schemas import ROOM_NAME
 
 
 def tenant_of(request: Request, tokens: Mapping[str, str]) -> str:
@@ -26,3 +27,13 @@ def owns(tenant: str, key: str) -> bool:
     """Whether a ``tenant/...`` key is ``tenant``'s: its first part equals the name exactly
     (a prefix test let ``acme`` read ``acme/eu``'s rows: issue 20)."""
     return key.partition("/")[0] == tenant
+
+
+def room_of(request: Request, tokens: Mapping[str, str]) -> tuple[str, str, str]:
+    """The caller's tenant, the room named in the path, and the room's key ``tenant/room``;
+    a 401 or a 422 naming ``room``."""
+    tenant = tenant_of(request, tokens)
+    name = request.path_params["room"]
+    if not ROOM_NAME.fullmatch(name):
+        raise ApiError(422, "invalid", "room: 1-64 characters of A-Z a-z 0-9 _ . -", "room")
+    return tenant, name, f"{tenant}/{name}"

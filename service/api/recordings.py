@@ -1,40 +1,42 @@
 """The recordings API (``docs/providers/recordings-api.md``): a catalog of a room's recordings, on
 top of the reconciler.
 
-``start``/``stop`` append a ``recording.*`` event and then set the room's desired state through
-:meth:`RoomsApi.declare`, the same write path as ``PUT /v1/rooms/{room}/recording``; the
-reconciler does the work. Reads join the catalog rows with :func:`reconcilers.lifecycle.derive`.
-Every lookup goes through the key ``tenant/recording_id``, so another tenant's recording is a
-404, never a leak. Storage is reached only through :class:`reconcilers.storage.ObjectStorage`.
+``start``/``stop`` set the room's desired state through :meth:`RoomsApi.declare`, the same write
+path as ``PUT /v1/rooms/{room}/recording``, whose event carries what :class:`CatalogLedger`
+makes of the change (the recording it opens or closes); the reconciler does the work. A
+question for the provider (``sync``, ``recover``) is asked of the controller, which runs it in
+the room's worker like any pass (:class:`KeyRunner`). Reads come from the read model,
+:class:`service.api.read_models.RecordingViews`. Storage is reached only through
+:class:`reconcilers.storage.ObjectStorage`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from reconcilers import catalog, idempotency
-from reconcilers.actions import Query
-from reconcilers.engine import CHANNEL_PREFIX, Reconciler
+from reconcilers.engine import CHANNEL_PREFIX, QueryRequest
 from reconcilers.events import NewEvent, Row, Store
-from reconcilers.executor import Executor
-from reconcilers.lifecycle import RecordingView, derive, directory
-from reconcilers.objects import CHECKED, directory_index
+from reconcilers.identity import UidRange
+from reconcilers.lifecycle import RecordingView
+from reconcilers.objects import CHECKED
 from reconcilers.projections import channel_key, closed_index
 from reconcilers.storage import ObjectStorage, StorageError, StoredObject
-from service.api.auth import owns, tenant_of
+from reconcilers.workqueue import Result
+from service.api.auth import room_of, tenant_of
 from service.api.bodies import json_body
 from service.api.errors import ApiError
-from service.api.rooms import RoomsApi
+from service.api.read_models import RecordingViews
+from service.api.rooms import KeyedLocks, RoomsApi
 
 PROCESSING_MESSAGE = "Recording is still being processed. Please try again later."
 RECOVER_MESSAGE = "Recovery initiated. Recording will be reprocessed."
@@ -63,72 +65,19 @@ def data(payload: Any, status: int = 200) -> JSONResponse:
     return JSONResponse({"data": payload}, status_code=status)
 
 
-def not_found() -> ApiError:
-    return ApiError(404, "not_found", "recording not found", "id")
+class KeyRunner(Protocol):
+    """What the API needs of the controller: run a pass of a key in its worker, after asking
+    the provider about some sessions, and await the pass's result."""
+
+    def run_key(self, key: str, query: QueryRequest | None = None) -> Awaitable[Result]: ...
 
 
-@dataclass
-class RecordingsApi:
-    store: Store
-    rooms: RoomsApi
-    reconciler: Reconciler
-    storages: Mapping[str, ObjectStorage]
-    buckets: Mapping[str, str]
-    tokens: Mapping[str, str]
-    url_expiry_seconds: int = 3600
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+@dataclass(frozen=True)
+class CatalogLedger:
+    """The :class:`service.api.rooms.Ledger` the rooms API asks, inside the room's write lock,
+    what a change of the room's wish to record does to the catalog."""
 
-    # -- per room ----------------------------------------------------------------------------
-
-    async def start(self, request: Request) -> Response:
-        tenant, name, key = self.rooms._room(request)
-        body = await _optional_json(request)
-        idem = request.headers.get("idempotency-key")
-        scoped = f"start|{idem}" if idem else None
-        print_ = idempotency.fingerprint(body)
-        async with self._lock:
-            first = await self.rooms.first_answer(key, scoped, print_) if scoped else None
-            if first is None:
-                room = await self.store.get_row("rooms", key)
-                current = room.data if room and not room.data.get("deleted") else None
-                if current and current.get("spec", {}).get("state") == "recording":
-                    raise ApiError(409, "conflict", "room already being recorded", "id")
-                base = dict(current["spec"]) if current else {}
-                spec = self.rooms.spec_from({**base, **body, "state": "recording"}, name)
-                # The one write path: the room's event opens the recording (``opening``).
-                await self.rooms.declare(tenant, name, spec, scoped, fingerprint=print_)
-                first = await self.rooms.first_answer(key, scoped, print_) if scoped else None
-            opened = [v for v in await self._room_views(tenant, key) if v.status == "recording"]
-            if first is not None and first.get("recording_id"):
-                # The answer this key was given the first time (a retry of the same request).
-                _, replayed = await self._view(tenant, str(first["recording_id"]))
-                opened = [replayed]
-        if not opened:
-            raise ApiError(409, "conflict", "the recording this start opened has ended", "id")
-        view = opened[-1]
-        started = {"started_at": iso(view.started_ms)}
-        return data({"id": view.id, "room_id": name, "status": view.status, **started}, 201)
-
-    async def stop(self, request: Request) -> Response:
-        tenant, name, key = self.rooms._room(request)
-        async with self._lock:
-            open_ = [v for v in await self._room_views(tenant, key) if v.status == "recording"]
-            if not open_:  # decided before any write: a 404 changes nothing
-                raise ApiError(404, "not_found", "no active recording for this room", "id")
-            room = await self.store.get_row("rooms", key)
-            if room and not room.data.get("deleted"):
-                spec = {**room.data["spec"], "state": "stopped"}
-                await self.rooms.declare(tenant, name, spec, f"stop|{open_[-1].id}")
-            else:
-                await self.closed(tenant, key)
-        _, view = await self._view(tenant, open_[-1].id)
-        status = "processing" if view.status == "recording" else view.status
-        return data(
-            {"id": view.id, "room_id": name, "status": status, "stopped_at": iso(view.stopped_ms)}
-        )
-
-    # -- the ledger the rooms API keeps (``service.api.rooms.Ledger``) -----------------------
+    views: RecordingViews
 
     async def opening(self, tenant: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
         """A room begins to want a recording: the one its event opens."""
@@ -143,12 +92,79 @@ class RecordingsApi:
 
     async def closing(self, tenant: str, key: str) -> dict[str, Any]:
         """A room stops wanting a recording: the open ones its event closes."""
-        ids = [v.id for v in await self._room_views(tenant, key) if v.status == "recording"]
+        ids = [v.id for v in await self.views.room_views(tenant, key) if v.status == "recording"]
         return {"close": ids} if ids else {}
+
+
+@dataclass
+class RecordingsApi:
+    store: Store
+    rooms: RoomsApi
+    views: RecordingViews
+    ledger: CatalogLedger
+    runner: KeyRunner
+    #: The reconciler's recorder uids: a session on one is some room's, never imported.
+    recorder_uids: UidRange
+    storages: Mapping[str, ObjectStorage]
+    tokens: Mapping[str, str]
+    url_expiry_seconds: int = 3600
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: A start or stop holds its room: those of different rooms run at once.
+    _locks: KeyedLocks = field(default_factory=lambda: KeyedLocks())
+
+    # -- per room ----------------------------------------------------------------------------
+
+    async def start(self, request: Request) -> Response:
+        tenant, name, key = room_of(request, self.tokens)
+        body = await _optional_json(request)
+        idem = request.headers.get("idempotency-key")
+        scoped = f"start|{idem}" if idem else None
+        print_ = idempotency.fingerprint(body)
+        async with self._locks.hold(key):
+            first = await self.rooms.first_answer(key, scoped, print_) if scoped else None
+            if first is None:
+                room = await self.store.get_row("rooms", key)
+                current = room.data if room and not room.data.get("deleted") else None
+                if current and current.get("spec", {}).get("state") == "recording":
+                    raise ApiError(409, "conflict", "room already being recorded", "id")
+                base = dict(current["spec"]) if current else {}
+                spec = self.rooms.spec_from({**base, **body, "state": "recording"}, name)
+                # The one write path: the room's event opens the recording (``opening``).
+                await self.rooms.declare(tenant, name, spec, scoped, fingerprint=print_)
+                first = await self.rooms.first_answer(key, scoped, print_) if scoped else None
+            views = await self.views.room_views(tenant, key)
+            opened = [v for v in views if v.status == "recording"]
+            if first is not None and first.get("recording_id"):
+                # The answer this key was given the first time (a retry of the same request).
+                _, replayed = await self.views.view(tenant, str(first["recording_id"]))
+                opened = [replayed]
+        if not opened:
+            raise ApiError(409, "conflict", "the recording this start opened has ended", "id")
+        view = opened[-1]
+        started = {"started_at": iso(view.started_ms)}
+        return data({"id": view.id, "room_id": name, "status": view.status, **started}, 201)
+
+    async def stop(self, request: Request) -> Response:
+        tenant, name, key = room_of(request, self.tokens)
+        async with self._locks.hold(key):
+            open_ = [v for v in await self.views.room_views(tenant, key) if v.status == "recording"]
+            if not open_:  # decided before any write: a 404 changes nothing
+                raise ApiError(404, "not_found", "no active recording for this room", "id")
+            room = await self.store.get_row("rooms", key)
+            if room and not room.data.get("deleted"):
+                spec = {**room.data["spec"], "state": "stopped"}
+                await self.rooms.declare(tenant, name, spec, f"stop|{open_[-1].id}")
+            else:
+                await self.closed(tenant, key)
+        _, view = await self.views.view(tenant, open_[-1].id)
+        status = "processing" if view.status == "recording" else view.status
+        return data(
+            {"id": view.id, "room_id": name, "status": status, "stopped_at": iso(view.stopped_ms)}
+        )
 
     async def closed(self, tenant: str, key: str) -> None:
         """Close what a room that no longer exists has open (its own event is long written)."""
-        for rid in (await self.closing(tenant, key)).get("close", []):
+        for rid in (await self.ledger.closing(tenant, key)).get("close", []):
             await self._append(catalog.STOPPED, key, f"{rid}|stop", {"recording_id": rid})
 
     async def sync(self, request: Request) -> Response:
@@ -159,28 +175,32 @@ class RecordingsApi:
         reconciler's recorder uids is never imported: it is some room's segment, adopted by
         that room's reconciler when its start's answer was lost, whoever's room it is.
         """
-        tenant, _, key = self.rooms._room(request)
+        tenant, _, key = room_of(request, self.tokens)
         room = await self.store.get_row("rooms", key)
         if room is None or room.data.get("deleted") or not room.data.get("channel_key"):
             raise ApiError(404, "not_found", "no such room", "room")
         ckey = str(room.data["channel_key"])
-        state = await self.reconciler.state(key)
         sessions = [  # the channel's live sessions, then its ended ones
             *await self.store.rows("sessions", room=ckey),
             *await self.store.rows("sessions", room=closed_index(ckey)),
         ]
-        ours = self.reconciler.config.uids.contains
+        ours = self.recorder_uids.contains
+        foreign = [
+            s.data
+            for s in sessions
+            if not s.data.get("room")
+            and s.data.get("sid")
+            and not ours(s.data.get("recorder_uid") or s.data.get("uid"))
+        ]  # not the reconciler's: in a recording already, or about to be adopted
+        by_provider: dict[str, list[str]] = {}
+        for d in foreign:
+            by_provider.setdefault(d.get("provider", "agora"), []).append(str(d["sid"]))
+        for provider, sids in sorted(by_provider.items()):
+            reason = "sync: re-query the provider"
+            await self._run(key, QueryRequest(key, provider, sids, reason))
         imported: list[dict[str, str]] = []
-        for session in sessions:
-            d = session.data
-            if d.get("room") or not d.get("sid") or ours(d.get("recorder_uid") or d.get("uid")):
-                continue  # the reconciler's: in a recording already, or about to be adopted
+        for d in foreign:
             provider, sid = d.get("provider", "agora"), str(d["sid"])
-            handle = state.handles.get(sid)
-            if handle is not None and provider in self.rooms.providers:
-                executor = self._executor(provider)
-                query = Query("sync: re-query the provider", sid=sid)
-                await executor.run(key, None, (query,), {sid: handle})
             digest = hashlib.sha256(f"{tenant}|{provider}:{sid}".encode()).hexdigest()[:20]
             rid = f"rec_{digest}"
             appended = await self.store.append(
@@ -193,9 +213,7 @@ class RecordingsApi:
                         "recording_id": rid,
                         "channel_key": ckey,
                         "provider": provider,
-                        "storage": (room.data.get("spec", {}) if room else {}).get(
-                            "storage", "default"
-                        ),
+                        "storage": room.data.get("spec", {}).get("storage", "default"),
                         "sids": [sid],
                         "started_ms": d.get("started_ms") or d.get("last_seen_ms"),
                     },
@@ -203,7 +221,7 @@ class RecordingsApi:
                 )
             )
             if not appended.duplicate:
-                _, view = await self._view(tenant, rid)
+                _, view = await self.views.view(tenant, rid)
                 imported.append({"id": rid, "status": view.status})
         return data({"synced_count": len(imported), "recordings": imported})
 
@@ -213,12 +231,12 @@ class RecordingsApi:
         tenant = tenant_of(request, self.tokens)
         limit = _int_param(request, "limit", 20, 1, 100)
         offset = _int_param(request, "offset", 0, 0, 10**9)
-        rows = [r for r in await self._tenant_rows(tenant) if not r.data.get("deleted_ms")]
+        rows = [r for r in await self.views.tenant_rows(tenant) if not r.data.get("deleted_ms")]
         rows.sort(key=lambda r: (r.data.get("created_ms") or 0, r.data.get("created_seq", 0)))
         rows.reverse()  # newest first
         items = []
         for row in rows[offset : offset + limit]:
-            view = await self._derive(row)
+            view = await self.views.derive(row)
             items.append(
                 {
                     "id": view.id,
@@ -234,7 +252,7 @@ class RecordingsApi:
         )
 
     async def get(self, request: Request) -> Response:
-        _, view = await self._view(*self._ids(request))
+        _, view = await self.views.view(*self._ids(request))
         return data(
             {
                 "id": view.id,
@@ -249,7 +267,7 @@ class RecordingsApi:
         )
 
     async def download(self, request: Request) -> Response:
-        row, view = await self._view(*self._ids(request))
+        row, view = await self.views.view(*self._ids(request))
         if view.status in ("recording", "processing"):
             return JSONResponse(
                 {"recording_id": view.id, "status": "processing", "message": PROCESSING_MESSAGE}
@@ -276,7 +294,7 @@ class RecordingsApi:
 
     async def archive(self, request: Request) -> Response:
         tenant, rid = self._ids(request)
-        row, view = await self._view(tenant, rid)
+        row, view = await self.views.view(tenant, rid)
         if view.status != "ready":
             reason = "already archived" if view.status == "archived" else f"is {view.status}"
             raise ApiError(400, "not_ready", f"recording {reason}: not ready in primary storage")
@@ -303,7 +321,7 @@ class RecordingsApi:
     async def recover(self, request: Request) -> Response:
         """Re-query the provider and re-check storage; finish or fail the recording."""
         tenant, rid = self._ids(request)
-        row, view = await self._view(tenant, rid)
+        row, view = await self.views.view(tenant, rid)
         if view.status != "processing" or not view.sids:
             raise ApiError(
                 400, "not_recoverable", "recording is not processing or has no provider id", "id"
@@ -316,12 +334,10 @@ class RecordingsApi:
         live = {s.data["sid"] for s in segments if s.data["sid"] in view.sids}
         live = {sid for sid in live if not _ended(segments, sid)}
         if live:
-            ckey = str(row.data.get("channel_key"))
-            state = await self.reconciler.state(CHANNEL_PREFIX + ckey)
-            executor = self._executor(str(row.data.get("provider", "agora")))
-            for sid in sorted(live & set(state.handles)):
-                query = Query("recover: re-query the provider", sid=sid)
-                await executor.run(view.room, None, (query,), {sid: state.handles[sid]})
+            channel = CHANNEL_PREFIX + str(row.data.get("channel_key"))
+            provider = str(row.data.get("provider", "agora"))
+            reason = "recover: re-query the provider"
+            await self._run(view.room, QueryRequest(view.room, provider, live, reason, channel))
         storage = self._storage(row)
         for f in view.files:
             prefix = f.name.rpartition(".")[0] or f.name
@@ -331,7 +347,7 @@ class RecordingsApi:
             if not any(o.key == f.name for o in found):
                 gone = StoredObject(f.name, 0)
                 await self._checked(storage.bucket, gone, False, f"{rid}|recover|{attempt}")
-        _, after = await self._view(tenant, rid)
+        _, after = await self.views.view(tenant, rid)
         segments = await self.store.rows("recording_segments", room=row.data.get("channel_key"))
         all_ended = all(_ended(segments, sid) for sid in after.sids)
         if after.status == "processing" and all_ended and not after.backuped:
@@ -339,7 +355,7 @@ class RecordingsApi:
             await self._append(
                 catalog.FAILED, view.room, f"{rid}|failed", {"recording_id": rid, "reason": reason}
             )
-            _, after = await self._view(tenant, rid)
+            _, after = await self.views.view(tenant, rid)
         return data({"id": rid, "status": after.status, "message": recover_message(after)})
 
     async def delete(self, request: Request) -> Response:
@@ -347,7 +363,7 @@ class RecordingsApi:
         first, so that a deleted recording never records on unseen, and stop stays the one
         way to end a recording."""
         tenant, rid = self._ids(request)
-        _, view = await self._view(tenant, rid)
+        _, view = await self.views.view(tenant, rid)
         if view.status == "recording":
             raise ApiError(
                 409, "conflict", "recording is recording: stop it first, then delete it", "id"
@@ -363,44 +379,12 @@ class RecordingsApi:
     def _ids(self, request: Request) -> tuple[str, str]:
         return tenant_of(request, self.tokens), str(request.path_params["id"])
 
-    async def _tenant_rows(self, tenant: str) -> list[Row]:
-        after, found = f"{tenant}/", []
-        while True:
-            rows = await self.store.rows("recordings", after_key=after, limit=500)
-            mine = [r for r in rows if owns(tenant, r.key)]
-            found += mine
-            if len(mine) < len(rows) or len(rows) < 500:
-                return found
-            after = rows[-1].key
-
-    async def _room_views(self, tenant: str, room: str) -> list[RecordingView]:
-        """The room's recordings that are not deleted, oldest first."""
-        rows = await self.store.rows("recordings", room=room)
-        mine = [r for r in rows if owns(tenant, r.key) and not r.data.get("deleted_ms")]
-        views = [await self._derive(r) for r in mine]
-        return sorted(views, key=lambda v: v.created_ms)
-
-    async def _view(self, tenant: str, rid: str) -> tuple[Row, RecordingView]:
-        row = await self.store.get_row("recordings", catalog.recording_key(tenant, rid))
-        if row is None or row.data.get("deleted_ms"):
-            raise not_found()
-        return row, await self._derive(row)
-
-    async def _derive(self, row: Row) -> RecordingView:
-        rec = row.data
-        room = await self.store.get_row("rooms", rec["room"])
-        room_data = room.data if room else None
-        segs = [
-            s.data for s in await self.store.rows("recording_segments", room=rec["channel_key"])
-        ]
-        first = derive(rec, room_data, segs, {})
-        bucket = self.buckets.get(rec.get("storage", "default"), "")
-        objects: dict[str, dict[str, Any]] = {}
-        for folder in sorted({directory(f.name) for f in first.files}):
-            index = directory_index(bucket, f"{folder}/x" if folder else "x")
-            for obj in await self.store.rows("storage_objects", room=index):
-                objects[obj.data["key"]] = obj.data
-        return derive(rec, room_data, segs, objects)
+    async def _run(self, key: str, query: QueryRequest) -> Result:
+        """Ask the controller to query, in ``key``'s worker, and wait for that pass."""
+        try:
+            return await self.runner.run_key(key, query)
+        except Exception as exc:  # the controller stopped (a drain) before the pass ran
+            raise ApiError(503, "unavailable", f"the provider was not asked: {exc}") from None
 
     def _storage(self, row: Row) -> ObjectStorage:
         storage = self.storages.get(str(row.data.get("storage", "default")))
@@ -409,11 +393,6 @@ class RecordingsApi:
                 400, "no_storage", "the recording's storage profile is not S3-compatible"
             )
         return storage
-
-    def _executor(self, provider: str) -> Executor:
-        return Executor(
-            self.store, self.rooms.providers[provider], self.reconciler.storage_for, self.clock
-        )
 
     async def _append(self, type_: str, room: str, dedup: str, payload: dict[str, Any]) -> Any:
         appended = await self.store.append(

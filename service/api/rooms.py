@@ -24,10 +24,10 @@ from reconcilers.engine import Reconciler
 from reconcilers.events import Event, NewEvent, Store
 from reconcilers.projections import channel_key
 from reconcilers.providers.base import InvalidOptions, Provider
-from service.api.auth import owns, tenant_of
+from service.api.auth import owns, room_of, tenant_of
 from service.api.bodies import json_body
 from service.api.errors import ApiError, from_validation
-from service.api.schemas import ROOM_NAME, RecordingSpecIn, RoomView
+from service.api.schemas import RecordingSpecIn, RoomView
 from service.api.views import room_view
 
 
@@ -328,11 +328,7 @@ class RoomsApi:
     # -- helpers -----------------------------------------------------------------------------
 
     def _room(self, request: Request) -> tuple[str, str, str]:
-        tenant = tenant_of(request, self.tokens)
-        name = request.path_params["room"]
-        if not ROOM_NAME.fullmatch(name):
-            raise ApiError(422, "invalid", "room: 1-64 characters of A-Z a-z 0-9 _ . -", "room")
-        return tenant, name, f"{tenant}/{name}"
+        return room_of(request, self.tokens)
 
     @staticmethod
     def _check_if_match(request: Request, current: dict[str, Any] | None) -> None:
