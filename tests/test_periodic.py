@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from service.periodic import Periodic
-from tests.test_workqueue import now, run
+from tests.support.virtual_time import now, run
 
 
 def test_runs_now_then_every_interval() -> None:
