@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from reconcilers.events import NewEvent
 from service import cli
 from service.commands.demo import demo
 from service.commands.reconcile import reconcile_command
@@ -92,3 +93,29 @@ async def test_status_of_one_room_is_its_whole_view(tmp_path: Path) -> None:
         view = json.loads(out.getvalue())
         assert view["key"] == key and view["generation"] == 1
         assert [c["type"] for c in view["conditions"]] == ["Recording", "Progressing", "Degraded"]
+
+
+async def test_status_pages_rooms_and_says_where_the_next_page_starts(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        keys = [await w.declare(name) for name in ("a", "b", "c", "d", "e")]
+        await w.store.append(NewEvent(
+            source="api", dedup_key="delete-c", type="room.deleted", room=keys[2],
+            payload={}, occurred_at=w.now(),
+        ))
+        out = io.StringIO()
+        assert await status_command(w.reconciler, None, True, out, limit=2) == 0
+        first = [json.loads(line)["key"] for line in out.getvalue().splitlines()]
+        assert first == keys[:2]
+        out = io.StringIO()
+        assert await status_command(w.reconciler, None, True, out, limit=2, cursor=keys[1]) == 0
+        second = [json.loads(line)["key"] for line in out.getvalue().splitlines()]
+        assert second == [keys[3], keys[4]], "the deleted room is not a row of a page"
+        out = io.StringIO()
+        assert await status_command(w.reconciler, None, False, out, limit=2) == 0
+        assert f"(more rooms: recctl status --cursor {keys[1]}; or --all)" in out.getvalue()
+        out = io.StringIO()
+        assert await status_command(w.reconciler, None, False, out, limit=4) == 0
+        assert "more rooms" not in out.getvalue(), "four rooms fill the page: no next page"
+        out = io.StringIO()
+        assert await status_command(w.reconciler, None, True, out, limit=None) == 0
+        assert len(out.getvalue().splitlines()) == 4
