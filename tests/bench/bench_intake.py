@@ -41,6 +41,7 @@ from starlette.routing import Route
 
 from tests.bench.hog import Hog
 from tests.bench.loadgen import Blast, blast, raw_requests
+from tests.bench.plots import plot_rounds
 from tests.bench.traffic import Traffic
 from tests.helpers import SECRET, signed
 from tests.procs import ROOT, Server, clean_env, free_port
@@ -299,6 +300,12 @@ async def test_durable_intake_against_a_bare_endpoint(full_bench: bool, tmp_path
     out = ROOT / "bench-results" if full_bench else tmp_path
     out.mkdir(exist_ok=True)
     (out / "intake.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_rounds(
+        out / "intake.png",
+        f"Intake against a bare endpoint (ratio {ratio:.2f}, target {TARGET_RATIO:g})",
+        [baseline, intake, on_asyncio],
+    )
+    assert (out / "intake.png").stat().st_size > 0
 
     assert baseline.errors == intake.errors == on_asyncio.errors == paced.errors == 0
     assert all(p.errors == 0 for p in hogged)

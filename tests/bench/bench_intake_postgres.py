@@ -29,6 +29,7 @@ from typing import Any
 
 from tests.bench.bench_intake import CONCURRENCY, Phase, make_requests
 from tests.bench.loadgen import Blast, blast, raw_requests
+from tests.bench.plots import plot_rounds
 from tests.helpers import SECRET
 from tests.procs import ROOT, Server, clean_env
 
@@ -118,6 +119,8 @@ async def test_intake_on_postgresql_beside_sqlite(
     out = ROOT / "bench-results" if full_bench else tmp_path
     out.mkdir(exist_ok=True)
     (out / "intake-postgres.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_rounds(out / "intake-postgres.png", "Intake: PostgreSQL beside SQLite", phases.values())
+    assert (out / "intake-postgres.png").stat().st_size > 0
     assert all(p.errors == 0 for p in phases.values()), report
     assert all(p.requests == count // rounds * rounds for p in phases.values()), report
     assert statistics.fmean(phases["postgresql x1"].latencies_ms) > 0

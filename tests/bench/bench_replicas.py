@@ -31,6 +31,7 @@ from typing import Any
 from reconcilers.ratelimit import safe_rate
 from service.replicas.shards import shard_of
 from tests.bench.loadgen import Pool
+from tests.bench.plots import plot_lines
 from tests.procs import ROOT
 from tests.replicas_harness import SPEC, TENANT, TOKEN, Cluster, cluster, until
 
@@ -211,6 +212,8 @@ async def takeovers(tmp: Path, dsn: str, trials: int, lease: float) -> dict[str,
         "trials": trials,
         "takeover": _summary(takeover),
         "rooms_recording_again": _summary(healed),
+        "takeover_s": [round(t, 3) for t in takeover],
+        "rooms_recording_again_s": [round(t, 3) for t in healed],
         "target_p99_s": lease + 2,
     }
 
@@ -235,7 +238,26 @@ def test_three_replicas_floor_heals_and_takeover(
     print("\nreplicas benchmark:", json.dumps(result, indent=2))
     assert floor["rate_limited"] == 0
     assert takeover["takeover"]["max_s"] < 30
+    out = ROOT / "bench-results" if full_bench else tmp_path
     if full_bench:
-        out = ROOT / "bench-results"
         out.mkdir(exist_ok=True)
         (out / "replicas.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_takeovers(out / "replicas.png", takeover)
+    assert (out / "replicas.png").stat().st_size > 0
+
+
+def plot_takeovers(path: Path, takeover: dict[str, Any]) -> None:
+    """Each ``kill -9`` trial: when the dead replica's shards were held again, and when its
+    rooms recorded again, against the target (the lease plus 2 s)."""
+    trials = range(1, len(takeover["takeover_s"]) + 1)
+    plot_lines(
+        path,
+        f"Takeover after kill -9 (LEASE_SECONDS={takeover['lease_seconds']:g})",
+        "trial",
+        "seconds after the kill",
+        {
+            "shards held again": (trials, takeover["takeover_s"]),
+            "rooms recording again": (trials, takeover["rooms_recording_again_s"]),
+        },
+        floor=takeover["target_p99_s"],
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 Series = tuple[Sequence[float], Sequence[float]]
 
@@ -40,3 +41,15 @@ def plot_lines(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+class Rounds(Protocol):
+    name: str
+    rounds_rps: list[float]
+
+
+def plot_rounds(path: Path, title: str, phases: Iterable[Rounds]) -> Path:
+    """Throughput round by round, a line per server: the rounds alternate between servers, so
+    a slow spell of the machine shows as a dip in every line at once, not as a gap in one."""
+    series = {p.name: (range(1, len(p.rounds_rps) + 1), p.rounds_rps) for p in phases}
+    return plot_lines(path, title, "round (servers in turn)", "requests/s", series)
