@@ -36,7 +36,7 @@ import click
 from reconcilers.events import Event, Projection
 from reconcilers.projections import CLOSED
 from service.store import sqlite_schema as sql
-from service.store.sqlite_writer import snapshot_fold
+from service.store.sqlite_replay import snapshot_fold
 
 PAGE = 5000
 DELETE_CHUNK = 20_000  # events deleted per transaction: the service's writer waits for none long

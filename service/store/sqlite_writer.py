@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconcilers.events import Appended, Event, Fold, NewEvent, Projection, Row
+from reconcilers.events import Appended, Event, NewEvent, Projection, Row
+from service.store import sqlite_replay as replay
 from service.store import sqlite_schema as sql
 from service.store.errors import StoreError
 from service.store.fold import fold_batch, touched_keys
 from service.store.sqlite_migrations import migrate_sqlite
 
-_REPLAY_PAGE = 5000
 MMAP_BYTES = 1 << 30
 """The writer reads the file through a memory map (up to 1 GB of it). Every append looks up
 its dedup key, and every fold reads and rewrites projection rows, in B-trees that grow with
@@ -272,38 +272,28 @@ class SqliteWriter:
     def replay(self) -> int:
         """Delete every projection row and refold the log in seq order, in one transaction:
         from the snapshot ``recctl compact`` took (the rows as of its seq), when there is one,
-        else from the start. Returns the events folded."""
+        else from the start. A long log is folded by worker processes, a group of projections
+        each (:mod:`service.store.sqlite_replay`). Returns the events folded."""
         conn = self.conn
         self._known.forget()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM projections")
-            fold, last = snapshot_fold(conn, self._projections)
-            count = 0
-            page_sql = f"{sql.SELECT_EVENTS} WHERE seq > ? ORDER BY seq LIMIT ?"
-            while page := conn.execute(page_sql, (last, _REPLAY_PAGE)).fetchall():
-                for event in map(sql.event_of, page):
-                    fold.apply(event)
-                count += len(page)
-                last = page[-1][0]
-            conn.executemany(sql.UPSERT_ROW, [sql.row_params(k, r) for k, r in fold.rows.items()])
+            pending = conn.execute(sql.LAST_SEQ).fetchone()[0] - replay.snapshot_seq(conn)
+            workers = replay.worker_count(pending, len(self._projections))  # pending: a bound
+            if workers > 1:
+                count, rows = replay.fold_in_workers(self.path, self._projections, workers)
+            else:
+                fold, last = replay.snapshot_fold(conn, self._projections)
+                count = replay.fold_log(conn, fold, last)
+                rows = [sql.row_params(k, r) for k, r in fold.rows.items()]
+            conn.executemany(sql.UPSERT_ROW, rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return count
-
-
-def snapshot_fold(conn: sqlite3.Connection, projections: Sequence[Projection]) -> tuple[Fold, int]:
-    """A fold holding the snapshot's rows, and the seq they are as of (0: no snapshot)."""
-    fold = Fold(projections)
-    taken = conn.execute("SELECT seq FROM snapshot WHERE id = 1").fetchone()
-    if taken is None:
-        return fold, 0
-    for r in conn.execute(f"SELECT {sql.ROW_COLUMNS} FROM snapshot_rows"):
-        fold.rows[(r[0], r[1])] = sql.row_of(r)
-    return fold, int(taken[0])
 
 
 class KnownState:
