@@ -54,6 +54,12 @@ def port_of(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
 
+# Longer than any client's idle expiry (httpx's is 5 s, uvicorn's own default too): with equal
+# timers the server may close an idle connection just as the client reuses it, and that request
+# fails with "Server disconnected without sending a response" (a flaky demo in CI).
+KEEP_ALIVE_SECONDS = 75
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to its host: several run in one process, and the
     host stops them in order."""
@@ -66,7 +72,15 @@ class _Server(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp, sock: socket.socket) -> AsyncIterator[str]:
     """Serve ``app`` on ``sock`` until the block ends; yields its base URL once it listens."""
-    server = _Server(uvicorn.Config(app, log_config=None, lifespan="on", access_log=False))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

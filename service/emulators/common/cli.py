@@ -61,6 +61,9 @@ def serve(app: ASGIApp, args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=args.access_log,
             lifespan="on",
+            # Longer than a client's idle expiry (httpx: 5 s), so an idle connection is never
+            # closed by the server just as the client reuses it.
+            timeout_keep_alive=75,
         )
     )
     server.run()
