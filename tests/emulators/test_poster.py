@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from service.emulators.common.poster import Poster
+from service.emulators.framework.poster import Poster
 
 ANSWERS = {
     "/length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",

@@ -5,8 +5,8 @@ state and one timer heap, deterministically for a seed. Use it in process
 (``AgoraEmulator(config).app`` behind ``httpx.ASGITransport``) or as a server (``cli.py``).
 """
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.control import ControlError
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.control import ControlError
 
 from .config import EmulatorConfig
 from .emulator import AgoraEmulator

@@ -17,9 +17,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.emulators.common import gateway
-from service.emulators.common.clock import Clock
-from service.emulators.common.ratelimit import RateLimiter, RequestStats
+from service.emulators.framework import gateway
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.ratelimit import RateLimiter, RequestStats
 
 from .config import EmulatorConfig
 from .faults import FaultInjector

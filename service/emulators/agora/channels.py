@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.emulators.common.clock import Clock
+from service.emulators.framework.clock import Clock
 
 from .events import EventSink
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from service.emulators.common.cli import (
+from service.emulators.framework.cli import (
     Flags,
     add_config_arguments,
     add_fault_arguments,

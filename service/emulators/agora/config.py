@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from service.emulators.framework.config import EmulatorSettings
+
 from .faults import FaultConfig
 
 NotFoundForm = Literal["short", "long", "alternate"]
@@ -17,14 +19,12 @@ ChannelProfile = Literal["communication", "live"]
 
 
 @dataclass(frozen=True)
-class EmulatorConfig:
-    """Every setting of one emulated Agora project (one App ID).
+class EmulatorConfig(EmulatorSettings):
+    """Every setting of one emulated Agora project (one App ID), on the shared ones.
 
-    Time values are emulated seconds unless the name says otherwise. ``speed == 0`` gives a
-    manual clock (tests call ``advance``); ``epoch`` pins the emulated start time (default: a
-    fixed instant for manual clocks, the real time otherwise). ``qps_limit`` of ``None`` or
-    ``0`` disables the per-App-ID rate limit. ``rtc_callback_url``/``rtc_ncs_secret`` route the
-    RTC channel events (productId 1) elsewhere; by default they share the recording ones.
+    Time values are emulated seconds unless the name says otherwise. ``qps_limit`` is per App
+    ID. ``rtc_callback_url``/``rtc_ncs_secret`` route the RTC channel events (productId 1)
+    elsewhere; by default they share the recording ones.
     """
 
     app_id: str = "emulator-app"
@@ -36,10 +36,6 @@ class EmulatorConfig:
     rtc_callback_url: str | None = None
     rtc_ncs_secret: str | None = None
     rtc_events: bool = True
-    seed: int = 0
-    speed: float = 1.0
-    epoch: float | None = None
-    qps_limit: float | None = 10.0
     max_concurrent_tasks: int = 50
     resource_ttl: float = 300.0
     slice_seconds: float = 10.0
@@ -51,23 +47,17 @@ class EmulatorConfig:
     mp4_rollover_seconds: float = 7200.0
     not_found_form: NotFoundForm = "short"
     default_profile: ChannelProfile = "communication"
-    callback_timeout: float = 10.0
-    callback_retry_delays: tuple[float, ...] = (0.0, 2.0, 5.0)
-    callback_concurrency: int = 8
     redundant_callbacks: bool = False
-    callback_log_size: int = 10_000
-    faults: FaultConfig = field(default_factory=FaultConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig, kw_only=True)
 
     def __post_init__(self) -> None:
         if not self.app_id:
             raise ValueError("app_id must not be empty")
-        if self.speed < 0:
-            raise ValueError("speed must be >= 0 (0 = manual clock)")
+        super().__post_init__()
         positive = {
             "resource_ttl": self.resource_ttl,
             "slice_seconds": self.slice_seconds,
             "mp4_rollover_seconds": self.mp4_rollover_seconds,
-            "callback_timeout": self.callback_timeout,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -83,12 +73,6 @@ class EmulatorConfig:
         for name, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if self.qps_limit is not None and self.qps_limit < 0:
-            raise ValueError("qps_limit must be >= 0")
-        if self.callback_concurrency < 1:
-            raise ValueError("callback_concurrency must be >= 1")
-        if any(d < 0 for d in self.callback_retry_delays):
-            raise ValueError("callback_retry_delays must be >= 0")
         if self.not_found_form not in ("short", "long", "alternate"):
             raise ValueError("not_found_form must be short, long or alternate")
         if self.default_profile not in ("communication", "live"):

@@ -12,8 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.control import json_body, optional, query_flag, route, shared_routes
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.control import (
+    json_body,
+    optional,
+    query_flag,
+    route,
+    shared_routes,
+)
 
 from .faults import FaultConfig
 

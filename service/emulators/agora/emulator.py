@@ -18,11 +18,11 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.control import ControlError
-from service.emulators.common.lifecycle import EmulatorLifecycle
-from service.emulators.common.notifier import Notifier, RetryPolicy
-from service.emulators.common.ratelimit import RateLimiter, RequestStats
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.control import ControlError
+from service.emulators.framework.lifecycle import EmulatorLifecycle
+from service.emulators.framework.notifier import Notifier, RetryPolicy
+from service.emulators.framework.ratelimit import RateLimiter, RequestStats
 
 from .api import AgoraGateway
 from .channels import LEAVE_QUIT, ChannelRegistry

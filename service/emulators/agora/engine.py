@@ -10,8 +10,8 @@ notifications Agora documents for it (docs/providers/agora.md §7, §8, §10).
 
 from __future__ import annotations
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.control import ControlError
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.control import ControlError
 
 from .channels import (
     AUDIENCE,

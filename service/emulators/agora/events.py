@@ -17,7 +17,7 @@ from reconcilers.providers.agora.notifications import (
     PRODUCT_RTC,
     RECORDING_EVENTS,
 )
-from service.emulators.common.clock import Clock
+from service.emulators.framework.clock import Clock
 
 from .ids import IdSource
 from .model import Task

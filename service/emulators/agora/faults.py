@@ -1,14 +1,14 @@
 """Agora's faults: its endpoints and the transient errors each is documented to return
 (``docs/providers/agora.md`` §1-§6), on top of the shared seeded injector of
-:mod:`service.emulators.common`.
+:mod:`service.emulators.framework`.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from service.emulators.common import faults as common
-from service.emulators.common.faults import ApiFault, CallbackPlan, ErrorTable
+from service.emulators.framework import faults as framework
+from service.emulators.framework.faults import ApiFault, CallbackPlan, ErrorTable
 
 __all__ = [
     "ENDPOINTS",
@@ -43,12 +43,12 @@ TRANSIENT_ERRORS: ErrorTable = {
 MAY_HAVE_APPLIED = frozenset({65, 62})
 
 
-class FaultConfig(common.FaultConfig):
-    __doc__ = common.FaultConfig.__doc__
+class FaultConfig(framework.FaultConfig):
+    __doc__ = framework.FaultConfig.__doc__
     ENDPOINTS: ClassVar[tuple[str, ...]] = ENDPOINTS
 
 
-class FaultInjector(common.FaultInjector[FaultConfig]):
+class FaultInjector(framework.FaultInjector[FaultConfig]):
     """The shared injector with Agora's error table."""
 
     def __init__(self, config: FaultConfig, seed: int) -> None:

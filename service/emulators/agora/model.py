@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.emulators.common.clock import Timer
+from service.emulators.framework.clock import Timer
 
 from .validation import StartSpec, Subscription
 

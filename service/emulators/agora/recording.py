@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from service.emulators.common.clock import Clock
+from service.emulators.framework.clock import Clock
 
 from .channels import ChannelRegistry
 from .config import EmulatorConfig

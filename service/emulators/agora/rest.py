@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.emulators.common.clock import Clock
+from service.emulators.framework.clock import Clock
 
 from .channels import HOST, LIVE
 from .config import EmulatorConfig

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from service.emulators.common.cli import (
+from service.emulators.framework.cli import (
     Flags,
     add_config_arguments,
     add_fault_arguments,

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from service.emulators.framework.config import EmulatorSettings
+
 from .faults import FaultConfig
 
 
 @dataclass(frozen=True)
-class EmulatorConfig:
-    """Every setting of one emulated RealtimeKit app. Times are emulated seconds.
+class EmulatorConfig(EmulatorSettings):
+    """Every setting of one emulated RealtimeKit app, on the shared ones. Times are emulated
+    seconds.
 
     ``private_key_pem`` signs the webhooks (a fresh 2048-bit key when ``None``).
     """
@@ -28,10 +31,7 @@ class EmulatorConfig:
     private_key_pem: str | None = None
     webhook_url: str | None = None
     webhook_id: str = "emulator-webhook"
-    seed: int = 0
-    speed: float = 1.0
-    epoch: float | None = None
-    qps_limit: float | None = 20.0
+    qps_limit: float | None = field(default=20.0, kw_only=True)
     invoke_seconds: float = 2.0
     upload_seconds: float = 5.0
     empty_timeout: float = 60.0
@@ -39,23 +39,13 @@ class EmulatorConfig:
     default_max_seconds: int = 86_400
     invoked_webhook: bool = False
     stable_delivery_id: bool = False
-    callback_timeout: float = 10.0
-    callback_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)
-    callback_concurrency: int = 8
-    callback_log_size: int = 10_000
-    faults: FaultConfig = field(default_factory=FaultConfig)
+    callback_retry_delays: tuple[float, ...] = field(default=(1.0, 5.0, 30.0), kw_only=True)
+    faults: FaultConfig = field(default_factory=FaultConfig, kw_only=True)
 
     def __post_init__(self) -> None:
         if not self.account_id or not self.app_id:
             raise ValueError("account_id and app_id must not be empty")
-        if self.speed < 0:
-            raise ValueError("speed must be >= 0 (0 = manual clock)")
+        super().__post_init__()
         for name in ("invoke_seconds", "upload_seconds", "empty_timeout", "min_recording_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if self.callback_timeout <= 0 or self.callback_concurrency < 1:
-            raise ValueError("callback_timeout must be > 0 and callback_concurrency >= 1")
-        if any(d < 0 for d in self.callback_retry_delays):
-            raise ValueError("callback_retry_delays must be >= 0")
-        if self.qps_limit is not None and self.qps_limit < 0:
-            raise ValueError("qps_limit must be >= 0")

@@ -1,7 +1,7 @@
 """The composition root of the Cloudflare RealtimeKit emulator, and its in-process interface.
 
 ``CloudflareEmulator(config)`` wires the shared clock, fault injector, rate limit and webhook
-sender (:mod:`service.emulators.common`) to the RealtimeKit engine and REST gateway; ``emu.app``
+sender (:mod:`service.emulators.framework`) to the RealtimeKit engine and REST gateway; ``emu.app``
 is the ASGI app, and the control API's operations are plain methods (``join``, ``leave``,
 ``end_meeting``, ``kill``, ``advance``, ``recordings``, ``set_faults``...).
 """
@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.control import ControlError
-from service.emulators.common.lifecycle import EmulatorLifecycle
-from service.emulators.common.notifier import Notifier
-from service.emulators.common.ratelimit import RequestStats
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.control import ControlError
+from service.emulators.framework.lifecycle import EmulatorLifecycle
+from service.emulators.framework.notifier import Notifier
+from service.emulators.framework.ratelimit import RequestStats
 
 from .config import EmulatorConfig
 from .control import control_routes

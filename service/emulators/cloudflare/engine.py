@@ -17,8 +17,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.control import ControlError
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.control import ControlError
 
 from .config import EmulatorConfig
 from .faults import FaultInjector

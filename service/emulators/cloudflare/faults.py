@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from service.emulators.common import faults as common
-from service.emulators.common.faults import ErrorTable
+from service.emulators.framework import faults as framework
+from service.emulators.framework.faults import ErrorTable
 
 ENDPOINTS = ("start", "get", "list", "active", "stop", "pause", "resume")
 
@@ -23,12 +23,12 @@ TRANSIENT_ERRORS: ErrorTable = dict.fromkeys(ENDPOINTS, _TRANSIENT)
 MAY_HAVE_APPLIED = frozenset({502, 504})
 
 
-class FaultConfig(common.FaultConfig):
-    __doc__ = common.FaultConfig.__doc__
+class FaultConfig(framework.FaultConfig):
+    __doc__ = framework.FaultConfig.__doc__
     ENDPOINTS: ClassVar[tuple[str, ...]] = ENDPOINTS
 
 
-class FaultInjector(common.FaultInjector[FaultConfig]):
+class FaultInjector(framework.FaultInjector[FaultConfig]):
     """The shared injector with RealtimeKit's error table."""
 
     def __init__(self, config: FaultConfig, seed: int) -> None:

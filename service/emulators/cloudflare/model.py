@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from service.emulators.common.clock import Timer
+from service.emulators.framework.clock import Timer
 
 ACTIVE = frozenset({"INVOKED", "RECORDING", "PAUSED"})
 FINAL = frozenset({"UPLOADED", "ERRORED"})

@@ -24,7 +24,7 @@ from reconcilers.providers.cloudflare.signature import (
     WEBHOOK_ID_HEADER,
     sign,
 )
-from service.emulators.common.notifier import RetryPolicy
+from service.emulators.framework.notifier import RetryPolicy
 
 POLICY = RetryPolicy(
     delivered=lambda status: 200 <= status < 300,

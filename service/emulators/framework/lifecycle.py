@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Self
 
 from starlette.applications import Starlette
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.notifier import Notifier
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.notifier import Notifier
 
 
 class EmulatorLifecycle:

@@ -11,9 +11,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.faults import ApiFault, FaultInjector
-from service.emulators.common.ratelimit import RequestStats
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.faults import ApiFault, FaultInjector
+from service.emulators.framework.ratelimit import RequestStats
 
 #: (HTTP method, path pattern, endpoint name), tried in order.
 RouteTable = tuple[tuple[str, re.Pattern[str], str], ...]

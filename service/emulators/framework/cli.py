@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.types import ASGIApp
 
-from service.emulators.common.faults import FaultConfig
+from service.emulators.framework.faults import FaultConfig
 
 C = TypeVar("C", bound=FaultConfig)
 #: (flag dest == config field, type, help)

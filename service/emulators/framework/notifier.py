@@ -22,9 +22,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.faults import FaultInjector
-from service.emulators.common.poster import Poster
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.faults import FaultInjector
+from service.emulators.framework.poster import Poster
 
 #: Emulated seconds a reordered notice waits for a successor before it is sent anyway.
 REORDER_HOLD_SECONDS = 1.0

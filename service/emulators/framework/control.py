@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service.emulators.common.clock import Clock
-from service.emulators.common.faults import FaultConfig, FaultInjector
+from service.emulators.framework.clock import Clock
+from service.emulators.framework.faults import FaultConfig, FaultInjector
 
 Handler = Callable[[Request], Awaitable[Any]]
 C = TypeVar("C", bound=FaultConfig)
