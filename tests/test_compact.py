@@ -18,7 +18,7 @@ from reconcilers.projections import PROJECTIONS
 from service import cli
 from service.commands.compact import BucketExport, DirectoryExport, compact_sqlite
 from service.store.sqlite import SqliteStore
-from service.store.sqlite_writer import SqliteWriter
+from service.store.sqlite.writer import SqliteWriter
 from tests.bench.traffic import START, build_store, room_key
 from tests.catalog_harness import BUCKET, moto_server, s3_client
 

@@ -18,7 +18,7 @@ from service import cli
 from service.commands.common import UserError
 from service.commands.migrate import Advance, copy_log, migrate_database
 from service.store import open_store
-from service.store.sqlite_schema import SCHEMA
+from service.store.sqlite.schema import SCHEMA
 from tests.support.store_cases import PROJECTIONS, all_rows, new
 
 

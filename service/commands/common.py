@@ -82,7 +82,7 @@ class CommandContext:
 def require_existing_log(url: str) -> None:
     """A read-only command given a SQLite file that is not there says so, instead of creating
     an empty log and showing nothing."""
-    from service.store.sqlite_schema import sqlite_path
+    from service.store.sqlite.schema import sqlite_path
 
     if url.partition(":")[0].lower() != "sqlite":
         return

@@ -35,8 +35,8 @@ import click
 
 from reconcilers.events import Event, Projection
 from reconcilers.projections import CLOSED
-from service.store import sqlite_schema as sql
-from service.store.sqlite_replay import snapshot_fold
+from service.store.sqlite import schema as sql
+from service.store.sqlite.replay import snapshot_fold
 
 PAGE = 5000
 DELETE_CHUNK = 20_000  # events deleted per transaction: the service's writer waits for none long
@@ -274,7 +274,7 @@ def compact(
     from service.commands.common import UserError, load_settings, print_records
     from service.config import is_postgres
     from service.runtime import default_projections
-    from service.store.sqlite_schema import sqlite_path
+    from service.store.sqlite.schema import sqlite_path
 
     settings = load_settings(quiet=True)
     if is_postgres(settings.database_url):

@@ -32,9 +32,9 @@ from service.store import backend_of
 from service.store.postgres import sql as pg
 from service.store.postgres.schema import applied_versions as pg_versions
 from service.store.postgres.schema import migrate as pg_migrate
-from service.store.sqlite_migrations import applied_versions as sqlite_versions
-from service.store.sqlite_migrations import migrate_sqlite
-from service.store.sqlite_schema import sqlite_path
+from service.store.sqlite.migrations import applied_versions as sqlite_versions
+from service.store.sqlite.migrations import migrate_sqlite
+from service.store.sqlite.schema import sqlite_path
 
 DEFAULT_PAGE = 2000
 """Events per copy transaction: a page is ~1 MB of webhooks, committed (fsync) once."""
@@ -97,7 +97,7 @@ class SqliteLog:
 
     def page(self, after: int, limit: int) -> list[tuple[Event, str]]:
         """Events after ``after``, with their payload's stored text."""
-        from service.store.sqlite_schema import EVENT_COLUMNS, event_of
+        from service.store.sqlite.schema import EVENT_COLUMNS, event_of
 
         rows = self._conn.execute(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",

@@ -55,7 +55,7 @@ def _new_log(database_url: str) -> str | None:
     from pathlib import Path
 
     from service.config import is_postgres
-    from service.store.sqlite_schema import sqlite_path
+    from service.store.sqlite.schema import sqlite_path
 
     if is_postgres(database_url):
         return None
@@ -76,7 +76,7 @@ def _serve_lock(database_url: str) -> IO[str] | None:
     PostgreSQL, where replicas are meant to share the database."""
     from service.config import is_postgres
     from service.store.serve_lock import AlreadyServing, hold_serve_lock
-    from service.store.sqlite_schema import sqlite_path
+    from service.store.sqlite.schema import sqlite_path
 
     if is_postgres(database_url):
         return None

@@ -2,7 +2,7 @@
 
 ``sqlite:///path`` is the embedded default (one process, one file); ``postgresql://...`` is the
 server backend several replicas share (:mod:`service.store.postgres`). Both pass the same
-contract suite (``tests/test_store_contract.py``); what else a backend can do is a capability
+contract suite (``tests/store/test_contract.py``); what else a backend can do is a capability
 in :mod:`service.store.base`.
 
 The names below are imported on first use (PEP 562): the SQLite writer's child process
@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from reconcilers.events import Projection
 from service.store.errors import StaleFence, StoreClosed, StoreError
-from service.store.sqlite_schema import sqlite_path
+from service.store.sqlite.schema import sqlite_path
 
 if TYPE_CHECKING:
     from service.store.base import BatchObserver, BatchReport, ObservableStore, StoreStats
     from service.store.postgres import PoolLimits, PostgresStore
-    from service.store.sqlite import SqliteStore
+    from service.store.sqlite.store import SqliteStore
 
 _LAZY = {
     "BatchObserver": "service.store.base",
     "BatchReport": "service.store.base",
     "ObservableStore": "service.store.base",
     "StoreStats": "service.store.base",
-    "SqliteStore": "service.store.sqlite",
+    "SqliteStore": "service.store.sqlite.store",
     "PostgresStore": "service.store.postgres",
     "PoolLimits": "service.store.postgres",
 }
@@ -109,7 +109,11 @@ async def open_store(
             limits=pool or PoolLimits.from_env(),
             batch_interval=PG_INTERVAL if batch_interval is None else batch_interval,
         )
-    from service.store.sqlite import DEFAULT_APPEND_TIMEOUT, DEFAULT_BATCH_INTERVAL, SqliteStore
+    from service.store.sqlite.store import (
+        DEFAULT_APPEND_TIMEOUT,
+        DEFAULT_BATCH_INTERVAL,
+        SqliteStore,
+    )
 
     if batch_interval is None:
         batch_interval = DEFAULT_BATCH_INTERVAL

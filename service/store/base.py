@@ -1,7 +1,7 @@
 """The store seam: what every backend shares, and the capabilities some of them add.
 
 The domain's :class:`reconcilers.events.Store` is the port every backend implements (the
-contract suite, ``tests/test_store_contract.py``, runs against each). Beside it, as
+contract suite, ``tests/store/test_contract.py``, runs against each). Beside it, as
 eventsourcing's recorders grow by capability, a backend may offer more, each a protocol here
 that callers test for with ``isinstance`` rather than asking which backend it is:
 

@@ -1,6 +1,6 @@
 """Schema versions, shared by the backends: a numbered list of forward-only migrations.
 
-Each backend keeps its list (``sqlite_migrations``, ``postgres.schema``) and a table
+Each backend keeps its list (``sqlite.migrations``, ``postgres.schema``) and a table
 ``schema_version`` of the versions applied. Opening a store applies what is missing, and so does
 ``recctl migrate``; a database newer than this build (a version it does not know) is refused
 rather than written with an older idea of its schema. A migration is never edited once it has

@@ -41,7 +41,7 @@ from reconcilers.plan import PlanConfig
 from reconcilers.projections import PROJECTIONS
 from service.commands.status import status_command
 from service.store.sqlite import SqliteStore
-from service.store.sqlite_writer import SqliteWriter
+from service.store.sqlite.writer import SqliteWriter
 from tests.bench.plots import plot_lines
 from tests.bench.traffic import Traffic, room_key
 from tests.procs import ROOT

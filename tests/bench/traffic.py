@@ -379,7 +379,7 @@ def history(channels: int, count: int, seed: int = 1) -> Iterator[NewEvent]:
 def build_store(path: Path, channels: int, count: int, seed: int = 1, batch: int = 500) -> int:
     """Write ``count`` history events into a fresh SQLite store at ``path`` through the real
     writer (projections folded as live), without the fsync; returns the last seq."""
-    from service.store.sqlite_writer import SqliteWriter
+    from service.store.sqlite.writer import SqliteWriter
 
     writer = SqliteWriter(path, PROJECTIONS)
     writer.open()

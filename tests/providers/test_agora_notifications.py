@@ -320,7 +320,7 @@ def test_the_writer_process_folds_notifications_without_importing_pydantic() -> 
     body that needs coercing. A fresh interpreter, since this one has pydantic loaded."""
     code = (
         "import sys\n"
-        "import service.store.sqlite_child, reconcilers.projections\n"
+        "import service.store.sqlite.child, reconcilers.projections\n"
         "from reconcilers.providers.agora.notifications import parse_notification\n"
         "parse_notification({'noticeId': 'n', 'productId': 3, 'eventType': 40, 'payload': {}})\n"
         "assert 'pydantic' not in sys.modules, 'exact envelope'\n"

@@ -2,7 +2,7 @@
 
 ``append`` queues the event and waits. Everything pending (up to ``batch_cap``) goes, as one
 call, to the :class:`SqliteWriter` (on its own thread, or in a child process:
-:mod:`.sqlite_host`): ONE transaction, ONE fsync for the whole batch. Only after the commit are
+:mod:`.host`): ONE transaction, ONE fsync for the whole batch. Only after the commit are
 the callers' futures resolved, so an acknowledgement always means "on disk". While one batch
 commits the next one gathers, so batches grow with the load by themselves; and two batches
 leave at least ``batch_interval`` apart (1 ms), so that under load the disk sees fewer, fuller
@@ -37,12 +37,12 @@ from typing import Any
 import aiosqlite
 
 from reconcilers.events import Appended, Event, NewEvent, Projection, Row
-from service.store import sqlite_schema as sql
 from service.store.base import BatchReport, StoreClosed, StoreError, StoreStats, log
 from service.store.errors import AppendTimedOut
-from service.store.sqlite_host import ProcessHost, ThreadHost, WriteResult, WriterHost
-from service.store.sqlite_schema import sqlite_path
-from service.store.sqlite_writer import Checkpoints
+from service.store.sqlite import schema as sql
+from service.store.sqlite.host import ProcessHost, ThreadHost, WriteResult, WriterHost
+from service.store.sqlite.schema import sqlite_path
+from service.store.sqlite.writer import Checkpoints
 
 __all__ = ["DEFAULT_BATCH_CAP", "DEFAULT_CHECKPOINT_BYTES", "SqliteStore", "sqlite_path"]
 
@@ -137,7 +137,7 @@ class SqliteStore:
         """Create the file and schema if needed, connect both sides, start the writer.
 
         ``batch_interval``: seconds between two batches at least (see ``DEFAULT_BATCH_INTERVAL``).
-        ``writer_process``: run the writer in a child process (see :mod:`.sqlite_host`).
+        ``writer_process``: run the writer in a child process (see :mod:`.host`).
         """
         path = str(path)
         host_type = ProcessHost if writer_process else ThreadHost

@@ -1,4 +1,4 @@
-"""The SQLite writer's child process: the other end of :class:`.sqlite_host.ProcessHost`.
+"""The SQLite writer's child process: the other end of :class:`.host.ProcessHost`.
 
 Length-prefixed pickles on stdin (calls) and stdout (answers), one call answered before the
 next is read. Kept apart from the host so that the child imports only what writing needs (the
@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from reconcilers.events import Appended, Event, NewEvent
 from service.store.errors import StoreError
-from service.store.sqlite_writer import SqliteWriter
+from service.store.sqlite.writer import SqliteWriter
 
 FRAME = struct.Struct("!I")
 """Every message: its length, then a pickle."""

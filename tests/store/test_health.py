@@ -20,7 +20,7 @@ import pytest
 from reconcilers.events import NewEvent
 from service.store import SqliteStore
 from service.store.errors import AppendTimedOut
-from service.store.sqlite_host import ProcessHost
+from service.store.sqlite.host import ProcessHost
 
 
 def new(key: str) -> NewEvent:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from reconcilers.events import Fold, Projection
-from service.store import sqlite_schema as sql
+from service.store.sqlite import schema as sql
 
 PAGE: Final = 5000
 PARALLEL_MIN_EVENTS: Final = 50_000

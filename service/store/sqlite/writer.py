@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconcilers.events import Appended, Event, NewEvent, Projection, Row
-from service.store import sqlite_replay as replay
-from service.store import sqlite_schema as sql
 from service.store.errors import StoreError
 from service.store.fold import fold_batch, touched_keys
-from service.store.sqlite_migrations import migrate_sqlite
+from service.store.sqlite import replay
+from service.store.sqlite import schema as sql
+from service.store.sqlite.migrations import migrate_sqlite
 
 MMAP_BYTES = 1 << 30
 """The writer reads the file through a memory map (up to 1 GB of it). Every append looks up
@@ -97,7 +97,7 @@ class SqliteWriter:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             # A WAL started over is cut back to this size, so its size tells how much is new.
             conn.execute(f"PRAGMA journal_size_limit={int(self._wal_bytes)}")
-            migrate_sqlite(conn)  # the schema, versioned: sqlite_migrations
+            migrate_sqlite(conn)  # the schema, versioned: sqlite/migrations.py
         except BaseException:
             conn.close()
             raise
@@ -273,7 +273,7 @@ class SqliteWriter:
         """Delete every projection row and refold the log in seq order, in one transaction:
         from the snapshot ``recctl compact`` took (the rows as of its seq), when there is one,
         else from the start. A long log is folded by worker processes, a group of projections
-        each (:mod:`service.store.sqlite_replay`). Returns the events folded."""
+        each (:mod:`service.store.sqlite.replay`). Returns the events folded."""
         conn = self.conn
         self._known.forget()
         conn.execute("BEGIN IMMEDIATE")

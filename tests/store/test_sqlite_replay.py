@@ -16,8 +16,8 @@ import pytest
 from reconcilers.events import Projection
 from reconcilers.projections import PROJECTIONS
 from service.commands.compact import compact_sqlite
-from service.store import sqlite_replay
 from service.store.sqlite import SqliteStore
+from service.store.sqlite import replay as sqlite_replay
 from tests.bench.traffic import START, build_store
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from service.store.migrations import Migration, pending
-from service.store.sqlite_schema import RETENTION_SCHEMA, SCHEMA
+from service.store.sqlite.schema import RETENTION_SCHEMA, SCHEMA
 
 __all__ = ["MIGRATIONS", "applied_versions", "migrate_sqlite"]
 

@@ -8,7 +8,7 @@ takes the writer off the GIL; the loop only pickles each batch to a pipe and rea
 back (~2 µs an event each way). The thread stays for tools and tests, where a process more is
 only start-up time.
 
-The child is :mod:`.sqlite_child`: calls in order over its stdin and stdout. It exits when
+The child is :mod:`.child`: calls in order over its stdin and stdout. It exits when
 its stdin closes, which is also what happens when the parent is killed with -9.
 """
 
@@ -29,8 +29,8 @@ from typing import Any, cast
 
 from reconcilers.events import Appended, Event, NewEvent, Projection
 from service.store.base import StoreClosed, StoreError, log
-from service.store.sqlite_child import FRAME, wire
-from service.store.sqlite_writer import Checkpoints, SqliteWriter, numbered
+from service.store.sqlite.child import FRAME, wire
+from service.store.sqlite.writer import Checkpoints, SqliteWriter, numbered
 
 WriteResult = tuple[list[Appended], list[Event], Checkpoints, float]
 """A write's answers, its new events, the writer's background checkpoints so far, and how long
@@ -122,7 +122,7 @@ class ThreadHost(WriterHost):
 Answer = Callable[[bool, Any], None]
 """A call's outcome, on the event loop: ``(True, value)`` or ``(False, exception)``."""
 
-CHILD = "from service.store.sqlite_child import main; main()"
+CHILD = "from service.store.sqlite.child import main; main()"
 
 
 class _AnswerPipe(asyncio.Protocol):

@@ -3,7 +3,7 @@ thread and in a process, and PostgreSQL on the real server the session starts).
 
 A new backend adds its place in ``tests/support/store_cases.py`` (``BACKENDS``): every contract
 test and the replay property then run against it too. What only one backend has is tested in
-``test_store_sqlite.py`` and ``test_store_postgres.py``.
+``test_sqlite.py`` and ``test_postgres.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The SQLite writer in a child process: what a process adds to the store contract.
 
-The contract itself runs against this host in ``test_store_contract.py`` (backend
+The contract itself runs against this host in ``test_contract.py`` (backend
 ``sqlite-process``). Here: the child dies and is replaced, a call it dies in fails rather than
 hangs, it outlives neither its parent nor a Ctrl-C it should ignore, and the pipe's encoding of
 an event gives back the same event.
@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from reconcilers.events import Event, NewEvent, Row
 from service.store import SqliteStore, StoreError
-from service.store.sqlite_child import FRAME, unwire, wire
-from service.store.sqlite_host import ProcessHost, _AnswerPipe
+from service.store.sqlite.child import FRAME, unwire, wire
+from service.store.sqlite.host import ProcessHost, _AnswerPipe
 from tests.procs import ROOT
 
 

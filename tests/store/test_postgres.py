@@ -1,6 +1,6 @@
 """What only the PostgreSQL backend has: its migrations under an advisory lock, the lease tables
 (the replicas' part builds on them), the server the tests start. The store contract itself is in
-``test_store_contract.py``, run against both backends."""
+``test_contract.py``, run against both backends."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SQLite's own guarantees: group commit and its interval, WAL and fsync, checkpoints aside,
 point reads off the event loop, the writer's known rows. The store contract every backend
-keeps is ``test_store_contract.py``."""
+keeps is ``test_contract.py``."""
 
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ from service.store import (
     SqliteStore,
     open_store,
 )
-from service.store import sqlite_schema as schema
 from service.store.base import FencedAppends
-from service.store.sqlite import sqlite_path
-from service.store.sqlite_writer import KnownState, SqliteWriter
+from service.store.sqlite import schema, sqlite_path
+from service.store.sqlite.writer import KnownState, SqliteWriter
 from tests.helpers import Boom
 from tests.support.store_cases import PROJECTIONS, as_stored, new
 
