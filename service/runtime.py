@@ -51,7 +51,7 @@ from service.metrics import Metrics
 from service.openapi import openapi
 from service.provider_metrics import ProviderMetrics
 from service.replicas.ownership import Ownership, check_current_pass
-from service.replicas.pacer import SharedPacer, pacer_rate
+from service.replicas.pacer import SharedPacer
 from service.replicas.replica import Replica
 from service.storage.s3 import build_storages
 from service.store import ObservableStore, PoolLimits, open_store
@@ -218,24 +218,31 @@ async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncI
     """Join the replicas of ``settings.database_url``; leave (leases given back) on exit."""
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=REPLICA_POOL_SIZE)
     try:
-        agora = SharedPacer(
-            pool, f"agora:{settings.agora_app_id}", pacer_rate(settings.agora_rate_limit_qps)
-        )
-        await agora.setup()
-        cloudflare = None
-        if settings.cloudflare_configured:
-            cloudflare = SharedPacer(
-                pool,
-                f"cloudflare:{settings.cloudflare_account_id}",
-                pacer_rate(settings.cloudflare_rate_limit_qps),
-            )
-            await cloudflare.setup()
         replica = Replica(pool, settings.database_url, settings.lease_seconds, registry)
-        await replica.start()
-        try:
-            yield Replicas(replica, agora, cloudflare)
-        finally:
-            await replica.stop()
+        async with AsyncExitStack() as stack:
+            agora = await stack.enter_async_context(
+                SharedPacer(
+                    pool,
+                    f"agora:{settings.agora_app_id}",
+                    settings.agora_rate_limit_qps,
+                    replica.id,
+                )
+            )
+            cloudflare = None
+            if settings.cloudflare_configured:
+                cloudflare = await stack.enter_async_context(
+                    SharedPacer(
+                        pool,
+                        f"cloudflare:{settings.cloudflare_account_id}",
+                        settings.cloudflare_rate_limit_qps,
+                        replica.id,
+                    )
+                )
+            await replica.start()
+            try:
+                yield Replicas(replica, agora, cloudflare)
+            finally:
+                await replica.stop()
     finally:
         await pool.close()
 

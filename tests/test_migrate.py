@@ -51,12 +51,12 @@ def test_recctl_migrate_on_postgresql(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", postgres_db)
     assert cli.main(["migrate"]) == 0
-    assert capsys.readouterr().out == "postgresql: schema version 1; applied 1\n"
+    assert capsys.readouterr().out == "postgresql: schema version 2; applied 1, 2\n"
     assert cli.main(["migrate", "-o", "jsonl"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "backend": "postgresql",
         "applied": [],
-        "version": 1,
+        "version": 2,
     }
 
 

@@ -66,8 +66,23 @@ CREATE TABLE replicas (
 );
 """
 
+RATE_SHARES = """
+DROP TABLE IF EXISTS rate_budget;
+CREATE TABLE rate_shares (
+    account    text COLLATE "C" NOT NULL,
+    replica    text COLLATE "C" NOT NULL,
+    rate       float8 NOT NULL,
+    demand     float8 NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (account, replica)
+);
+"""
+"""Each replica's leased share of a provider account's rate limit (:mod:`service.replicas.pacer`).
+``rate_budget`` was the per-call reservation it replaced, created by the pacer itself."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events, projections, leases, replicas", INITIAL),
+    Migration(2, "rate shares", RATE_SHARES),
 )
 
 VERSION_TABLE = """
