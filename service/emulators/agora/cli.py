@@ -7,22 +7,11 @@ on 127.0.0.1:8081 at real-time speed.
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-from service.emulators.framework.cli import (
-    Flags,
-    add_config_arguments,
-    add_fault_arguments,
-    add_server_arguments,
-    config_values,
-    fault_config,
-    serve,
-)
+from service.emulators.framework.cli import CLOCK_FLAGS, EmulatorCommand, Flags, Switch
 
 from .config import EmulatorConfig
 from .emulator import AgoraEmulator
-from .faults import ENDPOINTS, FaultConfig
+from .faults import FaultConfig
 
 # (flag dest == EmulatorConfig field, type, help)
 _CONFIG_FLAGS: Flags = (
@@ -34,9 +23,7 @@ _CONFIG_FLAGS: Flags = (
     ("callback_url", str, "URL receiving cloud recording notifications (productId 3)"),
     ("rtc_callback_url", str, "URL for RTC channel events (productId 1); default callback-url"),
     ("rtc_ncs_secret", str, "NCS secret for RTC events; default ncs-secret"),
-    ("seed", int, "seed of every id and fault stream (default 0)"),
-    ("speed", float, "emulated seconds per real second; 0 = manual clock (default 1)"),
-    ("epoch", float, "emulated start time, epoch seconds (default now)"),
+    *CLOCK_FLAGS,
     ("qps_limit", float, "requests per second per App ID before 429; 0 disables (default 10)"),
     ("max_concurrent_tasks", int, "live tasks before 406 vendor_over_load (default 50)"),
     ("resource_ttl", float, "resource id lifetime before 433, seconds (default 300)"),
@@ -68,58 +55,35 @@ _FAULT_FLAGS: Flags = (
     ("callback_reorder_rate", float, "chance a notification is overtaken by the next one"),
 )
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add every emulator flag to ``parser`` (the host command owns the parser)."""
-    add_server_arguments(parser, port=8081)
-    add_config_arguments(parser, _CONFIG_FLAGS)
-    parser.add_argument(
-        "--no-rtc-events",
-        dest="rtc_events",
-        action="store_false",
-        default=None,
-        help="do not send RTC channel events (productId 1)",
-    )
-    parser.add_argument(
-        "--redundant-callbacks",
-        action="store_true",
-        default=None,
-        help="send every notification twice (Agora's redundant delivery)",
-    )
-    parser.add_argument(
-        "--callback-retry-delays",
-        default=None,
-        metavar="S,S,S",
-        help="emulated seconds before each retry (default 0,2,5)",
-    )
-    add_fault_arguments(parser, ENDPOINTS, _FAULT_FLAGS)
+COMMAND: EmulatorCommand[EmulatorConfig, AgoraEmulator] = EmulatorCommand(
+    name="agora",
+    description=__doc__,
+    port=8081,
+    settings=EmulatorConfig,
+    faults=FaultConfig,
+    build=AgoraEmulator,
+    config_flags=_CONFIG_FLAGS,
+    fault_flags=_FAULT_FLAGS,
+    switches=(
+        Switch(
+            "--no-rtc-events", "rtc_events", False, "do not send RTC channel events (productId 1)"
+        ),
+        Switch(
+            "--redundant-callbacks",
+            "redundant_callbacks",
+            True,
+            "send every notification twice (Agora's redundant delivery)",
+        ),
+    ),
+    retry_help="emulated seconds before each retry (default 0,2,5)",
+)
 
 
-def fault_config_from_args(args: argparse.Namespace) -> FaultConfig:
-    return fault_config(args, FaultConfig, _FAULT_FLAGS)
-
-
-def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
-    """The :class:`EmulatorConfig` the flags describe (unset flags keep the defaults)."""
-    values = config_values(args, _CONFIG_FLAGS, ("rtc_events", "redundant_callbacks"))
-    values["faults"] = fault_config_from_args(args)
-    return EmulatorConfig(**values)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Serve the emulator until interrupted; returns the process exit status."""
-    try:
-        config = config_from_args(args)
-    except (ValueError, OSError) as exc:
-        print(f"agora emulator: {exc}", file=sys.stderr)
-        return 2
-    return serve(AgoraEmulator(config).app, args)
-
-
-def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agora-emulator", description=__doc__)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+#: The module's interface (``recctl emulate`` and ``__main__`` call it), as the command's methods.
+add_arguments = COMMAND.add_arguments
+config_from_args = COMMAND.config_from_args
+main = COMMAND.main
+run = COMMAND.run
 
 
 if __name__ == "__main__":

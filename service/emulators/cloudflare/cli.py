@@ -9,22 +9,14 @@ writes that key's PEM for the service's ``CLOUDFLARE_WEBHOOK_PUBLIC_KEY``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+from typing import Any
 
-from service.emulators.framework.cli import (
-    Flags,
-    add_config_arguments,
-    add_fault_arguments,
-    add_server_arguments,
-    config_values,
-    fault_config,
-    serve,
-)
+from service.emulators.framework.cli import CLOCK_FLAGS, EmulatorCommand, Flags, Switch
 
 from .config import EmulatorConfig
 from .emulator import CloudflareEmulator
-from .faults import ENDPOINTS, FaultConfig
+from .faults import FaultConfig
 
 # (flag dest == EmulatorConfig field, type, help)
 _CONFIG_FLAGS: Flags = (
@@ -33,9 +25,7 @@ _CONFIG_FLAGS: Flags = (
     ("api_token", str, "Bearer API token accepted (default emulator-token)"),
     ("webhook_url", str, "URL receiving the signed webhooks"),
     ("webhook_id", str, "rtk-webhook-id header value"),
-    ("seed", int, "seed of every id and fault stream (default 0)"),
-    ("speed", float, "emulated seconds per real second; 0 = manual clock (default 1)"),
-    ("epoch", float, "emulated start time, epoch seconds (default now)"),
+    *CLOCK_FLAGS,
     ("qps_limit", float, "requests per second before 429; 0 disables (default 20)"),
     ("invoke_seconds", float, "INVOKED -> RECORDING delay (default 2)"),
     ("upload_seconds", float, "UPLOADING -> UPLOADED delay (default 5)"),
@@ -57,62 +47,59 @@ _FAULT_FLAGS: Flags = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add every emulator flag to ``parser`` (the host command owns the parser)."""
-    add_server_arguments(parser, port=8082)
-    add_config_arguments(parser, _CONFIG_FLAGS)
-    parser.add_argument(
-        "--private-key-file", default=None, help="PEM RSA private key signing the webhooks"
-    )
-    parser.add_argument(
-        "--public-key-out", default=None, help="write the webhook public key (PEM) here"
-    )
-    parser.add_argument(
-        "--invoked-webhook",
-        action="store_true",
-        default=None,
-        help="also send recording.statusUpdate for INVOKED (Dyte did; RealtimeKit may not)",
-    )
-    parser.add_argument(
-        "--stable-delivery-id",
-        action="store_true",
-        default=None,
-        help="keep rtk-uuid across retries (Dyte's reading; default: new per delivery)",
-    )
-    parser.add_argument(
-        "--callback-retry-delays",
-        default=None,
-        metavar="S,S,S",
-        help="emulated seconds before each webhook retry (default 1,5,30)",
-    )
-    add_fault_arguments(parser, ENDPOINTS, _FAULT_FLAGS)
+class _Command(EmulatorCommand[EmulatorConfig, CloudflareEmulator]):
+    """The shared command line, plus the webhook signing key in and out."""
 
+    def add_provider_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--private-key-file", default=None, help="PEM RSA private key signing the webhooks"
+        )
+        parser.add_argument(
+            "--public-key-out", default=None, help="write the webhook public key (PEM) here"
+        )
 
-def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
-    """The :class:`EmulatorConfig` the flags describe (unset flags keep the defaults)."""
-    values = config_values(args, _CONFIG_FLAGS, ("invoked_webhook", "stable_delivery_id"))
-    if args.private_key_file:
-        values["private_key_pem"] = Path(args.private_key_file).read_text(encoding="utf-8")
-    values["faults"] = fault_config(args, FaultConfig, _FAULT_FLAGS)
-    return EmulatorConfig(**values)
+    def provider_values(self, args: argparse.Namespace) -> dict[str, Any]:
+        if not args.private_key_file:
+            return {}
+        return {"private_key_pem": Path(args.private_key_file).read_text(encoding="utf-8")}
 
-
-def main(args: argparse.Namespace) -> int:
-    """Serve the emulator until interrupted; returns the process exit status."""
-    try:
-        emulator = CloudflareEmulator(config_from_args(args))
+    def prepare(self, emulator: CloudflareEmulator, args: argparse.Namespace) -> None:
         if args.public_key_out:
             Path(args.public_key_out).write_text(emulator.public_key_pem, encoding="utf-8")
-    except (ValueError, OSError) as exc:
-        print(f"cloudflare emulator: {exc}", file=sys.stderr)
-        return 2
-    return serve(emulator.app, args)
 
 
-def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cloudflare-emulator", description=__doc__)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+COMMAND = _Command(
+    name="cloudflare",
+    description=__doc__,
+    port=8082,
+    settings=EmulatorConfig,
+    faults=FaultConfig,
+    build=CloudflareEmulator,
+    config_flags=_CONFIG_FLAGS,
+    fault_flags=_FAULT_FLAGS,
+    switches=(
+        Switch(
+            "--invoked-webhook",
+            "invoked_webhook",
+            True,
+            "also send recording.statusUpdate for INVOKED (Dyte did; RealtimeKit may not)",
+        ),
+        Switch(
+            "--stable-delivery-id",
+            "stable_delivery_id",
+            True,
+            "keep rtk-uuid across retries (Dyte's reading; default: new per delivery)",
+        ),
+    ),
+    retry_help="emulated seconds before each webhook retry (default 1,5,30)",
+)
+
+
+#: The module's interface (``recctl emulate`` and ``__main__`` call it), as the command's methods.
+add_arguments = COMMAND.add_arguments
+config_from_args = COMMAND.config_from_args
+main = COMMAND.main
+run = COMMAND.run
 
 
 if __name__ == "__main__":

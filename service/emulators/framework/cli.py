@@ -1,20 +1,145 @@
-"""Command-line plumbing the emulators share: the server and config flags, the fault flags, how
-they become a config, and serving the app with uvicorn."""
+"""An emulator's command line, written once: the server flags, one flag per setting, the
+yes/no switches, the fault flags, how they become the provider's config, and serving its app
+with uvicorn. A provider describes itself in an :class:`EmulatorCommand`; its flag tables and
+help texts are its own.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, TypeVar
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from service.emulators.framework.config import EmulatorSettings
 from service.emulators.framework.faults import FaultConfig
 
 C = TypeVar("C", bound=FaultConfig)
+S = TypeVar("S", bound=EmulatorSettings)
 #: (flag dest == config field, type, help)
 Flags = tuple[tuple[str, Any, str], ...]
+
+#: The clock's flags, the same for every emulator.
+CLOCK_FLAGS: Flags = (
+    ("seed", int, "seed of every id and fault stream (default 0)"),
+    ("speed", float, "emulated seconds per real second; 0 = manual clock (default 1)"),
+    ("epoch", float, "emulated start time, epoch seconds (default now)"),
+)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A yes/no flag: ``flag`` sets the config field ``dest`` to ``value`` (unset: default)."""
+
+    flag: str
+    dest: str
+    value: bool
+    help: str
+
+
+class Served(Protocol):
+    """What the command line serves of an emulator."""
+
+    @property
+    def app(self) -> ASGIApp: ...
+
+
+E = TypeVar("E", bound=Served)
+
+
+class EmulatorCommand(Generic[S, E]):
+    """One emulator's command line (``recctl emulate NAME``, ``python -m ...``).
+
+    The flags come in this order: the server's, ``config_flags``, the provider's own
+    (:meth:`add_provider_arguments`), ``switches``, ``--callback-retry-delays`` (``retry_help``)
+    and the ``faults`` group (``fault_flags``). ``build`` makes the emulator from its config;
+    :meth:`provider_values` and :meth:`prepare` are a provider's hooks for flags that are not
+    config fields.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str | None,
+        port: int,
+        settings: type[S],
+        faults: type[FaultConfig],
+        build: Callable[[S], E],
+        config_flags: Flags,
+        fault_flags: Flags,
+        retry_help: str,
+        switches: tuple[Switch, ...] = (),
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.port = port
+        self.settings = settings
+        self.faults = faults
+        self.build = build
+        self.config_flags = config_flags
+        self.fault_flags = fault_flags
+        self.retry_help = retry_help
+        self.switches = switches
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add every emulator flag to ``parser`` (the host command owns the parser)."""
+        add_server_arguments(parser, port=self.port)
+        add_config_arguments(parser, self.config_flags)
+        self.add_provider_arguments(parser)
+        for switch in self.switches:
+            parser.add_argument(
+                switch.flag,
+                dest=switch.dest,
+                action="store_true" if switch.value else "store_false",
+                default=None,
+                help=switch.help,
+            )
+        parser.add_argument(
+            "--callback-retry-delays", default=None, metavar="S,S,S", help=self.retry_help
+        )
+        add_fault_arguments(parser, self.faults.ENDPOINTS, self.fault_flags)
+
+    def add_provider_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Flags of this provider's that are not config fields (none by default)."""
+
+    def provider_values(self, args: argparse.Namespace) -> dict[str, Any]:
+        """Config fields those flags give (none by default)."""
+        return {}
+
+    def prepare(self, emulator: E, args: argparse.Namespace) -> None:
+        """Anything to do with the built emulator before it serves (nothing by default)."""
+
+    def fault_config(self, args: argparse.Namespace) -> FaultConfig:
+        return fault_config(args, self.faults, self.fault_flags)
+
+    def config_from_args(self, args: argparse.Namespace) -> S:
+        """The config the flags describe (unset flags keep the defaults)."""
+        switches = tuple(switch.dest for switch in self.switches)
+        values = config_values(args, self.config_flags, switches)
+        values.update(self.provider_values(args))
+        values["faults"] = self.fault_config(args)
+        return self.settings(**values)
+
+    def main(self, args: argparse.Namespace) -> int:
+        """Serve the emulator until interrupted; returns the process exit status."""
+        try:
+            emulator = self.build(self.config_from_args(args))
+            self.prepare(emulator, args)
+        except (ValueError, OSError) as exc:
+            print(f"{self.name} emulator: {exc}", file=sys.stderr)
+            return 2
+        return serve(emulator.app, args)
+
+    def run(self, argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog=f"{self.name}-emulator", description=self.description)
+        self.add_arguments(parser)
+        return self.main(parser.parse_args(argv))
 
 
 def flag(dest: str) -> str:
