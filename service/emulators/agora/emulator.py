@@ -30,7 +30,7 @@ from .config import EmulatorConfig
 from .control import control_routes
 from .engine import RecordingEngine
 from .events import EventSink, Notice, Routes
-from .faults import FaultConfig, FaultInjector
+from .faults import ERRORS, FaultConfig, FaultInjector
 from .ids import IdSource
 from .model import Task, TaskRecord
 from .rest import CloudRecordingApi
@@ -53,7 +53,7 @@ class AgoraEmulator(EmulatorLifecycle):
         cfg = config or EmulatorConfig()
         self.config = cfg
         self.clock = Clock(speed=cfg.speed, epoch=cfg.epoch, monotonic=monotonic)
-        self.faults = FaultInjector(cfg.faults, cfg.seed)
+        self.faults = FaultInjector(cfg.faults, cfg.seed, ERRORS)
         self.ids = IdSource(cfg.seed, cfg.app_id)
         self.notifier: Notifier[Notice] = Notifier(
             self.clock,

@@ -1,6 +1,6 @@
 """Agora's faults: its endpoints and the transient errors each is documented to return
-(``docs/providers/agora.md`` §1-§6), on top of the shared seeded injector of
-:mod:`service.emulators.framework`.
+(``docs/providers/agora.md`` §1-§6), for the shared seeded injector of
+:mod:`service.emulators.framework.faults`.
 """
 
 from __future__ import annotations
@@ -8,16 +8,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from service.emulators.framework import faults as framework
-from service.emulators.framework.faults import ApiFault, CallbackPlan, ErrorTable
-
-__all__ = [
-    "ENDPOINTS",
-    "TRANSIENT_ERRORS",
-    "ApiFault",
-    "CallbackPlan",
-    "FaultConfig",
-    "FaultInjector",
-]
+from service.emulators.framework.faults import ErrorTable, ProviderErrors
 
 ENDPOINTS = ("acquire", "start", "query", "update", "updateLayout", "stop")
 
@@ -39,8 +30,12 @@ TRANSIENT_ERRORS: ErrorTable = {
     "stop": ((206, 65, "request not completed"), (504, 62, "request timeout")),
 }
 
-#: Errors that mean "the request reached the backend": the operation may have happened.
-MAY_HAVE_APPLIED = frozenset({65, 62})
+#: 65 and 62 mean "the request reached the backend": the operation may have happened.
+ERRORS = ProviderErrors(
+    TRANSIENT_ERRORS,
+    timeout=(504, 62, "request timeout"),
+    may_have_applied=frozenset({65, 62}),
+)
 
 
 class FaultConfig(framework.FaultConfig):
@@ -48,14 +43,5 @@ class FaultConfig(framework.FaultConfig):
     ENDPOINTS: ClassVar[tuple[str, ...]] = ENDPOINTS
 
 
-class FaultInjector(framework.FaultInjector[FaultConfig]):
-    """The shared injector with Agora's error table."""
-
-    def __init__(self, config: FaultConfig, seed: int) -> None:
-        super().__init__(
-            config,
-            seed,
-            errors=TRANSIENT_ERRORS,
-            timeout=(504, 62, "request timeout"),
-            may_have_applied=MAY_HAVE_APPLIED,
-        )
+#: The shared injector, on Agora's endpoints.
+FaultInjector = framework.FaultInjector[FaultConfig]

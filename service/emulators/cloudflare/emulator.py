@@ -30,7 +30,7 @@ from service.emulators.framework.ratelimit import RequestStats
 from .config import EmulatorConfig
 from .control import control_routes
 from .engine import Engine
-from .faults import FaultConfig, FaultInjector
+from .faults import ERRORS, FaultConfig, FaultInjector
 from .rest import Gateway
 from .webhooks import POLICY, Webhook
 
@@ -65,7 +65,7 @@ class CloudflareEmulator(EmulatorLifecycle):
         cfg = config or EmulatorConfig()
         self.config = cfg
         self.clock = Clock(speed=cfg.speed, epoch=cfg.epoch, monotonic=monotonic)
-        self.faults = FaultInjector(cfg.faults, cfg.seed)
+        self.faults = FaultInjector(cfg.faults, cfg.seed, ERRORS)
         if cfg.private_key_pem:
             loaded = serialization.load_pem_private_key(cfg.private_key_pem.encode(), None)
             if not isinstance(loaded, rsa.RSAPrivateKey):

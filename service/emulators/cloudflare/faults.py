@@ -1,4 +1,4 @@
-"""RealtimeKit's faults: its endpoints and plausible transient errors, on the shared injector.
+"""RealtimeKit's faults: its endpoints and plausible transient errors, for the shared injector.
 
 The doc names no error bodies for RealtimeKit; the transient ones here are the gateway statuses
 any Cloudflare API may answer (500, 502, 503), and a hung request ends in 504. A 502 or 504 may
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from service.emulators.framework import faults as framework
-from service.emulators.framework.faults import ErrorTable
+from service.emulators.framework.faults import ProviderErrors
 
 ENDPOINTS = ("start", "get", "list", "active", "stop", "pause", "resume")
 
@@ -19,8 +19,11 @@ _TRANSIENT = (
     (502, 502, "Bad Gateway"),
     (503, 503, "Service Unavailable"),
 )
-TRANSIENT_ERRORS: ErrorTable = dict.fromkeys(ENDPOINTS, _TRANSIENT)
-MAY_HAVE_APPLIED = frozenset({502, 504})
+ERRORS = ProviderErrors(
+    dict.fromkeys(ENDPOINTS, _TRANSIENT),
+    timeout=(504, 504, "Gateway Timeout"),
+    may_have_applied=frozenset({502, 504}),
+)
 
 
 class FaultConfig(framework.FaultConfig):
@@ -28,14 +31,5 @@ class FaultConfig(framework.FaultConfig):
     ENDPOINTS: ClassVar[tuple[str, ...]] = ENDPOINTS
 
 
-class FaultInjector(framework.FaultInjector[FaultConfig]):
-    """The shared injector with RealtimeKit's error table."""
-
-    def __init__(self, config: FaultConfig, seed: int) -> None:
-        super().__init__(
-            config,
-            seed,
-            errors=TRANSIENT_ERRORS,
-            timeout=(504, 504, "Gateway Timeout"),
-            may_have_applied=MAY_HAVE_APPLIED,
-        )
+#: The shared injector, on RealtimeKit's endpoints.
+FaultInjector = framework.FaultInjector[FaultConfig]

@@ -172,26 +172,25 @@ class CallbackPlan:
     hold: bool = False
 
 
+@dataclass(frozen=True)
+class ProviderErrors:
+    """How a provider's gateway fails: ``transient`` maps each endpoint to the transient errors
+    it may answer; ``timeout`` is the error a hung request finally returns; ``may_have_applied``
+    the codes after which the operation may nevertheless have happened (drawn with
+    ``side_effect_rate``)."""
+
+    transient: ErrorTable
+    timeout: ErrorKind
+    may_have_applied: frozenset[int]
+
+
 class FaultInjector(Generic[C]):
-    """Draws fault decisions from per-stream seeded generators.
+    """Draws fault decisions from per-stream seeded generators, answering in ``errors``."""
 
-    ``errors`` maps each endpoint to the transient errors it may answer; ``timeout`` is the error
-    a hung request finally returns; ``may_have_applied`` the codes after which the operation may
-    nevertheless have happened (drawn with ``side_effect_rate``).
-    """
-
-    def __init__(
-        self,
-        config: C,
-        seed: int,
-        *,
-        errors: ErrorTable,
-        timeout: ErrorKind,
-        may_have_applied: frozenset[int],
-    ) -> None:
-        self._errors = errors
-        self._timeout = timeout
-        self._may_have_applied = may_have_applied
+    def __init__(self, config: C, seed: int, errors: ProviderErrors) -> None:
+        self._errors = errors.transient
+        self._timeout = errors.timeout
+        self._may_have_applied = errors.may_have_applied
         self._config = config
         self._seed = config.seed if config.seed is not None else seed
         self._streams: dict[str, random.Random] = {}
