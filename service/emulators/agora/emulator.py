@@ -1,28 +1,24 @@
 """The composition root of the Agora emulator, and its in-process Python interface.
 
-``AgoraEmulator(config)`` wires the clock, the engine, the REST and control surfaces and the
-notifier; ``emu.app`` is the ASGI app, and the same operations as the control API are plain
-methods (``join``, ``leave``, ``kill``, ``advance``, ``tasks``, ``set_faults``...).
-Background work (the clock driver and the callback sender) starts with the app's lifespan, or
+``AgoraEmulator(config)`` wires the engine, the REST and control surfaces onto the framework's
+:class:`Emulator` (clock, faults, notifier, background work); ``emu.app`` is the ASGI app, and
+the same operations as the control API are plain methods (``join``, ``leave``, ``kill``,
+``advance``, ``tasks``, ``set_faults``...). Background work starts with the app's lifespan, or
 lazily on the first request or notification when the app is mounted without one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
-from starlette.routing import Mount, Route
 
-from service.emulators.framework.clock import Clock
 from service.emulators.framework.control import ControlError
-from service.emulators.framework.lifecycle import EmulatorLifecycle
+from service.emulators.framework.emulator import Emulator
 from service.emulators.framework.notifier import Notifier, RetryPolicy
-from service.emulators.framework.ratelimit import RateLimiter, RequestStats
+from service.emulators.framework.ratelimit import RateLimiter
 
 from .api import AgoraGateway
 from .channels import LEAVE_QUIT, ChannelRegistry
@@ -30,7 +26,7 @@ from .config import EmulatorConfig
 from .control import control_routes
 from .engine import RecordingEngine
 from .events import EventSink, Notice, Routes
-from .faults import ERRORS, FaultConfig, FaultInjector
+from .faults import ERRORS, FaultConfig
 from .ids import IdSource
 from .model import Task, TaskRecord
 from .rest import CloudRecordingApi
@@ -38,10 +34,11 @@ from .rest import CloudRecordingApi
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-class AgoraEmulator(EmulatorLifecycle):
+class AgoraEmulator(Emulator[FaultConfig]):
     """One emulated Agora project. Deterministic for a given ``config.seed`` and inputs."""
 
     DRIVER_NAME = "agora-emulator-clock"
+    ERRORS = ERRORS
 
     def __init__(
         self,
@@ -51,23 +48,13 @@ class AgoraEmulator(EmulatorLifecycle):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         cfg = config or EmulatorConfig()
+        super().__init__(cfg, cfg.faults, monotonic=monotonic)
         self.config = cfg
-        self.clock = Clock(speed=cfg.speed, epoch=cfg.epoch, monotonic=monotonic)
-        self.faults = FaultInjector(cfg.faults, cfg.seed, ERRORS)
         self.ids = IdSource(cfg.seed, cfg.app_id)
-        self.notifier: Notifier[Notice] = Notifier(
-            self.clock,
-            self.faults,
-            timeout=cfg.callback_timeout,
-            retry_delays=cfg.callback_retry_delays,
-            concurrency=cfg.callback_concurrency,
-            redundant=cfg.redundant_callbacks,
-            log_size=cfg.callback_log_size,
-            client=http_client,
-            # Agora resends anything but a 200
-            # (docs/providers/agora.md#9-signatures-retries-allowlist).
-            policy=RetryPolicy(),
-            name="agora-ncs",
+        # Agora resends anything but a 200
+        # (docs/providers/agora.md#9-signatures-retries-allowlist).
+        self.notifier: Notifier[Notice] = self._notifier(
+            http_client, RetryPolicy(), "agora-ncs", redundant=cfg.redundant_callbacks
         )
         routes = Routes(
             recording_url=cfg.callback_url,
@@ -82,7 +69,6 @@ class AgoraEmulator(EmulatorLifecycle):
             cfg, self.clock, self.ids, self.faults, self.events, self.channels
         )
         self.rest = CloudRecordingApi(cfg, self.clock, self.ids, self.engine)
-        self.stats = RequestStats(self.clock.rate_time)
         gateway = AgoraGateway(
             cfg,
             self.clock,
@@ -93,14 +79,7 @@ class AgoraEmulator(EmulatorLifecycle):
             self.qps_limit,
             on_request=self._ensure_driver,
         )
-        self._driver: asyncio.Task[None] | None = None
-        self.app = Starlette(
-            routes=[
-                Mount("/_emulator", routes=control_routes(self)),
-                Route("/{path:path}", gateway.handle, methods=_ALL_METHODS),
-            ],
-            lifespan=self._lifespan,
-        )
+        self._serve(control_routes(self), gateway.handle, _ALL_METHODS)
 
     # ---- channels -------------------------------------------------------------------------
 
@@ -149,7 +128,7 @@ class AgoraEmulator(EmulatorLifecycle):
             "tasks": sorted(channel.tasks) if channel is not None else [],
         }
 
-    # ---- tasks, faults, time --------------------------------------------------------------
+    # ---- tasks ----------------------------------------------------------------------------
 
     def kill(self, sid: str, *, failover: bool = True, window: float | None = None) -> None:
         """Kill a task's recorder: fail over within ``window`` (default ``failover_seconds``)
@@ -159,15 +138,6 @@ class AgoraEmulator(EmulatorLifecycle):
         if task is None:
             raise ControlError(404, f"no task {sid}")
         self.engine.kill(task, failover=failover, window=window)
-
-    def advance(self, seconds: float) -> int:
-        """Move emulated time forward, firing every due timer in order; returns how many.
-        Notifications they cause are queued; ``await settle()`` waits for their delivery."""
-        return self.clock.advance(seconds)
-
-    async def settle(self) -> None:
-        """Wait until every queued notification has been delivered or given up."""
-        await self.notifier.drain()
 
     def tasks(self, *, cname: str | None = None, live: bool | None = None) -> list[TaskRecord]:
         """Every task ever started (ended ones included), oldest first."""
@@ -187,17 +157,6 @@ class AgoraEmulator(EmulatorLifecycle):
         if task is None:
             raise ControlError(404, f"no task {sid}")
         return task.record(self.clock.now())
-
-    @property
-    def fault_config(self) -> FaultConfig:
-        return self.faults.config
-
-    def set_faults(self, faults: FaultConfig) -> None:
-        self.faults.reconfigure(faults)
-
-    def qps_limit(self) -> float | None:
-        override = self.faults.config.qps_limit
-        return override if override is not None else self.config.qps_limit
 
     def set_callback_url(self, url: str | None, rtc_url: str | None = None) -> None:
         self.events.routes.recording_url = url

@@ -1,14 +1,13 @@
 """The composition root of the Cloudflare RealtimeKit emulator, and its in-process interface.
 
-``CloudflareEmulator(config)`` wires the shared clock, fault injector, rate limit and webhook
-sender (:mod:`service.emulators.framework`) to the RealtimeKit engine and REST gateway; ``emu.app``
+``CloudflareEmulator(config)`` wires the RealtimeKit engine and REST gateway onto the framework's
+:class:`Emulator` (clock, fault injector, webhook sender, background work); ``emu.app``
 is the ASGI app, and the control API's operations are plain methods (``join``, ``leave``,
 ``end_meeting``, ``kill``, ``advance``, ``recordings``, ``set_faults``...).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,21 +15,18 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
-from service.emulators.framework.clock import Clock
 from service.emulators.framework.control import ControlError
-from service.emulators.framework.lifecycle import EmulatorLifecycle
+from service.emulators.framework.emulator import Emulator
 from service.emulators.framework.notifier import Notifier
-from service.emulators.framework.ratelimit import RequestStats
 
 from .config import EmulatorConfig
 from .control import control_routes
 from .engine import Engine
-from .faults import ERRORS, FaultConfig, FaultInjector
+from .faults import ERRORS, FaultConfig
 from .rest import Gateway
 from .webhooks import POLICY, Webhook
 
@@ -49,11 +45,12 @@ def private_key_pem(key: rsa.RSAPrivateKey) -> str:
     ).decode()
 
 
-class CloudflareEmulator(EmulatorLifecycle):
+class CloudflareEmulator(Emulator[FaultConfig]):
     """One emulated RealtimeKit app. Deterministic for a ``config.seed`` and inputs (the RSA
     signatures aside: PKCS#1 v1.5 is deterministic, but a fresh key is not)."""
 
     DRIVER_NAME = "cloudflare-emulator-clock"
+    ERRORS = ERRORS
 
     def __init__(
         self,
@@ -63,9 +60,8 @@ class CloudflareEmulator(EmulatorLifecycle):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         cfg = config or EmulatorConfig()
+        super().__init__(cfg, cfg.faults, monotonic=monotonic)
         self.config = cfg
-        self.clock = Clock(speed=cfg.speed, epoch=cfg.epoch, monotonic=monotonic)
-        self.faults = FaultInjector(cfg.faults, cfg.seed, ERRORS)
         if cfg.private_key_pem:
             loaded = serialization.load_pem_private_key(cfg.private_key_pem.encode(), None)
             if not isinstance(loaded, rsa.RSAPrivateKey):
@@ -80,19 +76,8 @@ class CloudflareEmulator(EmulatorLifecycle):
             )
             .decode()
         )
-        self.notifier: Notifier[Webhook] = Notifier(
-            self.clock,
-            self.faults,
-            timeout=cfg.callback_timeout,
-            retry_delays=cfg.callback_retry_delays,
-            concurrency=cfg.callback_concurrency,
-            log_size=cfg.callback_log_size,
-            client=http_client,
-            policy=POLICY,
-            name="rtk-webhooks",
-        )
+        self.notifier: Notifier[Webhook] = self._notifier(http_client, POLICY, "rtk-webhooks")
         self.engine = Engine(cfg, self.clock, self.faults, self.private_key, self.notifier.emit)
-        self.stats = RequestStats(self.clock.rate_time)
         gateway = Gateway(
             cfg,
             self.clock,
@@ -102,15 +87,8 @@ class CloudflareEmulator(EmulatorLifecycle):
             self.qps_limit,
             on_request=self._ensure_driver,
         )
-        self._driver: asyncio.Task[None] | None = None
-        self.app = Starlette(
-            routes=[
-                Mount("/_emulator", routes=control_routes(self)),
-                Route("/.well-known/webhooks.json", self._well_known, methods=["GET"]),
-                Route("/{path:path}", gateway.handle, methods=_ALL_METHODS),
-            ],
-            lifespan=self._lifespan,
-        )
+        well_known = Route("/.well-known/webhooks.json", self._well_known, methods=["GET"])
+        self._serve(control_routes(self), gateway.handle, _ALL_METHODS, [well_known])
 
     async def _well_known(self, request: Request) -> Response:
         """Where RealtimeKit publishes its webhook key (§2.3)."""
@@ -146,7 +124,7 @@ class CloudflareEmulator(EmulatorLifecycle):
             "recordings": ids,
         }
 
-    # ---- recordings, faults, time ---------------------------------------------------------
+    # ---- recordings -----------------------------------------------------------------------
 
     def kill(self, recording_id: str) -> None:
         """The recorder dies: the recording ends ``ERRORED`` (``INTERNAL_ERROR``)."""
@@ -172,21 +150,6 @@ class CloudflareEmulator(EmulatorLifecycle):
         if found is None:
             raise ControlError(404, f"no recording {recording_id}")
         return {**found.to_rest(), "meeting_id": found.meeting_id}
-
-    def advance(self, seconds: float) -> int:
-        """Move emulated time forward, firing due timers; ``await settle()`` for webhooks."""
-        return self.clock.advance(seconds)
-
-    async def settle(self) -> None:
-        """Wait until every queued webhook has been delivered or given up."""
-        await self.notifier.drain()
-
-    def set_faults(self, faults: FaultConfig) -> None:
-        self.faults.reconfigure(faults)
-
-    def qps_limit(self) -> float | None:
-        override = self.faults.config.qps_limit
-        return override if override is not None else self.config.qps_limit
 
     def set_webhook_url(self, url: str | None) -> None:
         self.engine.webhook_url = url
