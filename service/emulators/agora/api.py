@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 
 from service.emulators.framework import gateway
 from service.emulators.framework.clock import Clock
-from service.emulators.framework.ratelimit import RateLimiter, RequestStats
+from service.emulators.framework.faults import ApiFault
+from service.emulators.framework.ratelimit import RequestStats
 
 from .config import EmulatorConfig
 from .faults import FaultInjector
@@ -54,12 +55,8 @@ BAD_CREDENTIALS = {"message": "Invalid authentication credentials"}
 RATE_LIMITED = {"message": "API rate limit exceeded"}
 
 
-def match_route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    return gateway.match_route(_ROUTES, method, path)
-
-
-class AgoraGateway:
-    """Serves every non-control path (``handle`` is the Starlette endpoint)."""
+class AgoraGateway(gateway.Gateway):
+    """Agora's checks and answers on the shared request path."""
 
     def __init__(
         self,
@@ -67,33 +64,21 @@ class AgoraGateway:
         clock: Clock,
         faults: FaultInjector,
         api: CloudRecordingApi,
-        limiter: RateLimiter,
         stats: RequestStats,
         qps_limit: Callable[[], float | None],
         on_request: Callable[[], None] = lambda: None,
     ) -> None:
+        super().__init__(_ROUTES, clock, faults, stats, qps_limit, on_request)
         self._config = config
-        self._clock = clock
-        self._faults = faults
         self._api = api
-        self._limiter = limiter
-        self._stats = stats
-        self._qps_limit = qps_limit
-        self._on_request = on_request
         self._credentials = f"{config.customer_key}:{config.customer_secret}".encode()
 
-    async def handle(self, request: Request) -> Response:
-        self._on_request()
-        self._clock.run_due()
-        found = match_route(request.method, request.url.path)
-        if found is None:
-            self._stats.received("unmatched")
-            self._stats.answered("unmatched", 404)
-            return JSONResponse(NO_ROUTE, 404)
-        endpoint, params = found
+    def no_route(self) -> Response:
+        return JSONResponse(NO_ROUTE, 404)
+
+    async def serve(self, request: Request, endpoint: str, params: dict[str, str]) -> Response:
         self._stats.received(endpoint)
         reply = await self._handle(request, endpoint, params)
-        self._stats.answered(endpoint, reply.status)
         return JSONResponse(reply.body, reply.status)
 
     def _authenticate(self, header: str | None) -> Reply | None:
@@ -115,9 +100,8 @@ class AgoraGateway:
         app_id = params.get("app", self._config.app_id)
         if app_id != self._config.app_id:
             return Reply(401, BAD_CREDENTIALS)
-        if not self._limiter.allow(app_id, self._qps_limit()):
+        if not self._admit(app_id):
             return Reply(429, RATE_LIMITED)
-        self._stats.accepted()
         if endpoint == "ncs_ip":
             return Reply(200, {"data": {"service": {"hosts": [{"primaryIP": "127.0.0.1"}]}}})
         if endpoint == "channelUsers":
@@ -129,22 +113,15 @@ class AgoraGateway:
             if isinstance(decoded, Reply):
                 return decoded
             body = decoded
-        fault = await gateway.inject_faults(
-            self._faults,
-            self._stats,
-            self._clock,
-            endpoint,
-            lambda: self._dispatch(endpoint, params, body),
-        )
-        if fault is not None:
+        answer = await self._carry_out(endpoint, lambda: self._dispatch(endpoint, params, body))
+        if isinstance(answer, ApiFault):
             ids = {"resourceId": params.get("rid", ""), "sid": params.get("sid", "")}
             for key in ("cname", "uid"):
                 value = body.get(key)
                 if isinstance(value, str):
                     ids[key] = value
-            return Reply(fault.status, error(fault.code, fault.reason, **ids))
-        self._clock.run_due()
-        return self._dispatch(endpoint, params, body)
+            return Reply(answer.status, error(answer.code, answer.reason, **ids))
+        return answer
 
     def _dispatch(self, endpoint: str, params: dict[str, str], body: dict[str, Any]) -> Reply:
         api = self._api

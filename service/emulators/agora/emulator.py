@@ -18,7 +18,6 @@ import httpx
 from service.emulators.framework.control import ControlError
 from service.emulators.framework.emulator import Emulator
 from service.emulators.framework.notifier import Notifier, RetryPolicy
-from service.emulators.framework.ratelimit import RateLimiter
 
 from .api import AgoraGateway
 from .channels import LEAVE_QUIT, ChannelRegistry
@@ -74,7 +73,6 @@ class AgoraEmulator(Emulator[FaultConfig]):
             self.clock,
             self.faults,
             self.rest,
-            RateLimiter(self.clock.rate_time),
             self.stats,
             self.qps_limit,
             on_request=self._ensure_driver,

@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 
 from service.emulators.framework import gateway
 from service.emulators.framework.clock import Clock
-from service.emulators.framework.ratelimit import RateLimiter, RequestStats
+from service.emulators.framework.faults import ApiFault
+from service.emulators.framework.ratelimit import RequestStats
 
 from .config import EmulatorConfig
 from .engine import ApiError, Engine
@@ -44,12 +45,8 @@ def success(data: Any, status: int = 200, **extra: Any) -> Response:
     return JSONResponse({"success": True, "data": data, **extra}, status)
 
 
-def match_route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    return gateway.match_route(_ROUTES, method, path)
-
-
-class Gateway:
-    """Serves every non-control path (``handle`` is the Starlette endpoint)."""
+class Gateway(gateway.Gateway):
+    """RealtimeKit's checks and answers on the shared request path."""
 
     def __init__(
         self,
@@ -61,30 +58,15 @@ class Gateway:
         qps_limit: Callable[[], float | None],
         on_request: Callable[[], None] = lambda: None,
     ) -> None:
+        super().__init__(_ROUTES, clock, faults, stats, qps_limit, on_request)
         self._config = config
-        self._clock = clock
-        self._faults = faults
         self._engine = engine
-        self._stats = stats
-        self._limiter = RateLimiter(clock.rate_time)
-        self._qps_limit = qps_limit
-        self._on_request = on_request
         self._token = f"Bearer {config.api_token}".encode()
 
-    async def handle(self, request: Request) -> Response:
-        self._on_request()
-        self._clock.run_due()
-        found = match_route(request.method, request.url.path)
-        if found is None:
-            self._stats.received("unmatched")
-            self._stats.answered("unmatched", 404)
-            return failure(404, "No route for that URI", 7000)
-        endpoint, params = found
-        response = await self._handle(request, endpoint, params)
-        self._stats.answered(endpoint, response.status_code)
-        return response
+    def no_route(self) -> Response:
+        return failure(404, "No route for that URI", 7000)
 
-    async def _handle(self, request: Request, endpoint: str, params: dict[str, str]) -> Response:
+    async def serve(self, request: Request, endpoint: str, params: dict[str, str]) -> Response:
         body: dict[str, Any] = {}
         if request.method in ("POST", "PUT"):
             try:
@@ -105,20 +87,14 @@ class Gateway:
         cfg = self._config
         if params["account"] != cfg.account_id or params["app"] != cfg.app_id:
             return failure(404, "app not found in this account")
-        if not self._limiter.allow(cfg.app_id, self._qps_limit()):
+        if not self._admit(cfg.app_id):
             return failure(429, "Rate limit exceeded", 971, **{"retry-after": "1"})
-        self._stats.accepted()
-        fault = await gateway.inject_faults(
-            self._faults,
-            self._stats,
-            self._clock,
-            endpoint,
-            lambda: self._dispatch(endpoint, params, body, request),
+        answer = await self._carry_out(
+            endpoint, lambda: self._dispatch(endpoint, params, body, request)
         )
-        if fault is not None:
-            return failure(fault.status, fault.reason, fault.code)
-        self._clock.run_due()
-        return self._dispatch(endpoint, params, body, request)
+        if isinstance(answer, ApiFault):
+            return failure(answer.status, answer.reason, answer.code)
+        return answer
 
     def _dispatch(
         self, endpoint: str, params: dict[str, str], body: dict[str, Any], request: Request

@@ -1,19 +1,27 @@
-"""The request path both emulated REST gateways share: route lookup and injected faults.
+"""The request path both emulated REST gateways share: route lookup, the request statistics,
+the rate limit, and injected faults.
 
-What a provider answers (auth, rate-limit and error bodies, which errors may have applied) is its
-own; how a seeded fault is played out on a request is the same for every emulator.
+What a provider answers (auth, rate-limit and error bodies, which errors may have applied) and
+in which order it checks a request is its own (:meth:`Gateway.serve`); how a request is counted,
+limited, and how a seeded fault is played out on it is the same for every emulator.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from service.emulators.framework.clock import Clock
 from service.emulators.framework.faults import ApiFault, FaultInjector
-from service.emulators.framework.ratelimit import RequestStats
+from service.emulators.framework.ratelimit import RateLimiter, RequestStats
+
+T = TypeVar("T")
 
 #: (HTTP method, path pattern, endpoint name), tried in order.
 RouteTable = tuple[tuple[str, re.Pattern[str], str], ...]
@@ -51,3 +59,68 @@ async def inject_faults(
     if fault.hang > 0:
         await asyncio.sleep(fault.hang)
     return fault
+
+
+class Gateway(abc.ABC):
+    """Serves every non-control path (``handle`` is the Starlette endpoint): the routes in
+    ``routes``, answered by the provider's :meth:`serve`; any other path by :meth:`no_route`.
+
+    ``qps_limit`` gives the limit in force (it may change with the faults); ``on_request`` runs
+    first on every request (the emulator's lazy start of its clock driver).
+    """
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        clock: Clock,
+        faults: FaultInjector[Any],
+        stats: RequestStats,
+        qps_limit: Callable[[], float | None],
+        on_request: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._routes = routes
+        self._clock = clock
+        self._faults = faults
+        self._stats = stats
+        self._limiter = RateLimiter(clock.rate_time)
+        self._qps_limit = qps_limit
+        self._on_request = on_request
+
+    async def handle(self, request: Request) -> Response:
+        self._on_request()
+        self._clock.run_due()
+        found = match_route(self._routes, request.method, request.url.path)
+        if found is None:
+            self._stats.received("unmatched")
+            self._stats.answered("unmatched", 404)
+            return self.no_route()
+        endpoint, params = found
+        response = await self.serve(request, endpoint, params)
+        self._stats.answered(endpoint, response.status_code)
+        return response
+
+    @abc.abstractmethod
+    def no_route(self) -> Response:
+        """The provider's 404 for a path it does not serve."""
+
+    @abc.abstractmethod
+    async def serve(self, request: Request, endpoint: str, params: dict[str, str]) -> Response:
+        """The provider's answer to a routed request; it counts it (``received``) where the
+        provider does, checks it in the provider's order, then calls :meth:`_admit` and
+        :meth:`_carry_out`."""
+
+    def _admit(self, account: str) -> bool:
+        """Whether ``account`` is within the rate limit; an admitted request is counted."""
+        if not self._limiter.allow(account, self._qps_limit()):
+            return False
+        self._stats.accepted()
+        return True
+
+    async def _carry_out(self, endpoint: str, operation: Callable[[], T]) -> T | ApiFault:
+        """``operation``'s answer, or the fault injected instead (``operation`` may then have
+        been carried out all the same, see :func:`inject_faults`)."""
+        fault = await inject_faults(self._faults, self._stats, self._clock, endpoint, operation)
+        if fault is not None:
+            return fault
+        self._clock.run_due()
+        return operation()
