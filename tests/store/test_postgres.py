@@ -71,6 +71,46 @@ async def test_the_lease_tables_are_as_the_replicas_expect(postgres_db: str) -> 
         await conn.close()
 
 
+async def _at_version_1(conn: asyncpg.Connection) -> None:
+    """The database as a build before migration 2 left it: version 1, and the table its
+    pacer made for itself."""
+    await conn.execute(
+        "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    (first,) = (m for m in MIGRATIONS if m.version == 1)
+    await conn.execute(first.sql)
+    await conn.execute("INSERT INTO schema_version (version, name) VALUES (1, $1)", first.name)
+    await conn.execute(
+        "CREATE TABLE rate_budget (account text PRIMARY KEY,"
+        " next_at timestamptz NOT NULL DEFAULT now())"
+    )
+
+
+async def test_a_fresh_database_gets_the_pacers_table(postgres_db: str) -> None:
+    conn = await asyncpg.connect(postgres_db)
+    try:
+        assert await migrate(conn) == [1, 2]
+        assert await conn.fetchval("SELECT to_regclass('rate_shares') IS NOT NULL")
+    finally:
+        await conn.close()
+
+
+async def test_a_version_1_database_gains_the_pacers_table_and_drops_the_old_one(
+    postgres_db: str,
+) -> None:
+    conn = await asyncpg.connect(postgres_db)
+    try:
+        await _at_version_1(conn)
+        assert await migrate(conn) == [2]
+        assert await applied_versions(conn) == [1, 2]
+        assert await conn.fetchval("SELECT to_regclass('rate_shares') IS NOT NULL")
+        assert await conn.fetchval("SELECT to_regclass('rate_budget') IS NULL")
+        assert await migrate(conn) == []
+    finally:
+        await conn.close()
+
+
 async def test_the_log_is_append_only(postgres_db: str) -> None:
     conn = await asyncpg.connect(postgres_db)
     try:
