@@ -11,19 +11,15 @@ import binascii
 import hmac
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.emulators.framework import gateway
-from service.emulators.framework.clock import Clock
 from service.emulators.framework.faults import ApiFault
-from service.emulators.framework.ratelimit import RequestStats
 
 from .config import EmulatorConfig
-from .faults import FaultInjector
 from .responses import error
 from .rest import CloudRecordingApi, Reply
 
@@ -59,16 +55,9 @@ class AgoraGateway(gateway.Gateway):
     """Agora's checks and answers on the shared request path."""
 
     def __init__(
-        self,
-        config: EmulatorConfig,
-        clock: Clock,
-        faults: FaultInjector,
-        api: CloudRecordingApi,
-        stats: RequestStats,
-        qps_limit: Callable[[], float | None],
-        on_request: Callable[[], None] = lambda: None,
+        self, host: gateway.GatewayHost, config: EmulatorConfig, api: CloudRecordingApi
     ) -> None:
-        super().__init__(_ROUTES, clock, faults, stats, qps_limit, on_request)
+        super().__init__(_ROUTES, host)
         self._config = config
         self._api = api
         self._credentials = f"{config.customer_key}:{config.customer_secret}".encode()

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 
 from service.emulators.framework.clock import Clock
 from service.emulators.framework.control import (
+    deliveries,
     json_body,
     optional,
     query_flag,
@@ -50,13 +51,10 @@ def control_routes(emu: AgoraEmulator) -> list[BaseRoute]:
         return {"url": emu.events.routes.recording_url, "rtc_url": emu.events.routes.rtc_url}
 
     async def get_callbacks(request: Request) -> Any:
-        limit = int(request.query_params.get("limit", "1000"))
         sid = request.query_params.get("sid")
-        log = [d for d in emu.notifier.log if sid is None or d.notice.payload.get("sid") == sid]
-        return {
-            "stats": dict(emu.notifier.stats),
-            "deliveries": [d.to_json() for d in log[-limit:]],
-        }
+        if sid is None:
+            return deliveries(request, emu.notifier)
+        return deliveries(request, emu.notifier, lambda d: d.notice.payload.get("sid") == sid)
 
     async def channels(request: Request) -> Any:
         return [emu.channel(name) for name in emu.channels.channels]

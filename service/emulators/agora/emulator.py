@@ -68,15 +68,7 @@ class AgoraEmulator(Emulator[FaultConfig]):
             cfg, self.clock, self.ids, self.faults, self.events, self.channels
         )
         self.rest = CloudRecordingApi(cfg, self.clock, self.ids, self.engine)
-        gateway = AgoraGateway(
-            cfg,
-            self.clock,
-            self.faults,
-            self.rest,
-            self.stats,
-            self.qps_limit,
-            on_request=self._ensure_driver,
-        )
+        gateway = AgoraGateway(self, cfg, self.rest)
         self._serve(control_routes(self), gateway.handle, _ALL_METHODS)
 
     # ---- channels -------------------------------------------------------------------------
@@ -93,7 +85,7 @@ class AgoraEmulator(Emulator[FaultConfig]):
     ) -> None:
         """A user joins ``cname``. ``role`` host/audience implies the live profile; without
         it the profile of the users already there (else ``config.default_profile``) is used."""
-        self._ensure_driver()
+        self.wake()
         self.clock.run_due()
         self.engine.join_user(
             cname, uid, role=role, profile=profile, publish=publish, platform=platform

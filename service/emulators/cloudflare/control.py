@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from service.emulators.framework.clock import Clock
 from service.emulators.framework.control import (
+    deliveries,
     json_body,
     optional,
     query_flag,
@@ -47,9 +48,7 @@ def control_routes(emu: CloudflareEmulator) -> list[BaseRoute]:
         return PlainTextResponse(emu.public_key_pem)
 
     async def get_webhooks(request: Request) -> Any:
-        limit = int(request.query_params.get("limit", "1000"))
-        log = list(emu.notifier.log)[-limit:]
-        return {"stats": dict(emu.notifier.stats), "deliveries": [d.to_json() for d in log]}
+        return deliveries(request, emu.notifier)
 
     async def put_webhooks(request: Request) -> Any:
         emu.set_webhook_url(optional(await json_body(request), "url", str))

@@ -78,15 +78,7 @@ class CloudflareEmulator(Emulator[FaultConfig]):
         )
         self.notifier: Notifier[Webhook] = self._notifier(http_client, POLICY, "rtk-webhooks")
         self.engine = Engine(cfg, self.clock, self.faults, self.private_key, self.notifier.emit)
-        gateway = Gateway(
-            cfg,
-            self.clock,
-            self.faults,
-            self.engine,
-            self.stats,
-            self.qps_limit,
-            on_request=self._ensure_driver,
-        )
+        gateway = Gateway(self, cfg, self.engine)
         well_known = Route("/.well-known/webhooks.json", self._well_known, methods=["GET"])
         self._serve(control_routes(self), gateway.handle, _ALL_METHODS, [well_known])
 
@@ -99,7 +91,7 @@ class CloudflareEmulator(Emulator[FaultConfig]):
 
     def join(self, meeting_id: str, peer_id: str | None = None, name: str = "guest") -> str:
         """A participant joins (the first one starts the meeting); returns the peer id."""
-        self._ensure_driver()
+        self.wake()
         self.clock.run_due()
         return self.engine.join(meeting_id, peer_id, name)
 

@@ -11,20 +11,16 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.emulators.framework import gateway
-from service.emulators.framework.clock import Clock
 from service.emulators.framework.faults import ApiFault
-from service.emulators.framework.ratelimit import RequestStats
 
 from .config import EmulatorConfig
 from .engine import ApiError, Engine
-from .faults import FaultInjector
 
 _BASE = r"^/client/v4/accounts/(?P<account>[^/]+)/realtime/kit/(?P<app>[^/]+)/recordings"
 _ROUTES: gateway.RouteTable = (
@@ -48,17 +44,8 @@ def success(data: Any, status: int = 200, **extra: Any) -> Response:
 class Gateway(gateway.Gateway):
     """RealtimeKit's checks and answers on the shared request path."""
 
-    def __init__(
-        self,
-        config: EmulatorConfig,
-        clock: Clock,
-        faults: FaultInjector,
-        engine: Engine,
-        stats: RequestStats,
-        qps_limit: Callable[[], float | None],
-        on_request: Callable[[], None] = lambda: None,
-    ) -> None:
-        super().__init__(_ROUTES, clock, faults, stats, qps_limit, on_request)
+    def __init__(self, host: gateway.GatewayHost, config: EmulatorConfig, engine: Engine) -> None:
+        super().__init__(_ROUTES, host)
         self._config = config
         self._engine = engine
         self._token = f"Bearer {config.api_token}".encode()

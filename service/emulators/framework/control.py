@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from service.emulators.framework.clock import Clock
 from service.emulators.framework.faults import FaultConfig, FaultInjector
+from service.emulators.framework.notifier import Delivery, Notifier
 
 Handler = Callable[[Request], Awaitable[Any]]
 C = TypeVar("C", bound=FaultConfig)
@@ -67,6 +68,18 @@ def query_flag(request: Request, name: str) -> bool | None:
     """A yes/no query parameter (``1``/``true``/``yes``), ``None`` when absent."""
     value = request.query_params.get(name)
     return None if value is None else value.lower() in ("1", "true", "yes")
+
+
+def deliveries(
+    request: Request,
+    notifier: Notifier[Any],
+    keep: Callable[[Delivery[Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """The sender's counters and its last ``?limit=`` deliveries (default 1000) that ``keep``
+    keeps, oldest first: what ``GET /_emulator/callbacks`` (or ``/webhooks``) shows."""
+    limit = int(request.query_params.get("limit", "1000"))
+    log = [d for d in notifier.log if keep is None or keep(d)]
+    return {"stats": dict(notifier.stats), "deliveries": [d.to_json() for d in log[-limit:]]}
 
 
 def route(path: str, handler: Handler, methods: list[str]) -> Route:

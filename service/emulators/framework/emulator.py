@@ -3,7 +3,7 @@ driver task, the fault injector, the request statistics, the callback sender, an
 (the control API under ``/_emulator``, the provider's gateway on every other path).
 
 Background work (the clock driver and the callback sender) starts with the app's lifespan, with
-``async with emulator``, or lazily (``_ensure_driver``) on the first request when the app is
+``async with emulator``, or lazily (:meth:`Emulator.wake`) on the first request when the app is
 mounted without a lifespan, and stops the same way. A provider's emulator adds its engine, its
 gateway and its control routes, and the methods the control API calls.
 """
@@ -125,8 +125,9 @@ class Emulator(Generic[F]):
 
     # ---- background work ------------------------------------------------------------------
 
-    def _ensure_driver(self) -> None:
-        """Start the clock driver if a loop is running and it is not (lazy start)."""
+    def wake(self) -> None:
+        """Start the clock driver if a loop is running and it is not (lazy start): on every
+        request, and on anything that may schedule a timer."""
         if self._driver is not None and not self._driver.done():
             return
         try:
@@ -137,7 +138,7 @@ class Emulator(Generic[F]):
 
     async def start(self) -> None:
         """Start the clock driver and the callback sender (idempotent)."""
-        self._ensure_driver()
+        self.wake()
         await self.notifier.start()
 
     async def aclose(self) -> None:

@@ -12,7 +12,7 @@ import abc
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -61,30 +61,35 @@ async def inject_faults(
     return fault
 
 
+class GatewayHost(Protocol):
+    """What a gateway uses of its emulator."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def faults(self) -> FaultInjector[Any]: ...
+    @property
+    def stats(self) -> RequestStats: ...
+    def qps_limit(self) -> float | None: ...
+    def wake(self) -> None: ...
+
+
 class Gateway(abc.ABC):
     """Serves every non-control path (``handle`` is the Starlette endpoint): the routes in
     ``routes``, answered by the provider's :meth:`serve`; any other path by :meth:`no_route`.
 
-    ``qps_limit`` gives the limit in force (it may change with the faults); ``on_request`` runs
-    first on every request (the emulator's lazy start of its clock driver).
+    Every request first wakes the ``host`` (its clock driver starts lazily) and runs its due
+    timers; the rate limit in force is the host's ``qps_limit()`` (it may change with faults).
     """
 
-    def __init__(
-        self,
-        routes: RouteTable,
-        clock: Clock,
-        faults: FaultInjector[Any],
-        stats: RequestStats,
-        qps_limit: Callable[[], float | None],
-        on_request: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, routes: RouteTable, host: GatewayHost) -> None:
         self._routes = routes
-        self._clock = clock
-        self._faults = faults
-        self._stats = stats
-        self._limiter = RateLimiter(clock.rate_time)
-        self._qps_limit = qps_limit
-        self._on_request = on_request
+        self._clock = host.clock
+        self._faults = host.faults
+        self._stats = host.stats
+        self._limiter = RateLimiter(host.clock.rate_time)
+        self._qps_limit = host.qps_limit
+        self._on_request = host.wake
 
     async def handle(self, request: Request) -> Response:
         self._on_request()
