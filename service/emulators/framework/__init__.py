@@ -1,5 +1,10 @@
-"""What every provider emulator shares: the emulated clock and its timers, the request-rate
-limit, the signed-callback sender with retries, the lifecycle of that background work, the
-gateway's fault injection, the control API's common routes and the CLI plumbing. Provider
-specifics (endpoints, error tables, bodies, defaults) stay in their packages.
+"""The emulator framework: what every provider emulator is made of, written once.
+
+``emulator.Emulator`` (clock, faults, request stats, callback sender, the ASGI app and its
+background work), ``gateway.Gateway`` (route match, counts, rate limit, injected faults),
+``cli.EmulatorCommand`` (every flag, config from flags, serving), ``config.EmulatorSettings``
+(the shared settings), ``control`` (the shared ``/_emulator`` routes), and below them the clock,
+the fault injector, the rate limit, the notifier and its HTTP poster. A provider's package keeps
+only what is its own: endpoints, checks and their order, error tables, bodies, defaults, help
+texts. See README.md.
 """
