@@ -307,6 +307,11 @@ class Runtime:
             clock=self.clock,
             ownership=ownership,
         )
+        if replicas is not None:  # the shares of the limit follow the work each replica has
+            queue = self.controller.queue
+            for pacer in (replicas.agora_pacer, replicas.cloudflare_pacer):
+                if pacer is not None:
+                    pacer.backlog = lambda: queue.depth
         views = RecordingViews(
             ctx.store, {name: p.bucket for name, p in settings.storage_profiles.items()}
         )

@@ -153,3 +153,20 @@ async def test_a_dead_replicas_share_is_free_after_it_expires(postgres_db: str) 
             assert pacer.rate == budget(LIMIT, 1)
     finally:
         await pool.close()
+
+
+async def test_the_replica_with_more_work_queued_gets_more_of_the_limit(postgres_db: str) -> None:
+    pools = await _pools(postgres_db, 2)
+    try:
+        busy = SharedPacer(pools[0], "agora:app", LIMIT, "busy")
+        light = SharedPacer(pools[1], "agora:app", LIMIT, "light")
+        busy.backlog, light.backlog = (lambda: 900), (lambda: 100)
+        async with busy, light:
+            for _ in range(3):  # each renewal lowers the one and lets the other rise
+                await light.renew()
+                await busy.renew()
+            assert busy.rate == pytest.approx(budget(LIMIT, 2) * 0.9, rel=0.01)
+            assert light.rate == pytest.approx(budget(LIMIT, 2) * 0.1, rel=0.01)
+    finally:
+        for pool in pools:
+            await pool.close()

@@ -3,8 +3,8 @@
 Agora counts requests per App ID (Cloudflare per account), whatever process sends them. Each
 replica paces its own calls with a local token bucket (:class:`~reconcilers.ratelimit.
 TokenBucket`), at a **share** of the limit it holds on a short lease in the ``rate_shares``
-table. Twice a second it renews the lease and re-divides the limit by demand (calls waiting
-and calls made), under an advisory lock per account, so that
+table. Twice a second it renews the lease and re-divides the limit by demand (calls made,
+calls waiting and work queued), under an advisory lock per account, so that
 
 - the shares of unexpired leases, plus each bucket's burst, never add up to more than the
   limit (a grant is at most what the others' unexpired shares leave free), and
@@ -108,6 +108,10 @@ class SharedPacer:
         self._waiting = 0
         self._held = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Work queued behind the calls already waiting (the controller's ready keys, most of
+        #: which will call): without it, replicas whose workers all wait look alike however
+        #: long their queues, and the one with the most rooms finishes last, alone.
+        self.backlog: Callable[[], int] = lambda: 0
 
     @property
     def valid(self) -> bool:
@@ -151,8 +155,9 @@ class SharedPacer:
     async def renew(self) -> None:
         """Renew this replica's share and re-divide the limit (one transaction)."""
         started = self.clock()
-        # Calls wanted in the next second, roughly: the recent rate and those queued now.
-        demand = self._made / max(RENEW_SECONDS, started - self._since) + self._waiting
+        # Calls wanted soon, roughly: the recent rate, those waiting, and the work queued.
+        recent = self._made / max(RENEW_SECONDS, started - self._since)
+        demand = recent + self._waiting + self.backlog()
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('rate_shares'), hashtext($1))",
