@@ -71,6 +71,8 @@ class Settings(BaseModel):
     # max_connections. A statement slower than the timeout fails its append (not acknowledged).
     database_pool_min: int = Field(default=1, ge=0, le=100)
     database_pool_max: int = Field(default=10, ge=1, le=100)
+    # The replica's own pool (leases, pacers, NOTIFY), beside the store's.
+    database_replica_pool_max: int = Field(default=4, ge=1, le=100)
     database_command_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # Where the SQLite writer runs: its own process keeps the commits off the event loop's GIL.
     store_writer: Literal["process", "thread"] = "process"

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import asyncpg
 import httpx
 import structlog
 from prometheus_client import CollectorRegistry
@@ -55,6 +54,7 @@ from service.replicas.pacer import SharedPacer
 from service.replicas.replica import Replica
 from service.storage.s3 import build_storages
 from service.store import ObservableStore, PoolLimits, open_store
+from service.store.postgres import open_pool
 from service.watchdog import LoopWatchdog, watching
 from service.webhooks.agora import AgoraWebhook
 from service.webhooks.cloudflare import CloudflareWebhook
@@ -74,11 +74,13 @@ def default_projections() -> Sequence[Projection]:
 
 
 def pool_limits(settings: Settings) -> PoolLimits:
-    """PostgreSQL's pool bounds from the settings (SQLite has no pool and ignores them)."""
+    """The bounds of every PostgreSQL pool the service opens, the store's and the replica's
+    (SQLite has no pool and ignores them)."""
     return PoolLimits(
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
         command_timeout=settings.database_command_timeout_seconds,
+        replica_max_size=settings.database_replica_pool_max,
     )
 
 
@@ -202,10 +204,6 @@ def build_reconciler(
 
 # --- Replicas (PostgreSQL): the pool, the lease loop and the shared provider pacers ---------
 
-#: The replica's own connections: the lease loop, the pacers and NOTIFY (LISTEN has its own).
-REPLICA_POOL_SIZE = 4
-
-
 @dataclass
 class Replicas:
     replica: Replica
@@ -215,8 +213,10 @@ class Replicas:
 
 @asynccontextmanager
 async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Replicas]:
-    """Join the replicas of ``settings.database_url``; leave (leases given back) on exit."""
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=REPLICA_POOL_SIZE)
+    """Join the replicas of ``settings.database_url``; leave (leases given back) on exit. The
+    replica's own pool (the lease loop, the pacers, NOTIFY; LISTEN has a connection of its own)
+    is sized by :func:`pool_limits`, as the store's is."""
+    pool = await open_pool(settings.database_url, pool_limits(settings).replica())
     try:
         replica = Replica(pool, settings.database_url, settings.lease_seconds, registry)
         async with AsyncExitStack() as stack:

@@ -3,7 +3,8 @@
 Imported on first use by :func:`service.store.open_store`; the SQLite path never loads asyncpg.
 """
 
+from service.store.postgres.pool import PoolLimits, open_pool
 from service.store.postgres.sql import postgres_dsn
-from service.store.postgres.store import PoolLimits, PostgresStore
+from service.store.postgres.store import PostgresStore
 
-__all__ = ["PoolLimits", "PostgresStore", "postgres_dsn"]
+__all__ = ["PoolLimits", "PostgresStore", "open_pool", "postgres_dsn"]

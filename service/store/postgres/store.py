@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +47,7 @@ from service.store.base import (
     touched_keys,
 )
 from service.store.postgres import sql
+from service.store.postgres.pool import PoolLimits, open_pool
 from service.store.postgres.schema import migrate
 
 __all__ = ["DEFAULT_BATCH_CAP", "DEFAULT_BATCH_INTERVAL", "PoolLimits", "PostgresStore"]
@@ -64,28 +64,6 @@ instead of waiting here for the answer before it is sent."""
 
 _REPLAY_PAGE = 5000
 _Pending = tuple[NewEvent, "asyncio.Future[Appended]"]
-
-
-@dataclass(frozen=True)
-class PoolLimits:
-    """The connection pool's bounds and timeouts (``DATABASE_POOL_MIN``/``_MAX``,
-    ``DATABASE_COMMAND_TIMEOUT_SECONDS``): every replica holds up to ``max_size`` connections,
-    so replicas x max_size must stay under the server's ``max_connections``."""
-
-    min_size: int = 1
-    max_size: int = 10
-    command_timeout: float = 30.0
-    connect_timeout: float = 10.0
-
-    @classmethod
-    def from_env(cls) -> PoolLimits:
-        """For tools and tests that open a store without the service's Settings."""
-        env = os.environ
-        return cls(
-            min_size=int(env.get("DATABASE_POOL_MIN", cls.min_size)),
-            max_size=int(env.get("DATABASE_POOL_MAX", cls.max_size)),
-            command_timeout=float(env.get("DATABASE_COMMAND_TIMEOUT_SECONDS", cls.command_timeout)),
-        )
 
 
 class PostgresStore:
@@ -132,12 +110,9 @@ class PostgresStore:
         """Connect a pool, apply the missing migrations (under their advisory lock), start."""
         limits = limits or PoolLimits()
         try:
-            pool = await asyncpg.create_pool(
-                sql.postgres_dsn(dsn),
-                min_size=min(limits.min_size, limits.max_size),
-                max_size=limits.max_size,
-                command_timeout=limits.command_timeout,
-                timeout=limits.connect_timeout,
+            pool = await open_pool(
+                dsn,
+                limits,
                 # Durable before the answer, whatever the server's default says.
                 server_settings={"synchronous_commit": "on", "application_name": "recctl"},
                 # Our connections keep no session state (no LISTEN, no session locks, no SET):
