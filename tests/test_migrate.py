@@ -1,6 +1,7 @@
-"""``recctl migrate`` (both backends) and ``recctl migrate-store`` (SQLite -> PostgreSQL): the
-copy is exact, a rerun changes nothing, an interrupted copy resumes, another log is refused,
-and the projections rebuilt on the destination equal a replay of the source."""
+"""``recctl migrate`` (both backends) and ``recctl migrate-store`` (SQLite -> PostgreSQL and
+PostgreSQL -> SQLite): the copy is exact, a rerun changes nothing, an interrupted copy resumes,
+another log is refused, and the projections rebuilt on the destination equal a replay of the
+source."""
 
 from __future__ import annotations
 
@@ -62,7 +63,11 @@ def test_recctl_migrate_on_postgresql(
 
 def _seed_sqlite(path: Path, count: int) -> str:
     """A SQLite log of ``count`` events, some with their payload's text as received."""
-    url = f"sqlite:///{path}"
+    return _seed(f"sqlite:///{path}", count)
+
+
+def _seed(url: str, count: int) -> str:
+    """A log of ``count`` events at ``url``, some with their payload's text as received."""
 
     async def run() -> None:
         store = await open_store(url, PROJECTIONS)
@@ -88,11 +93,14 @@ def _seed_sqlite(path: Path, count: int) -> str:
     return url
 
 
-def _source_state(url: str) -> tuple[list[object], dict[object, object]]:
+def _source_state(url: str, replay: bool = True) -> tuple[list[object], dict[object, object]]:
+    """The log at ``url`` and its rows (replayed first, unless ``replay`` is false: as left)."""
+
     async def run() -> tuple[list[object], dict[object, object]]:
         store = await open_store(url, PROJECTIONS)
         try:
-            await store.replay()
+            if replay:
+                await store.replay()
             return list(await store.read_log(limit=10_000)), dict(
                 await all_rows(store, PROJECTIONS)
             )
@@ -115,6 +123,14 @@ async def _target_state(dsn: str) -> tuple[list[object], dict[object, object], l
     finally:
         await conn.close()
     return log, rows, texts
+
+
+async def _pg_texts(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r[0] for r in await conn.fetch("SELECT payload::text FROM events ORDER BY seq")]
+    finally:
+        await conn.close()
 
 
 def _sqlite_texts(path: Path) -> list[str]:
@@ -199,3 +215,88 @@ def test_recctl_migrate_store(
     missing = f"sqlite:///{tmp_path / 'nothing.db'}"
     assert cli.main(["migrate-store", "--from", missing, "--to", postgres_db]) == 1
     assert "no event log" in capsys.readouterr().err
+
+
+# -- PostgreSQL -> SQLite -------------------------------------------------------------------
+
+
+def test_a_postgresql_log_comes_back_to_sqlite_exactly_and_a_rerun_is_a_no_op(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    _seed(postgres_db, 120)
+    url = f"sqlite:///{tmp_path / 'back.db'}"
+    first = asyncio.run(copy_log(postgres_db, url, PROJECTIONS, page=50))
+    assert (first.copied, first.events, first.folded) == (120, 120, 120)
+    source_log, source_rows = _source_state(postgres_db)
+    log, rows = _source_state(url, replay=False)  # as the copy left them
+    assert [(e.seq, e.source, e.dedup_key) for e in log] == [  # type: ignore[attr-defined]
+        (e.seq, e.source, e.dedup_key)  # type: ignore[attr-defined]
+        for e in source_log
+    ]
+    assert log == source_log  # seq for seq, every field
+    assert _sqlite_texts(tmp_path / "back.db") == asyncio.run(_pg_texts(postgres_db))
+    assert rows == source_rows and rows  # identical projections
+    again = asyncio.run(copy_log(postgres_db, url, PROJECTIONS, page=50))
+    assert (again.copied, again.events) == (0, 120)
+    assert _source_state(url, replay=False) == (log, rows)
+
+
+def test_an_interrupted_copy_to_sqlite_resumes_where_it_stopped(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    _seed(postgres_db, 100)
+    url = f"sqlite:///{tmp_path / 'back.db'}"
+    calls: list[tuple[int, int]] = []
+
+    def stop_after_two_pages(total: int, done: int) -> Advance:
+        calls.append((total, done))
+        pages = 0
+
+        def advance(n: int) -> None:
+            nonlocal pages
+            pages += 1
+            if pages == 2 and len(calls) == 1:
+                raise Interrupted
+
+        return advance
+
+    with pytest.raises(Interrupted):
+        asyncio.run(copy_log(postgres_db, url, PROJECTIONS, page=30, advance=stop_after_two_pages))
+    resumed = asyncio.run(
+        copy_log(postgres_db, url, PROJECTIONS, page=30, advance=stop_after_two_pages)
+    )
+    assert calls == [(100, 0), (40, 60)]
+    assert (resumed.copied, resumed.events) == (40, 100)
+    log, rows = _source_state(url, replay=False)
+    assert [e.seq for e in log] == list(range(1, 101))  # type: ignore[attr-defined]
+    assert (log, rows) == _source_state(postgres_db)
+
+
+def test_a_sqlite_destination_that_a_service_serves_is_refused(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    from service.store.serve_lock import hold_serve_lock
+
+    _seed(postgres_db, 3)
+    path = tmp_path / "served.db"
+    with hold_serve_lock(str(path)), pytest.raises(UserError, match="already served"):
+        asyncio.run(copy_log(postgres_db, f"sqlite:///{path}", PROJECTIONS))
+    assert not path.exists()
+
+
+def test_recctl_migrate_store_back_to_sqlite(
+    tmp_path: Path, postgres_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(postgres_db, 10)
+    capsys.readouterr()  # the seeding's log
+    url = f"sqlite:///{tmp_path / 'back.db'}"
+    assert cli.main(["migrate-store", "--from", postgres_db, "--to", url, "-o", "json"]) == 0
+    [report] = json.loads(capsys.readouterr().out)
+    assert (report["copied"], report["events"], report["folded"]) == (10, 10, 10)
+    assert cli.main(["migrate-store", "--from", postgres_db, "--to", "mysql://db/x"]) == 2
+    assert "unsupported scheme" in capsys.readouterr().err
+    assert cli.main(["migrate-store", "--from", url, "--to", url]) == 1
+    assert "same log" in capsys.readouterr().err
+    nowhere = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"
+    assert cli.main(["migrate-store", "--from", postgres_db, "--to", nowhere]) == 1
+    assert "no directory" in capsys.readouterr().err

@@ -3,13 +3,15 @@
 ``migrate`` applies the missing schema migrations to ``DATABASE_URL`` (SQLite or PostgreSQL);
 the service does the same at start-up, so this is for doing it ahead of a deploy.
 
-``migrate-store --from sqlite:///old.db --to postgresql://...`` copies a log, seq for seq and
-payload text for payload text, into PostgreSQL, then rebuilds the destination's projections by
-a replay. Each page of events is one transaction that first checks the destination still ends
-where the copy left it, so an interrupted copy resumes from the destination's last seq, a
-rerun copies nothing, and a destination that holds a different log (or that a service wrote to
-meanwhile) is refused rather than mixed. The source is only read (a SQLite file is opened
-read-only): the old deployment stays as it was until it is switched off.
+``migrate-store --from URL --to URL`` copies a log, seq for seq and payload text for payload
+text, between any two databases (SQLite -> PostgreSQL to add replicas, PostgreSQL -> SQLite to
+go back to one process), then rebuilds the destination's projections by a replay. Each page of
+events is one transaction that first checks the destination still ends where the copy left it,
+so an interrupted copy resumes from the destination's last seq, a rerun copies nothing, and a
+destination that holds a different log (or that a service wrote to meanwhile) is refused rather
+than mixed. The source is only read (a SQLite file is opened read-only): the old deployment
+stays as it was until it is switched off. A SQLite destination is held under the serve lock for
+the copy, so a ``recctl serve`` on it is refused meanwhile.
 """
 
 from __future__ import annotations
@@ -18,18 +20,17 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import asyncpg
 import click
 
-from reconcilers.events import Event, Projection
+from reconcilers.events import Projection
 from service.commands.common import UserError, load_settings, output_option, print_records
+from service.commands.log_ends import LogSource, connect_postgres, open_source, open_target
 from service.commands.progress import progress
-from service.store import backend_of
-from service.store.postgres import sql as pg
+from service.store import backend_of, open_store
 from service.store.postgres.schema import applied_versions as pg_versions
 from service.store.postgres.schema import migrate as pg_migrate
 from service.store.sqlite.migrations import applied_versions as sqlite_versions
@@ -61,7 +62,7 @@ async def migrate_database(url: str) -> MigrateReport:
     """Apply the missing migrations to the database ``url`` names."""
     backend = backend_of(url)
     if backend == "postgresql":
-        conn = await _connect(url)
+        conn = await connect_postgres(url)
         try:
             applied = await pg_migrate(conn)
             versions = await pg_versions(conn)
@@ -80,41 +81,6 @@ async def migrate_database(url: str) -> MigrateReport:
 # -- the copy -------------------------------------------------------------------------------
 
 
-class SqliteLog:
-    """A SQLite log read in seq order, read-only, each payload as the text stored."""
-
-    def __init__(self, url: str) -> None:
-        path = Path(sqlite_path(url))
-        if not path.exists():
-            raise UserError(f"no event log at {path} (--from {url})")
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-    def count_after(self, seq: int) -> int:
-        found: int = self._conn.execute(
-            "SELECT COUNT(*) FROM events WHERE seq > ?", (seq,)
-        ).fetchone()[0]
-        return found
-
-    def page(self, after: int, limit: int) -> list[tuple[Event, str]]:
-        """Events after ``after``, with their payload's stored text."""
-        from service.store.sqlite.schema import EVENT_COLUMNS, event_of
-
-        rows = self._conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
-        ).fetchall()
-        return [(event_of(r), r[6]) for r in rows]
-
-    def identity_at(self, seq: int) -> tuple[str, str] | None:
-        found = self._conn.execute(
-            "SELECT source, dedup_key FROM events WHERE seq = ?", (seq,)
-        ).fetchone()
-        return (found[0], found[1]) if found else None
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 async def copy_log(
     source_url: str,
     target_url: str,
@@ -124,87 +90,51 @@ async def copy_log(
     advance: Callable[[int, int], Advance] | None = None,
 ) -> CopyReport:
     """Copy what the target lacks of the source's log, then rebuild the target's projections.
+    Either end may be SQLite or PostgreSQL (:mod:`service.commands.log_ends`).
 
     ``advance(total, done)`` opens the progress display for the ``total`` events to copy
     (``done`` already copied) and returns the function told of each committed page.
     """
-    from service.store.postgres import PostgresStore
-
-    if backend_of(source_url) != "sqlite":
-        raise UserError("--from must be a SQLite log: sqlite:///path/to/recorder.db")
-    if backend_of(target_url) != "postgresql":
-        raise UserError("--to must be PostgreSQL: postgresql://user:password@host:port/db")
+    backend_of(source_url), backend_of(target_url)  # a bad URL is a ValueError before anything
+    if source_url == target_url:
+        raise UserError("--from and --to name the same log: nothing to copy")
     started = time.perf_counter()
-    source = SqliteLog(source_url)
+    source = await open_source(source_url)
     try:
-        target = await PostgresStore.open(target_url, projections)  # migrates the target
+        target = await open_target(target_url)  # migrated
         try:
-            async with _connection(target_url) as conn:
-                last = await conn.fetchval(pg.LAST_SEQ)
-                _check_same_log(source, conn_last=last, target_identity=await _identity(conn, last))
-                total = source.count_after(last)
-                tell = advance(total, last) if advance else None
-                copied = 0
-                while events := source.page(last, page):
-                    await _copy_page(conn, last, events)
-                    last = events[-1][0].seq
-                    copied += len(events)
-                    if tell is not None:
-                        tell(len(events))
-            folded = await target.replay()
+            last = await target.last_seq()
+            await _check_same_log(source, last, await target.identity_at(last))
+            total = await source.count_after(last)
+            tell = advance(total, last) if advance else None
+            copied = 0
+            while events := await source.page(last, page):
+                await target.write(last, events)
+                last = events[-1][0].seq
+                copied += len(events)
+                if tell is not None:
+                    tell(len(events))
         finally:
             await target.close()
     finally:
-        source.close()
+        await source.close()
+    store = await open_store(target_url, projections)
+    try:
+        folded = await store.replay()
+    finally:
+        await store.close()
     return CopyReport(copied, last, folded, time.perf_counter() - started)
 
 
-def _check_same_log(source: SqliteLog, conn_last: int, target_identity: object) -> None:
+async def _check_same_log(source: LogSource, target_last: int, target_identity: object) -> None:
     """The target must be empty, or end on the very event of the source at that seq."""
-    if conn_last == 0:
+    if target_last == 0:
         return
-    if source.identity_at(conn_last) != target_identity:
+    if await source.identity_at(target_last) != target_identity:
         raise UserError(
-            f"the destination's log ends at seq {conn_last} with an event the source does not "
-            "have there: it holds another log (or a service wrote to it); nothing was copied"
+            f"the destination's log ends at seq {target_last} with an event the source does "
+            "not have there: it holds another log (or a service wrote to it); nothing was copied"
         )
-
-
-async def _identity(conn: asyncpg.Connection, seq: int) -> tuple[str, str] | None:
-    found = await conn.fetchrow("SELECT source, dedup_key FROM events WHERE seq = $1", seq)
-    return (found[0], found[1]) if found else None
-
-
-async def _copy_page(
-    conn: asyncpg.Connection, expected_last: int, events: Sequence[tuple[Event, str]]
-) -> None:
-    """One transaction under the append lock: still where we left it? then insert the page."""
-    async with conn.transaction():
-        await conn.execute(pg.TAKE_LOCK, pg.APPEND_LOCK)
-        last = await conn.fetchval(pg.LAST_SEQ)
-        if last != expected_last:
-            raise UserError(
-                f"the destination's log moved from seq {expected_last} to {last} during the "
-                "copy (is a service writing to it?); rerun when nothing else writes to it"
-            )
-        columns = pg.event_columns([e for e, _ in events], [raw for _, raw in events])
-        await conn.execute(pg.INSERT_EVENTS, *columns)
-
-
-async def _connect(url: str) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(pg.postgres_dsn(url), timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise UserError(f"cannot connect to PostgreSQL: {exc}") from exc
-
-
-@contextlib.asynccontextmanager
-async def _connection(url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await _connect(url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -230,12 +160,17 @@ def migrate(url: str | None, output: str) -> int:
 
 
 @click.command("migrate-store")
-@click.option("--from", "source", required=True, help="the log to copy: sqlite:///path")
-@click.option("--to", "target", required=True, help="where to: postgresql://user:pw@host/db")
+@click.option(
+    "--from", "source", required=True, help="the log to copy: sqlite:///path or postgresql://..."
+)
+@click.option(
+    "--to", "target", required=True, help="where to: postgresql://user:pw@host/db or sqlite:///path"
+)
 @click.option("--page", default=DEFAULT_PAGE, show_default=True, help="events per transaction")
 @output_option()
 def migrate_store(source: str, target: str, page: int, output: str) -> int:
-    """Copy an event log into PostgreSQL and rebuild its projections (idempotent, resumable)."""
+    """Copy an event log to another database (SQLite or PostgreSQL, either way) and rebuild its
+    projections there (idempotent, resumable)."""
     from service.runtime import default_projections
 
     load_settings(quiet=True)
