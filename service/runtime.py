@@ -50,7 +50,7 @@ from service.metrics import Metrics
 from service.openapi import openapi
 from service.provider_metrics import ProviderMetrics
 from service.replicas.ownership import Ownership, check_current_pass
-from service.replicas.pacer import SharedPacer
+from service.replicas.pacer import PacerMetrics, SharedPacer
 from service.replicas.replica import Replica
 from service.storage.s3 import build_storages
 from service.store import ObservableStore, PoolLimits, open_store
@@ -219,6 +219,7 @@ async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncI
     pool = await open_pool(settings.database_url, pool_limits(settings).replica())
     try:
         replica = Replica(pool, settings.database_url, settings.lease_seconds, registry)
+        metrics = PacerMetrics(registry)
         async with AsyncExitStack() as stack:
             agora = await stack.enter_async_context(
                 SharedPacer(
@@ -226,6 +227,7 @@ async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncI
                     f"agora:{settings.agora_app_id}",
                     settings.agora_rate_limit_qps,
                     replica.id,
+                    metrics=metrics,
                 )
             )
             cloudflare = None
@@ -236,6 +238,7 @@ async def replicas_of(settings: Settings, registry: CollectorRegistry) -> AsyncI
                         f"cloudflare:{settings.cloudflare_account_id}",
                         settings.cloudflare_rate_limit_qps,
                         replica.id,
+                        metrics=metrics,
                     )
                 )
             await replica.start()
@@ -272,6 +275,8 @@ class Runtime:
                     replicas_of(self.settings, ctx.metrics.registry)
                 )
                 ctx.readiness["replica"] = replicas.replica.describe
+                pacers = [p for p in (replicas.agora_pacer, replicas.cloudflare_pacer) if p]
+                ctx.readiness["rate_shares"] = lambda: {p.provider: p.describe() for p in pacers}
             yield await stack.enter_async_context(self._running(ctx, replicas))
 
     @asynccontextmanager

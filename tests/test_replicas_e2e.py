@@ -158,6 +158,11 @@ async def test_a_webhook_to_one_replica_wakes_the_rooms_owner(
         views = [(await c.readyz(i))["replica"] for i in (0, 1)]
         assert {m["id"] for m in views[0]["live_replicas"]} == {v["id"] for v in views}
         assert len(views[0]["owned_shards"]) + len(views[1]["owned_shards"]) == 64
+        # ... and the shares of the provider's limit they hold add up to no more than it
+        shares = [(await c.readyz(i))["rate_shares"]["agora"] for i in (0, 1)]
+        assert all(s["valid"] for s in shares)
+        assert sum(s["share_per_s"] for s in shares) <= shares[0]["limit_per_s"]
+        assert await c.metric(0, "provider_rate_share_per_second") > 0
         done = recctl("status", env=c.env)
         assert done.returncode == 0, done.stderr
         assert "2 live replica(s)" in done.stdout

@@ -12,12 +12,14 @@ import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from reconcilers.ratelimit import limiter_burst
 from service.replicas.pacer import (
     IDLE_RATE,
     RENEW_SECONDS,
     SHARE_SECONDS,
+    PacerMetrics,
     Peer,
     SharedPacer,
     budget,
@@ -147,10 +149,18 @@ async def test_a_dead_replicas_share_is_free_after_it_expires(postgres_db: str) 
             "VALUES ('agora:app', 'dead', $1, 100, clock_timestamp() + make_interval(secs => 1))",
             budget(LIMIT, 2),
         )
-        async with SharedPacer(pool, "agora:app", LIMIT, "r0") as pacer:
+        registry = CollectorRegistry()
+        shares = PacerMetrics(registry)
+        async with SharedPacer(pool, "agora:app", LIMIT, "r0", metrics=shares) as pacer:
             assert pacer.rate == 0  # all of it held by the other, until its share expires
+            assert not pacer.describe()["valid"]
             await asyncio.wait_for(pacer.acquire(), timeout=1 + 3 * RENEW_SECONDS)
             assert pacer.rate == budget(LIMIT, 1)
+            assert pacer.describe()["share_per_s"] == budget(LIMIT, 1)
+            gauge = registry.get_sample_value(
+                "provider_rate_share_per_second", {"provider": "agora"}
+            )
+            assert gauge == budget(LIMIT, 1)
     finally:
         await pool.close()
 

@@ -30,6 +30,7 @@ from typing import Final
 
 import asyncpg
 import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from reconcilers.ratelimit import TokenBucket, limiter_burst
 
@@ -78,6 +79,24 @@ def grant(demand: float, peers: Sequence[Peer], limit: float) -> float:
     return max(0.0, min(fair_share(demand, peers, limit), free))
 
 
+class PacerMetrics:
+    """One set for every account's pacer, labelled by provider (an account id stays out)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.share = Gauge(
+            "provider_rate_share_per_second",
+            "This replica's share of the provider's rate limit, in calls a second",
+            ["provider"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "provider_rate_share_renewal_failures_total",
+            "Renewals of the rate share that failed (it lapses 2 s after the last good one)",
+            ["provider"],
+            registry=registry,
+        )
+
+
 class SharedPacer:
     """``acquire()`` is the ``before_request`` hook of one provider account's client;
     ``async with pacer:`` holds the share (renewed in the background, released at the end)."""
@@ -89,6 +108,7 @@ class SharedPacer:
         limit: float,
         replica: str,
         *,
+        metrics: PacerMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not limit > 0:
@@ -98,6 +118,8 @@ class SharedPacer:
         self.limit = limit
         self.replica = replica
         self.clock = clock
+        self.provider = account.split(":", 1)[0]
+        self.metrics = metrics
         self.rate = 0.0  # the share held now, in calls a second
         self.deadline = 0.0  # when it runs out, on ``clock``
         self.renewals = 0
@@ -116,6 +138,17 @@ class SharedPacer:
     @property
     def valid(self) -> bool:
         return self.rate > 0 and self.clock() < self.deadline
+
+    def describe(self) -> dict[str, object]:
+        """For ``/readyz``: the share this replica holds of the provider's limit."""
+        return {
+            "provider": self.provider,
+            "limit_per_s": self.limit,
+            "share_per_s": round(self.rate, 3),
+            "valid": self.valid,
+            "renewals": self.renewals,
+            "calls": self.acquired,
+        }
 
     async def __aenter__(self) -> SharedPacer:
         await self.renew()
@@ -186,6 +219,8 @@ class SharedPacer:
         # Lowered at once; valid until SHARE_SECONDS after we asked, on our clock (the
         # database's expiry, which the others go by, comes later).
         self.rate, self.deadline = rate, started + SHARE_SECONDS
+        if self.metrics is not None:
+            self.metrics.share.labels(self.provider).set(rate)
         if rate > 0:
             self._bucket.set_rate(rate)
             self._held.set()
@@ -197,4 +232,6 @@ class SharedPacer:
                 await self.renew()
             except (OSError, asyncpg.PostgresError) as exc:
                 # The share lapses on its own at its deadline; the next renewal may succeed.
-                log.warning("rate share not renewed", account=self.account, error=str(exc))
+                log.warning("rate share not renewed", provider=self.provider, error=str(exc))
+                if self.metrics is not None:
+                    self.metrics.failures.labels(self.provider).inc()
