@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -202,6 +203,27 @@ def test_a_destination_holding_another_log_is_refused(tmp_path: Path, postgres_d
         asyncio.run(copy_log(url, postgres_db, PROJECTIONS))
     log, _, _ = asyncio.run(_target_state(postgres_db))
     assert len(log) == 1
+
+
+def test_a_compacted_source_is_refused(tmp_path: Path, postgres_db: str) -> None:
+    from service.commands.compact import compact_sqlite
+    from tests.bench.traffic import START, build_store
+
+    path = tmp_path / "compacted.db"
+    build_store(path, 4, 2000, seed=5)
+    now = START + timedelta(seconds=20, days=2)
+    assert compact_sqlite(str(path), PROJECTIONS, 2, None, discard=True, now=now).deleted > 0
+    with pytest.raises(UserError, match="compacted"):
+        asyncio.run(copy_log(f"sqlite:///{path}", postgres_db, PROJECTIONS))
+
+    async def tables() -> object:
+        conn = await asyncpg.connect(postgres_db)
+        try:
+            return await conn.fetchval("SELECT to_regclass('events')")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(tables()) is None  # nothing was written, not even the schema
 
 
 def test_recctl_migrate_store(

@@ -26,6 +26,7 @@ from service.store.postgres.schema import migrate as pg_migrate
 from service.store.serve_lock import AlreadyServing, hold_serve_lock
 from service.store.sqlite import schema as lite
 from service.store.sqlite.migrations import migrate_sqlite
+from service.store.sqlite.replay import snapshot_seq
 
 __all__ = ["LogSource", "LogTarget", "Page", "connect_postgres", "open_source", "open_target"]
 
@@ -37,6 +38,11 @@ Identity = tuple[str, str] | None
 
 
 class LogSource(Protocol):
+    async def snapshot_seq(self) -> int:
+        """0, or the seq a compaction's snapshot of the projections is as of (the events it
+        deleted are in its export, the rows they made only in the snapshot)."""
+        ...
+
     async def count_after(self, seq: int) -> int: ...
     async def page(self, after: int, limit: int) -> Page: ...
     async def identity_at(self, seq: int) -> Identity: ...
@@ -71,6 +77,13 @@ class SqliteSource:
         if not path.exists():
             raise UserError(f"no event log at {path} (--from {url})")
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    async def snapshot_seq(self) -> int:
+        if not self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'"
+        ).fetchone():
+            return 0  # a file from before retention existed
+        return snapshot_seq(self._conn)
 
     async def count_after(self, seq: int) -> int:
         found: int = self._conn.execute(
@@ -175,6 +188,9 @@ class PostgresEnd:
             await conn.close()
             raise
         return cls(conn)
+
+    async def snapshot_seq(self) -> int:
+        return 0  # a PostgreSQL log is never compacted
 
     async def count_after(self, seq: int) -> int:
         found: int = await self._conn.fetchval("SELECT count(*) FROM events WHERE seq > $1", seq)

@@ -101,6 +101,12 @@ async def copy_log(
     started = time.perf_counter()
     source = await open_source(source_url)
     try:
+        if snapshot := await source.snapshot_seq():
+            raise UserError(
+                f"the source was compacted (recctl compact): the rows of its events up to seq "
+                f"{snapshot} live only in its snapshot, which a copy cannot carry, and a replay "
+                "at the destination would miss them; nothing was copied"
+            )
         target = await open_target(target_url)  # migrated
         try:
             last = await target.last_seq()
