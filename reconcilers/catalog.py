@@ -12,7 +12,7 @@ So each fact is folded where one event can route it:
 - ``recording_segments`` (key ``provider:sid``, index: channel key ``provider/channel``): the
   files, upload state, start and end of each provider session, from the reconciler's results
   (provider-neutral: ``result.start``, ``result.stop``, ``observed.query``, ``session.adopted``)
-  and from Agora's upload and exit notifications.
+  and from each provider's own upload and exit news (its bundle's ``fold_segment``).
 - ``storage_objects`` (:mod:`reconcilers.objects`): what the buckets hold.
 
 A recording's segments are the sessions the reconciler started for its room between its start
@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconcilers.events import Event, Projection, Row
+from reconcilers.folding import add_files
 from reconcilers.objects import StorageObjects
-from reconcilers.providers.agora import notifications as ncs
-from reconcilers.providers.cloudflare.webhooks import RECORDING_STATUS, parse_webhook
+from reconcilers.providers import registry
 
 STARTED = "recording.started"
 IMPORTED = "recording.imported"
@@ -80,7 +80,7 @@ class Recordings:
                 "room": event.room,
                 "room_name": name,
                 "channel_key": p.get("channel_key"),
-                "provider": p.get("provider", "agora"),
+                "provider": p.get("provider", registry.DEFAULT_PROVIDER),
                 "storage": p.get("storage", "default"),
                 "origin": "sync" if type_ == IMPORTED else "api",
                 "sids": list(p.get("sids", [])),
@@ -132,10 +132,6 @@ def _as_catalog_event(event: Event) -> tuple[str, dict[str, Any]]:
 
 
 _RECONCILER_TYPES = frozenset({"result.start", "session.adopted", "result.stop", "observed.query"})
-_CLOUDFLARE_STATUS = "cloudflare." + RECORDING_STATUS
-_AGORA_TYPES = frozenset(
-    f"agora.{ncs.RECORDING_EVENTS[n]}" for n in (4, 11, 31, 32, 71, 90) if n in ncs.RECORDING_EVENTS
-)
 
 
 class RecordingSegments:
@@ -146,21 +142,17 @@ class RecordingSegments:
     def keys(self, event: Event) -> Sequence[str]:
         p = event.payload
         if event.source == "reconciler" and event.type in _RECONCILER_TYPES and p.get("sid"):
-            return [f"{p.get('provider', 'agora')}:{p['sid']}"]
-        if event.source == "agora" and event.session and event.type in _AGORA_TYPES:
-            return [f"agora:{event.session}"]
-        if event.source == "cloudflare" and event.session and event.type == _CLOUDFLARE_STATUS:
-            return [f"cloudflare:{event.session}"]
-        return []
+            return [f"{p.get('provider', registry.DEFAULT_PROVIDER)}:{p['sid']}"]
+        provider = registry.find(event.source)
+        return provider.segment_keys(event) if provider is not None else []
 
     def apply(self, row: Row | None, event: Event) -> Row | None:
         data: dict[str, Any] = dict(row.data) if row else {"files": {}}
         data["files"] = {k: dict(v) for k, v in data["files"].items()}
         at = event_ms(event)
-        if event.source == "agora":
-            _agora(data, event, at)
-        elif event.source == "cloudflare":
-            _cloudflare(data, event, at)
+        provider = registry.find(event.source)
+        if provider is not None:
+            provider.fold_segment(data, event, at)
         else:
             _reconciler(data, event, at)
         if not data.get("sid"):
@@ -171,22 +163,9 @@ class RecordingSegments:
         return Row(self.name, key, index, data, event.seq)
 
 
-def _add_files(data: dict[str, Any], files: list[Any]) -> None:
-    for item in files:
-        if isinstance(item, str):
-            name, start = item, None
-        else:
-            name, start = item.name, item.slice_start_ms
-        if not name:
-            continue
-        entry = data["files"].setdefault(name, {})
-        if start is not None:
-            entry["slice_start_ms"] = start
-
-
 def _reconciler(data: dict[str, Any], event: Event, at: int) -> None:
     p = event.payload
-    data.setdefault("provider", p.get("provider", "agora"))
+    data.setdefault("provider", p.get("provider", registry.DEFAULT_PROVIDER))
     data.setdefault("sid", p["sid"])
     if event.type in ("result.start", "session.adopted"):
         data["room"] = event.room
@@ -195,7 +174,7 @@ def _reconciler(data: dict[str, Any], event: Event, at: int) -> None:
     elif event.type == "result.stop":
         outcome = p.get("outcome")
         if outcome is None:
-            _add_files(data, list(p.get("files", [])))
+            add_files(data, list(p.get("files", [])))
             data["upload"] = p.get("upload_status") or data.get("upload") or "unknown"
             data.setdefault("ended_ms", at)
         elif outcome == "ended":
@@ -203,49 +182,9 @@ def _reconciler(data: dict[str, Any], event: Event, at: int) -> None:
                 data["no_data"] = True  # Agora: "no recorded data", nobody published
             data.setdefault("ended_ms", at)
     elif event.type == "observed.query":
-        _add_files(data, list(p.get("files", [])))
+        add_files(data, list(p.get("files", [])))
         if p.get("not_found") or p.get("state") == "ended":
             data.setdefault("ended_ms", at)
-
-
-def _agora(data: dict[str, Any], event: Event, at: int) -> None:
-    n = ncs.parse_notification({"sid": event.session, **event.payload})
-    d = ncs.details_of(n)
-    data.setdefault("provider", "agora")
-    data.setdefault("sid", n.sid)
-    data["channel"] = data.get("channel") or n.channel
-    if isinstance(d, ncs.Uploaded):
-        _add_files(data, list(d.files))
-        data["upload"] = "backuped" if d.backuped else "uploaded"
-        data.setdefault("ended_ms", at)
-    elif isinstance(d, ncs.FileInfos) and d.playlist:
-        _add_files(data, [d.playlist])
-    elif isinstance(d, ncs.WebRecorderStopped):
-        _add_files(data, list(d.files))
-    elif isinstance(d, ncs.SessionExit):
-        data.setdefault("ended_ms", at)
-        if d.abnormal:
-            data["abnormal_exit"] = True
-    elif isinstance(d, ncs.DownloadFailed):
-        data["lost"] = sorted(set(data.get("lost", [])) | set(d.files))
-
-
-def _cloudflare(data: dict[str, Any], event: Event, at: int) -> None:
-    """RealtimeKit's ``recording.statusUpdate``: UPLOADED names the file; ERRORED ends it."""
-    recording = parse_webhook(event.payload).recording
-    if recording is None:
-        return
-    data.setdefault("provider", "cloudflare")
-    data.setdefault("sid", recording.id)
-    data["channel"] = data.get("channel") or recording.meeting_id
-    if recording.status == "UPLOADED":
-        if recording.output_file_name:
-            _add_files(data, [recording.output_file_name])
-        data["upload"] = "uploaded"
-        data.setdefault("ended_ms", at)
-    elif recording.status == "ERRORED":
-        data.setdefault("ended_ms", at)
-        data["abnormal_exit"] = True
 
 
 CATALOG_PROJECTIONS: tuple[Projection, ...] = (Recordings(), RecordingSegments(), StorageObjects())

@@ -21,6 +21,7 @@ from reconcilers.observed import Desired, Observed, observe
 from reconcilers.outcomes import Failure, RateLimited, Rejected, Retryable
 from reconcilers.plan import Plan, PlanConfig, plan
 from reconcilers.providers.base import Provider, SessionHandle, StorageTarget
+from reconcilers.providers.registry import DEFAULT_PROVIDER
 from reconcilers.report import ExecutionReport
 from reconcilers.workqueue import Done, RequeueAfter, Result, Retry, Terminal
 
@@ -114,7 +115,7 @@ class Reconciler:
         none). The reads go to the store together."""
         if not channel_key:
             return [], None
-        provider = channel_key.split("/", 1)[0] if "/" in channel_key else "agora"
+        provider = channel_key.split("/", 1)[0] if "/" in channel_key else DEFAULT_PROVIDER
         live, presence, current = await asyncio.gather(
             self.store.rows("sessions", room=channel_key),
             self.store.get_row("presence", channel_key),
@@ -243,7 +244,7 @@ def _handle(session: dict[str, Any], in_doubt: dict[str, list[str]]) -> SessionH
     candidates = [r for r in ([known] if known else []) + in_doubt.get(uid, []) if r not in wrong]
     candidates = list(dict.fromkeys(candidates))
     return SessionHandle(
-        provider=session.get("provider", "agora"),
+        provider=session.get("provider", DEFAULT_PROVIDER),
         channel=session.get("channel") or "",
         recorder_uid=uid,
         mode=session.get("mode") or "mix",
@@ -271,7 +272,7 @@ def _provider_of(state: RoomState) -> str:
     ckey = state.key.removeprefix(CHANNEL_PREFIX) if state.key.startswith(CHANNEL_PREFIX) else ""
     if state.room_row is not None:
         ckey = state.room_row.data.get("channel_key") or ckey
-    return ckey.split("/", 1)[0] if "/" in ckey else "agora"
+    return ckey.split("/", 1)[0] if "/" in ckey else DEFAULT_PROVIDER
 
 
 def retry_after(failures: Sequence[Failure]) -> float:

@@ -1,66 +1,22 @@
 """Which provider events are worth waking a room's pass for.
 
 Every event is stored and folded into the projections; waking a pass is only a hint (requeues
-and the periodic resync find everything again). A recording we started reports itself about a
-dozen times as it comes up: status updates, components and slices starting, file lists, its own
-join to the channel. None of these changes what a pass would do now (a pass reads them when it
-runs), and in the 10,000-room benchmark the passes they woke cost more CPU than the starts.
-
-Whatever comes from a recorder outside our uid range always wakes (it may be an orphan to
-stop), and so does anything that can end, fail or move a recording, or change who is in the
-channel.
+and the periodic resync find everything again). Each provider says which of its events only
+report progress (its bundle's ``wakes`` and ``wakes_channel``, e.g.
+:mod:`reconcilers.providers.agora.wakes`); our own events and storage events always wake.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from reconcilers.events import Event
 from reconcilers.identity import UidRange
-
-#: Agora recording events that only report a recorder's progress.
-_PROGRESS = frozenset(
-    f"agora.{name}"
-    for name in (
-        "recorder_started",
-        "recorder_slice_start",
-        "recorder_audio_stream_state_changed",
-        "recorder_video_stream_state_changed",
-        "recorder_snapshot_file",
-        "uploader_started",
-        "uploading_progress",
-        "uploaded",
-        "backuped",
-        "cloud_recording_file_infos",
-        "high_availability_register_success",
-        "web_recorder_started",
-    )
-)
-_STATUS_UPDATE = "agora.cloud_recording_status_update"
-# Statuses 0..5: starting up to recording; 6 and up: stopping or ended
-# (docs/providers/agora.md#3-query).
-_RUNNING = range(0, 6)
-_JOINS = frozenset(f"agora.{name}" for name in ("broadcaster_join", "audience_join", "user_join"))
+from reconcilers.providers import registry
 
 
 def wakes(event: Event, uids: UidRange) -> bool:
     """Whether ``event`` should wake the passes of the keys it concerns now."""
-    if event.source != "agora":
-        return True
-    body: Any = event.payload.get("payload")
-    if not isinstance(body, dict) or not uids.contains(body.get("uid")):
-        return True
-    if event.type in _PROGRESS or event.type in _JOINS:
-        return False
-    if event.type == _STATUS_UPDATE:
-        details = body.get("details")
-        status = details.get("status") if isinstance(details, dict) else None
-        return not (isinstance(status, int) and status in _RUNNING)
-    return True
-
-
-#: Agora's RTC channel events (productId 1): who is in a channel.
-_PRESENCE_PRODUCT = 1
+    provider = registry.find(event.source)
+    return provider is None or provider.wakes(event, uids)
 
 
 def wakes_channel(event: Event, uids: UidRange) -> bool:
@@ -72,14 +28,11 @@ def wakes_channel(event: Event, uids: UidRange) -> bool:
     most of them no room of ours: on the intake bench's 1,000 such channels, their joins,
     leaves and other tools' recordings woke ~800 passes a second, and the intake ran at a
     quarter of the bare endpoint."""
-    if event.source != "agora":
-        return True
-    if is_presence(event):
-        return False
-    body: Any = event.payload.get("payload")
-    return isinstance(body, dict) and uids.contains(body.get("uid"))
+    provider = registry.find(event.source)
+    return provider is None or provider.wakes_channel(event, uids)
 
 
 def is_presence(event: Event) -> bool:
     """An event that tells only who is in a channel (joins, leaves, channel created or gone)."""
-    return event.source == "agora" and event.payload.get("productId") == _PRESENCE_PRODUCT
+    provider = registry.find(event.source)
+    return provider is not None and provider.is_presence(event)

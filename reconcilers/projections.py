@@ -5,7 +5,8 @@
 - ``sessions`` (key: ``provider:sid``, indexed by channel key ``provider/channel`` while it
   lives, by ``provider/channel#closed`` once it ended): what the provider told us about a
   session, by notification or by query.
-- ``presence`` (key and index: channel key): who is in the channel, from RTC channel events.
+- ``presence`` (key and index: channel key): who is in the channel, from each provider's channel
+  events (folded by its bundle, :mod:`reconcilers.providers.registry`).
 
 Times come from the events (``occurred_at``, else ``received_at``), never from a clock, so a
 replay of the log gives the same rows.
@@ -19,9 +20,10 @@ from typing import Any
 from reconcilers.catalog import CATALOG_PROJECTIONS
 from reconcilers.conditions import CONDITION_PROJECTIONS, RECORDED
 from reconcilers.events import Event, Projection, Row
+from reconcilers.folding import PRESENCE, event_ms, forget_left
+from reconcilers.folding import channel_key as channel_key  # where the service reads it
 from reconcilers.idempotency import IdempotencyKeys
-from reconcilers.providers.agora import notifications as ncs
-from reconcilers.providers.cloudflare import folds as cloudflare
+from reconcilers.providers import registry
 
 KEEP_SEGMENTS = 6
 #: What a room keeps of a segment that started and is not its newest: which session it is.
@@ -29,37 +31,6 @@ KEEP_SEGMENTS = 6
 #: of the others only whose session is whose. Every pass decodes the room's row, and each
 #: full entry costs ~330 bytes of JSON: a room that rolled over six times carried 2.3 KB.
 SEGMENT_SUMMARY = ("uid", "sid", "started_ms")
-#: A user who left a channel this long ago (our clock) is forgotten: a channel's row would
-#: otherwise hold everyone who ever joined it. Agora keeps a user's state 60 s after a leave
-#: to absorb late and duplicate events; an event of a user not known that is no newer than
-#: the newest forgotten one (``forgot_ts``, in the events' own seconds) is taken as late.
-FORGET_LEFT_MS = 10 * 60 * 1000
-
-
-_PROVIDER_SOURCES = frozenset({"agora", "cloudflare", "storage"})
-
-
-def event_ms(event: Event) -> int:
-    """When an event counts as having happened, in our time.
-
-    A provider's own clock (``occurred_at``) may be skewed against ours, and liveness compares
-    against our clock: so what a provider says counts from when we *received* it. Our own
-    events (API, reconciler) carry our clock in ``occurred_at``.
-    """
-    if event.source in _PROVIDER_SOURCES:
-        return int(event.received_at.timestamp() * 1000)
-    return provider_ms(event)
-
-
-def provider_ms(event: Event) -> int:
-    """When the sender says the event happened: to order a provider's events among themselves."""
-    return int((event.occurred_at or event.received_at).timestamp() * 1000)
-
-
-def channel_key(provider: str, channel: str) -> str:
-    return f"{provider}/{channel}"
-
-
 CLOSED = "#closed"
 
 
@@ -175,48 +146,26 @@ def _in_doubt(seg: dict[str, Any], resource: str | None) -> list[str]:
     return doubts[-MAX_DOUBTS:]
 
 
-_PROGRESS = (
-    ncs.ComponentStarted,
-    ncs.SliceStart,
-    ncs.UploadingProgress,
-    ncs.FileInfos,
-    ncs.Uploaded,
-)
-_STATUS_STATE = {
-    **dict.fromkeys(range(4), "starting"),
-    4: "recording",
-    5: "recording",
-    6: "stopping",
-    7: "stopping",
-    8: "ended",
-    20: "ended",
-}
-
-
-_RANK = {"unknown": 0, "missing": 1, "starting": 1, "recording": 2, "stopping": 3, "ended": 4}
-
-
 class Sessions:
     """Provider sessions by sid, folded from notifications and from the reconciler's results."""
 
     name = "sessions"
 
     def keys(self, event: Event) -> Sequence[str]:
-        if event.source == "cloudflare":
-            return cloudflare.session_keys(event)
-        if event.source == "agora" and event.session:
-            return [f"agora:{event.session}"]
+        provider = registry.find(event.source)
+        if provider is not None:
+            return provider.session_keys(event)
         if event.source == "reconciler" and event.payload.get("sid"):
-            return [f"{event.payload.get('provider', 'agora')}:{event.payload['sid']}"]
+            default = registry.DEFAULT_PROVIDER
+            return [f"{event.payload.get('provider', default)}:{event.payload['sid']}"]
         return []
 
     def apply(self, row: Row | None, event: Event) -> Row | None:
         data: dict[str, Any] = dict(row.data) if row else {"state": "unknown", "files": []}
         at = event_ms(event)
-        if event.source == "agora":
-            self._notification(data, event, at)
-        elif event.source == "cloudflare":
-            cloudflare.fold_session(data, event, at)
+        provider = registry.find(event.source)
+        if provider is not None:
+            provider.fold_session(data, event, at)
             if "sid" not in data:
                 return row
         else:
@@ -226,12 +175,11 @@ class Sessions:
             data["state_since_ms"] = at  # a condition's last_transition_time
         if data.get("exit_reason") == "no_users" and data.get("idle_exit_ms") is None:
             data["idle_exit_ms"] = at  # compared with presence: see ``plan`` on empty channels
-        index = channel_key(data.get("provider", "agora"), data.get("channel") or "")
+        name = data.get("provider", registry.DEFAULT_PROVIDER)
+        index = channel_key(name, data.get("channel") or "")
         if data.get("state") == "ended":
             index = closed_index(index)
-        return Row(
-            self.name, f"{data.get('provider', 'agora')}:{data['sid']}", index, data, event.seq
-        )
+        return Row(self.name, f"{name}:{data['sid']}", index, data, event.seq)
 
     @staticmethod
     def _reconciler(data: dict[str, Any], event: Event, at: int) -> None:
@@ -239,7 +187,7 @@ class Sessions:
         ended = data.get("state") == "ended"
         if event.type in ("result.start", "session.adopted"):
             data.update(
-                provider=p.get("provider", "agora"),
+                provider=p.get("provider", registry.DEFAULT_PROVIDER),
                 sid=p["sid"],
                 room=event.room,
                 channel=p.get("channel") or data.get("channel"),
@@ -329,82 +277,17 @@ class Sessions:
             if p.get("generation") is not None:
                 data["generation"] = p["generation"]
 
-    @staticmethod
-    def _notification(data: dict[str, Any], event: Event, at: int) -> None:
-        n = ncs.parse_notification({"sid": event.session, **event.payload})
-        d = ncs.details_of(n)
-        data.setdefault("provider", "agora")
-        data.setdefault("sid", n.sid)
-        data["channel"] = data.get("channel") or n.channel
-        if n.uid and not data.get("recorder_uid"):
-            data["recorder_uid"] = n.uid
-        if n.uid and not data.get("uid"):
-            data["uid"] = n.uid
-        if n.sequence is not None:
-            data["last_sequence"] = max(n.sequence, data.get("last_sequence") or -1)
-        ended = data.get("state") == "ended"
-        if isinstance(d, _PROGRESS):
-            data["last_progress_ms"] = max(at, data.get("last_progress_ms") or 0)
-            uploader = isinstance(d, ncs.ComponentStarted) and d.component == "uploader"
-            if not ended and not uploader and data["state"] in ("unknown", "starting", "missing"):
-                # Only the recorder's own news says it is back: an uploader restarting in a
-                # failover left the session missing with no 404 time, taken for one gone
-                # after the failover window (``make soak``, issue 20).
-                data["state"] = "recording"
-                data["not_found_since_ms"] = None
-            if isinstance(d, ncs.Uploaded):
-                names = [f.name for f in d.files]
-                data["files"] = sorted(set(data.get("files", [])) | set(names))
-                data["uploaded"] = not d.backuped
-                data["backuped"] = d.backuped
-        elif isinstance(d, ncs.StatusUpdate) and d.status is not None and not ended:
-            state = _STATUS_STATE.get(d.status, data["state"])
-            # NCS delivers late and out of order: a status only moves a session forward (a
-            # late "components starting" once it records made it look unstarted: re-queried,
-            # then stopped as stalled, in the 10,000-room benchmark).
-            if _RANK.get(state, 0) >= _RANK.get(data["state"], 0):
-                data["state"] = state
-                data["raw_status"] = d.status
-        elif isinstance(d, ncs.SessionFailover):
-            data["uid"] = d.new_uid or data.get("uid")
-            data["failovers"] = int(data.get("failovers") or 0) + 1
-            if not ended:
-                data["state"], data["not_found_since_ms"] = "recording", None
-                data["last_progress_ms"] = at
-        elif isinstance(d, ncs.RecorderLeave):
-            if d.no_users:
-                data["exit_reason"] = "no_users"
-            elif d.client_leave:
-                data.setdefault("exit_reason", "stopped")
-            elif not data.get("exit_reason"):
-                data["exit_reason"] = f"recorder_left:{d.leave_code}"
-            if not ended:
-                data["state"] = "stopping"
-        elif isinstance(d, ncs.SessionExit):
-            data["state"] = "ended"
-            if d.abnormal:
-                data["exit_reason"] = data.get("exit_reason") or "abnormal_exit"
-            data.setdefault("exit_reason", "exited")
-        elif isinstance(d, ncs.RecordingError) and d.fatal:
-            data["last_error"] = {"code": d.code, "message": d.message, "at_ms": at}
-            data["last_query_ms"] = None  # a fatal error may end the recording: query now
-        elif isinstance(d, ncs.WebRecorderStopped):
-            data["files"] = sorted(set(data.get("files", [])) | {f.name for f in d.files})
-            if d.code:
-                data["exit_reason"] = f"web_recorder_stopped:{d.code}"
-                data["state"] = "stopping" if not ended else "ended"
-
 
 class Presence:
-    """Who is in each channel, from RTC channel events, ordered by each user's ``clientSeq``."""
+    """Who is in each channel: each provider folds its own channel events (its bundle's
+    ``fold_presence``); the reconciler's snapshots of who is there fold here."""
 
-    name = "presence"
+    name = PRESENCE
 
     def keys(self, event: Event) -> Sequence[str]:
-        if event.source == "cloudflare":
-            return cloudflare.presence_keys(event)
-        if event.source == "agora" and event.type in _RTC_TYPES and event.room:
-            return [channel_key("agora", event.room)]
+        provider = registry.find(event.source)
+        if provider is not None:
+            return provider.presence_keys(event)
         if event.type == PRESENCE_CHECKED and isinstance(event.payload.get("channel_key"), str):
             return [event.payload["channel_key"]]
         return []
@@ -413,62 +296,8 @@ class Presence:
         data: dict[str, Any] = dict(row.data) if row else {"users": {}}
         if event.type == PRESENCE_CHECKED:
             return self._checked(row, data, event)
-        if event.source == "cloudflare":
-            # Ordering among the provider's own events: its clock, not when they reached us.
-            if not cloudflare.fold_presence(data, event, provider_ms(event)):
-                return row
-            data["seen_ms"] = event_ms(event)
-            key = channel_key("cloudflare", event.room or "")
-            return Row(self.name, key, key, data, event.seq)
-        users: dict[str, Any] = {k: dict(v) for k, v in data.get("users", {}).items()}
-        d = ncs.details_of(ncs.parse_notification(event.payload))
-        at = event_ms(event)
-        ts = _rtc_ts(event)
-        if isinstance(d, ncs.ChannelLifecycle):
-            # 101 means someone joined: evidence of a user even when their own join event is
-            # lost (NCS may lose any message). 102 means the last one left, as of its ``ts``:
-            # a late 102 must not empty a channel someone joined since (chaos seed 49).
-            if d.created:
-                data.update(open=True, open_ts=ts)
-            else:
-                if not _after(data.get("open_ts"), ts):
-                    data["open"] = False
-                for user in users.values():
-                    if not _after(user.get("ts"), ts):
-                        user["present"] = False
-        elif isinstance(d, ncs.ChannelMember | ncs.RoleChange):
-            if isinstance(d, ncs.ChannelMember) and d.is_cloud_recorder:
-                return (
-                    row
-                    if row
-                    else Row(
-                        self.name,
-                        channel_key("agora", d.channel),
-                        channel_key("agora", d.channel),
-                        {"users": {}, "known": True},
-                        event.seq,
-                    )
-                )
-            forgot = data.get("forgot_ts")
-            if d.uid not in users and forgot is not None and ts is not None and ts <= forgot:
-                return row  # late news of a user forgotten since
-            user = users.setdefault(d.uid, {"seq": -1, "present": False})
-            seq = d.client_seq if d.client_seq is not None else user["seq"] + 1
-            if seq <= user["seq"]:
-                return row  # late or duplicate: clientSeq says we know better
-            user["seq"] = seq
-            user["ts"] = ts
-            if isinstance(d, ncs.ChannelMember):
-                user["present"] = d.joined and d.role != "audience"
-            else:
-                user["present"] = d.role == "broadcaster"
-            user["at"] = at
-        else:
-            return row
-        _forget_left(data, users, at)
-        data.update(users=users, known=True, changed_ms=at, seen_ms=at)
-        key = channel_key("agora", event.room or "")
-        return Row(self.name, key, key, data, event.seq)
+        provider = registry.find(event.source)
+        return provider.fold_presence(row, event) if provider is not None else row
 
     def _checked(self, row: Row | None, data: dict[str, Any], event: Event) -> Row | None:
         """The provider's own list of who is in the channel (our recorders left out): a
@@ -486,38 +315,13 @@ class Presence:
             user["present"] = uid in listed
             if uid in listed:
                 user["ts"] = max(user.get("ts") or 0, ts)
-        _forget_left(data, users, at)
+        forget_left(data, users, at)
         # Its users stand for the channel's existence; with none listed it is gone.
         data.update(users=users, open=False, open_ts=ts, known=True, seen_ms=at)
         key = str(event.payload["channel_key"])
         return Row(self.name, key, key, data, event.seq)
 
 
-def _forget_left(data: dict[str, Any], users: dict[str, Any], at: int) -> None:
-    """Drop the users who left over ``FORGET_LEFT_MS`` ago; remember the newest ``ts`` they
-    had, so that their late events are known as late."""
-    for uid in [u for u, v in users.items() if not v.get("present")]:
-        user = users[uid]
-        if at - int(user.get("at") or at) > FORGET_LEFT_MS:
-            del users[uid]
-            ts = user.get("ts")
-            if isinstance(ts, int) and not _after(data.get("forgot_ts"), ts):
-                data["forgot_ts"] = ts
-
-
-def _rtc_ts(event: Event) -> int | None:
-    """An RTC event's own ``ts`` (seconds): orders 101/102, which carry no ``clientSeq``."""
-    inner = event.payload.get("payload")
-    ts = inner.get("ts") if isinstance(inner, dict) else None
-    return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
-
-
-def _after(then: int | None, destroyed: int | None) -> bool:
-    """Whether something stamped ``then`` happened after a 102 stamped ``destroyed``."""
-    return then is not None and destroyed is not None and then > destroyed
-
-
-_RTC_TYPES = frozenset(f"agora.{name}" for name in ncs.RTC_EVENTS.values())
 #: The reconciler's record of a provider's answer to "who is in this channel?".
 PRESENCE_CHECKED = "observed.presence"
 

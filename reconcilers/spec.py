@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from reconcilers.providers import registry
+
 DesiredState = Literal["recording", "stopped"]
 Recovery = Literal["standard", "aggressive"]
 Rollout = Literal["rollover", "restart"]
@@ -25,7 +27,7 @@ class RecordingSpec:
     """
 
     state: DesiredState = "recording"
-    provider: str = "agora"
+    provider: str = registry.DEFAULT_PROVIDER
     mode: Literal["individual", "mix", "web"] = "mix"
     channel: str = ""
     storage: str = "default"
@@ -54,12 +56,15 @@ class RecordingSpec:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def live_options(self) -> dict[str, Any]:
-        """The options a provider can change without a restart (subscriptions, layout)."""
-        return {k: v for k, v in self.options.items() if k in LIVE_OPTION_KEYS}
+        """The options its provider can change without a restart (Agora: subscriptions,
+        layout): the provider's bundle names them."""
+        live = registry.bundle(self.provider).live_option_keys
+        return {k: v for k, v in self.options.items() if k in live}
 
     def restart_options(self) -> dict[str, Any]:
         """Everything else: a change here needs a new segment."""
-        return {k: v for k, v in self.options.items() if k not in LIVE_OPTION_KEYS}
+        live = registry.bundle(self.provider).live_option_keys
+        return {k: v for k, v in self.options.items() if k not in live}
 
     def restart_fingerprint(self) -> str:
         """A stable digest of the options only a new segment can apply."""
@@ -70,9 +75,3 @@ def fingerprint(options: dict[str, Any]) -> str:
     """A stable digest of options (keys sorted), to tell whether a session runs them."""
     text = json.dumps(options, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-#: Option keys Agora applies live through ``update`` / ``updateLayout``.
-LIVE_OPTION_KEYS = frozenset(
-    {"streamSubscribe", "layout", "webRecordingConfig", "rtmpPublishConfig"}
-)

@@ -396,7 +396,7 @@ def test_a_room_keeps_a_summary_of_its_older_started_segments() -> None:
 
 
 def test_presence_forgets_users_who_left_long_ago_and_ignores_their_late_events() -> None:
-    from reconcilers.projections import FORGET_LEFT_MS
+    from reconcilers.folding import FORGET_LEFT_MS
 
     later = FORGET_LEFT_MS / 1000 + 20
     f = fold(rtc(107, "11", 1), rtc(108, "11", 2, at=10), rtc(107, "12", 1, at=later))

@@ -2,9 +2,9 @@
 §4, §5).
 
 A spec's options hold the start ``clientRequest`` fields plus the keys the engine may change
-live (``reconcilers.spec.LIVE_OPTION_KEYS``). At start the live keys are folded into their start
-places, so a new segment records what is wanted now; while recording they go to ``update`` or
-``updateLayout`` instead:
+live (``reconcilers.providers.agora.bundle.LIVE_OPTION_KEYS``). At start the live keys are
+folded into their start places, so a new segment records what is wanted now; while recording
+they go to ``update`` or ``updateLayout`` instead:
 
 =====================  ===========  =====================================================
 live key               modes        at start                    / while recording

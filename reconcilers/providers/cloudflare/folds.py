@@ -1,6 +1,8 @@
-"""How RealtimeKit webhooks fold into the ``sessions`` and ``presence`` rows (pure, no I/O).
+"""How RealtimeKit webhooks fold into the ``sessions``, ``presence`` and ``recording_segments``
+rows (pure, no I/O).
 
-:mod:`reconcilers.projections` hands every ``source == "cloudflare"`` event here, so the rows
+:mod:`reconcilers.projections` and :mod:`reconcilers.catalog` hand every ``cloudflare`` event
+here through the bundle, so the rows
 have the same shape for every provider: a session keyed ``cloudflare:<recording id>`` and
 indexed by ``cloudflare/<meeting id>``; a presence row for the meeting in which a single
 pseudo-user ``meeting`` is present while the meeting is live. ``meeting.started`` (or any
@@ -14,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from reconcilers.events import Event
+from reconcilers.events import Event, Row
+from reconcilers.folding import PRESENCE, add_files, channel_key, event_ms, provider_ms
 from reconcilers.providers.cloudflare.recordings import parse_recording
 from reconcilers.providers.cloudflare.webhooks import (
     MEETING_ENDED,
@@ -22,6 +25,7 @@ from reconcilers.providers.cloudflare.webhooks import (
     PARTICIPANT_JOINED,
     PREFIX,
     RECORDING_STATUS,
+    parse_webhook,
 )
 
 PROVIDER = "cloudflare"
@@ -99,3 +103,38 @@ def fold_presence(data: dict[str, Any], event: Event, at: int) -> bool:
         data["session_id"] = meeting["sessionId"]
     data.update(users=users, known=True, changed_ms=at)
     return True
+
+
+def apply_presence(row: Row | None, event: Event) -> Row | None:
+    """A meeting event on its presence row, ordered by the provider's own clock (its events
+    among themselves), seen as of when it reached us."""
+    data: dict[str, Any] = dict(row.data) if row else {"users": {}}
+    if not fold_presence(data, event, provider_ms(event)):
+        return row
+    data["seen_ms"] = event_ms(event)
+    key = channel_key(PROVIDER, event.room or "")
+    return Row(PRESENCE, key, key, data, event.seq)
+
+
+def segment_keys(event: Event) -> Sequence[str]:
+    if event.session and event.type == PREFIX + RECORDING_STATUS:
+        return [f"{PROVIDER}:{event.session}"]
+    return []
+
+
+def fold_segment(data: dict[str, Any], event: Event, at: int) -> None:
+    """RealtimeKit's ``recording.statusUpdate``: UPLOADED names the file; ERRORED ends it."""
+    recording = parse_webhook(event.payload).recording
+    if recording is None:
+        return
+    data.setdefault("provider", PROVIDER)
+    data.setdefault("sid", recording.id)
+    data["channel"] = data.get("channel") or recording.meeting_id
+    if recording.status == "UPLOADED":
+        if recording.output_file_name:
+            add_files(data, [recording.output_file_name])
+        data["upload"] = "uploaded"
+        data.setdefault("ended_ms", at)
+    elif recording.status == "ERRORED":
+        data.setdefault("ended_ms", at)
+        data["abnormal_exit"] = True
