@@ -39,7 +39,7 @@ def rtc(event_type: int, uid: int) -> Event:
 @pytest.mark.parametrize(
     "event, expected",
     [
-        (recording(40), False),  # recorder_started
+        (recording(40), True),  # recorder_started: the room's conditions change
         (recording(42), False),  # slice start
         (recording(30), False),  # uploader started
         (recording(4, fileList=[]), False),  # file infos

@@ -5,7 +5,9 @@ two provider calls to start (acquire + start), so the rate limit sets a floor on
 ``2 * N / r`` seconds, where ``r`` is the pace the service keeps under the provider's limit
 (``reconcilers.ratelimit.safe_rate``: one call a second below it). The figure is the
 measured time as a ratio to that floor, in the same run. The peak memory of the service
-and its writer process is sampled (RSS summed, and PSS).
+and its writer process is sampled (RSS summed, PSS, and anonymous pages apart from the
+writer's map of the log file). Once all record, ``GET /v1/rooms`` pages are timed, plain and
+filtered by condition (target under 100 ms).
 Heal time: a recorder killed without failover, until its replacement records (status 4 at the
 emulator, which takes ``--startup-seconds``) and until the replacement is *started* (the
 service's own reaction), timed once the ramp's notifications are all delivered. The emulator
@@ -87,23 +89,30 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
         service_port, env, tmp / "service.log",
     )
     proc = psutil.Process(service.process.pid)
-    peak_rss = peak_pss = 0
+    peak_rss = peak_pss = peak_anon = 0
+    base_anon = 0
 
     def sample() -> None:
         """The service is two processes (the SQLite writer is a child): both are counted.
         RSS summed counts pages they share twice; PSS splits those, so it is the true total."""
-        nonlocal peak_rss, peak_pss
+        nonlocal peak_rss, peak_pss, peak_anon
         infos = [proc.memory_full_info()]
+        anon = anonymous_bytes(proc.pid)
         for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.Error):  # gone between the listing and the reading
+            with contextlib.suppress(psutil.Error, OSError):  # gone since the listing
                 infos.append(child.memory_full_info())
+                anon += anonymous_bytes(child.pid)
         peak_rss = max(peak_rss, sum(m.rss for m in infos))
         peak_pss = max(peak_pss, sum(m.pss for m in infos))
+        peak_anon = max(peak_anon, anon)
 
     limits = httpx.Limits(max_connections=32)
     try:
         await emulator.wait_healthy(path="/_emulator/health")
         await service.wait_healthy()
+        base_anon = anonymous_bytes(proc.pid) + sum(
+            anonymous_bytes(c.pid) for c in proc.children(recursive=True)
+        )
         async with httpx.AsyncClient(base_url=emulator.url, limits=limits, timeout=60) as emu:
             names = [f"room{i:05d}" for i in range(rooms)]
             user = json.dumps({"uid": 11}).encode()
@@ -156,6 +165,7 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
                     break
                 await asyncio.sleep(0.2)  # sampling interval
             settled = time.monotonic() - settle_started
+            listings = await _listings(service.url)  # every room's pass has seen it record
             heal_started, heal_recording = await _heals(emu, names, kills, sample)
             sample()
             stats = (await emu.get("/_emulator/stats")).json()
@@ -174,6 +184,11 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
         "ratio_to_floor": round(all_recording / floor, 3) if floor else None,
         "peak_rss_mb": round(peak_rss / 2**20, 1),  # service + writer process, summed
         "peak_pss_mb": round(peak_pss / 2**20, 1),
+        # Anonymous pages (the rooms' cost; RSS also counts the writer's map of the log file)
+        "base_anon_mb": round(base_anon / 2**20, 1),
+        "peak_anon_mb": round(peak_anon / 2**20, 1),
+        "anon_bytes_per_room": round((peak_anon - base_anon) / rooms) if rooms else None,
+        "listings_ms": listings,
         "heal_started_p50_s": round(_quantile(heal_started, 0.5), 3),
         "heal_started_p99_s": round(_quantile(heal_started, 0.99), 3),
         "heal_recording_p50_s": round(_quantile(heal_recording, 0.5), 3),
@@ -187,6 +202,41 @@ async def run(tmp: Path, rooms: int, rate: float, kills: int) -> dict[str, Any]:
             name: round(value / rooms, 2) for name, value in ramp_metrics.items()
         },
     }
+
+
+LISTINGS = (
+    "/v1/rooms",
+    "/v1/rooms?limit=500",
+    "/v1/rooms?condition=Recording&limit=100",
+    "/v1/rooms?condition=Recording&limit=500",
+    "/v1/rooms?condition=Degraded&limit=500",
+)
+
+
+def anonymous_bytes(pid: int) -> int:
+    """A process's resident anonymous memory (``RssAnon``), without its file-backed pages."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _listings(url: str) -> dict[str, dict[str, float]]:
+    """``GET /v1/rooms`` pages, plain and filtered, with every room recording: the median of
+    five, and how many items the last one had."""
+    found: dict[str, dict[str, float]] = {}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as api:
+        for query in LISTINGS:
+            times, items = [], 0
+            for _ in range(5):
+                started = time.perf_counter()
+                response = await api.get(query)
+                times.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+                items = len(response.json()["items"])
+            found[query] = {"median_ms": round(sorted(times)[2], 1), "items": items}
+    return found
 
 
 def _every(ramp: list[tuple[float, int]], step: float) -> list[int]:
@@ -277,6 +327,9 @@ def test_declared_rooms_all_record_near_the_rate_limit_floor(
     out.mkdir(exist_ok=True)
     plot_convergence(out / "reconcile.png", result)
     assert result["rate_limited"] == 0, "never over the provider's limit"
+    listings = result["listings_ms"]
+    assert listings["/v1/rooms?condition=Recording&limit=100"]["items"] == min(100, rooms)
+    assert listings["/v1/rooms?condition=Degraded&limit=500"]["items"] == 0
     assert kills == 0 or result["heal_started_p99_s"] < 30
     if full_bench:
         (out / "reconcile.json").write_text(json.dumps(result, indent=2) + "\n")

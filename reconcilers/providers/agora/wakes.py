@@ -7,7 +7,10 @@ passes they woke cost more CPU than the starts.
 
 Whatever comes from a recorder outside our uid range always wakes (it may be an orphan to
 stop), and so does anything that can end, fail or move a recording, or change who is in the
-channel.
+channel. So does the recorder's first word that it records (``recorder_started``, or a web
+recorder's): the room's conditions change (Progressing -> Recording), and only a pass files
+them in the index ``GET /v1/rooms?condition=`` reads; without it a room that records was
+listed as recording only at its next query, a minute later.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from reconcilers.identity import UidRange
 _PROGRESS = frozenset(
     f"agora.{name}"
     for name in (
-        "recorder_started",
         "recorder_slice_start",
         "recorder_audio_stream_state_changed",
         "recorder_video_stream_state_changed",
@@ -32,7 +34,6 @@ _PROGRESS = frozenset(
         "backuped",
         "cloud_recording_file_infos",
         "high_availability_register_success",
-        "web_recorder_started",
     )
 )
 _STATUS_UPDATE = "agora.cloud_recording_status_update"
