@@ -29,8 +29,9 @@ from typing import Any, cast
 
 from reconcilers.events import Appended, Event, NewEvent, Projection
 from service.store.base import StoreClosed, StoreError, log
+from service.store.fold import numbered
 from service.store.sqlite.child import FRAME, wire
-from service.store.sqlite.writer import Checkpoints, SqliteWriter, numbered
+from service.store.sqlite.writer import Checkpoints, SqliteWriter
 
 WriteResult = tuple[list[Appended], list[Event], Checkpoints, float]
 """A write's answers, its new events, the writer's background checkpoints so far, and how long

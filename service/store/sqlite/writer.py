@@ -22,7 +22,7 @@ from pathlib import Path
 
 from reconcilers.events import Appended, Event, NewEvent, Projection, Row
 from service.store.errors import StoreError
-from service.store.fold import fold_batch, touched_keys
+from service.store.fold import fold_batch, numbered, touched_keys
 from service.store.sqlite import replay
 from service.store.sqlite import schema as sql
 from service.store.sqlite.migrations import migrate_sqlite
@@ -409,18 +409,3 @@ class Checkpointer:
             self._conn.close()
             self._conn = None
 
-
-def numbered(pending: NewEvent, seq: int) -> Event:
-    """The event ``pending`` becomes once the log gives it ``seq``."""
-    assert pending.received_at is not None  # the store stamps it when the append is queued
-    return Event(
-        seq=seq,
-        source=pending.source,
-        dedup_key=pending.dedup_key,
-        type=pending.type,
-        payload=pending.payload,
-        room=pending.room,
-        session=pending.session,
-        received_at=sql.utc(pending.received_at),
-        occurred_at=sql.utc(pending.occurred_at) if pending.occurred_at else None,
-    )
