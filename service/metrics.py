@@ -22,6 +22,7 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from reconcilers.providers.registry import names as provider_names
 from service.store.base import BatchReport
 
 #: Every outcome a webhook request is counted under: a closed set, so one label value per
@@ -119,7 +120,7 @@ class Metrics:
         )
 
         # The series alerts read exist from the start, at 0.
-        for source in ("agora", "cloudflare", "storage"):
+        for source in (*provider_names(), "storage"):
             self.webhooks.labels(source, "unauthorized")
         ProcessCollector(registry=self.registry)  # process_start_time_seconds, memory, CPU
 

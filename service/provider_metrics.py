@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from reconcilers.providers.registry import names as provider_names
+
 #: Status classes: ``429`` apart from other 4xx (it is the rate limit, not a mistake); ``error``
 #: is no answer at all (refused, reset, timed out).
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx", "error")
 #: The providers' names, the ``provider`` label's values.
-PROVIDERS = ("agora", "cloudflare")
+PROVIDERS = provider_names()
 _WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 

@@ -180,3 +180,27 @@ async def test_the_replica_with_more_work_queued_gets_more_of_the_limit(postgres
     finally:
         for pool in pools:
             await pool.close()
+
+
+async def test_renewals_go_on_after_an_unexpected_error(
+    postgres_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (pool,) = await _pools(postgres_db, 1)
+    try:
+        async with SharedPacer(pool, "agora:app", LIMIT, "r0") as pacer:
+            real = SharedPacer.renew
+            failures: list[int] = []
+            renewed = asyncio.Event()
+
+            async def flaky(self: SharedPacer) -> None:
+                if not failures:
+                    failures.append(1)
+                    raise RuntimeError("connection went away oddly")
+                await real(self)
+                renewed.set()
+
+            monkeypatch.setattr(SharedPacer, "renew", flaky)
+            await asyncio.wait_for(renewed.wait(), timeout=6 * RENEW_SECONDS)
+            assert failures and pacer.valid
+    finally:
+        await pool.close()

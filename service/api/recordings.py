@@ -30,6 +30,7 @@ from reconcilers.identity import UidRange
 from reconcilers.lifecycle import RecordingView
 from reconcilers.objects import CHECKED
 from reconcilers.projections import channel_key, closed_index
+from reconcilers.providers.registry import DEFAULT_PROVIDER
 from reconcilers.storage import ObjectStorage, StorageError, StoredObject
 from reconcilers.workqueue import Result
 from service.api.auth import room_of, tenant_of
@@ -194,13 +195,13 @@ class RecordingsApi:
         ]  # not the reconciler's: in a recording already, or about to be adopted
         by_provider: dict[str, list[str]] = {}
         for d in foreign:
-            by_provider.setdefault(d.get("provider", "agora"), []).append(str(d["sid"]))
+            by_provider.setdefault(d.get("provider", DEFAULT_PROVIDER), []).append(str(d["sid"]))
         for provider, sids in sorted(by_provider.items()):
             reason = "sync: re-query the provider"
             await self._run(key, QueryRequest(key, provider, sids, reason))
         imported: list[dict[str, str]] = []
         for d in foreign:
-            provider, sid = d.get("provider", "agora"), str(d["sid"])
+            provider, sid = d.get("provider", DEFAULT_PROVIDER), str(d["sid"])
             digest = hashlib.sha256(f"{tenant}|{provider}:{sid}".encode()).hexdigest()[:20]
             rid = f"rec_{digest}"
             appended = await self.store.append(
@@ -335,7 +336,7 @@ class RecordingsApi:
         live = {sid for sid in live if not _ended(segments, sid)}
         if live:
             channel = CHANNEL_PREFIX + str(row.data.get("channel_key"))
-            provider = str(row.data.get("provider", "agora"))
+            provider = str(row.data.get("provider", DEFAULT_PROVIDER))
             reason = "recover: re-query the provider"
             await self._run(view.room, QueryRequest(view.room, provider, live, reason, channel))
         storage = self._storage(row)

@@ -15,6 +15,7 @@ import click
 from reconcilers.budget import QueryBudget
 from reconcilers.engine import Reconciler
 from reconcilers.events import Store
+from reconcilers.providers.registry import DEFAULT_PROVIDER
 from service.api.views import room_view
 from service.commands.common import CommandContext, output_option, print_table, run_with_store
 from service.commands.refresh import Look, refresh
@@ -130,7 +131,7 @@ def _row(key: str, view: dict[str, Any]) -> tuple[str, ...]:
     return (
         key,
         f"{spec['state']} (g{view['generation']})",
-        spec.get("provider", "agora"),
+        spec.get("provider", DEFAULT_PROVIDER),
         described,
         recording["status"],
         reason,

@@ -203,6 +203,9 @@ class SharedPacer:
                 self.replica,
             )
             rate = grant(demand, [Peer(r["rate"], r["demand"]) for r in rows], self.limit)
+            # The lease runs from before the upsert that sets its expiry on the database's
+            # clock: never later here than there, however long the lock took to get.
+            granted_at = self.clock()
             await conn.execute(
                 "INSERT INTO rate_shares (account, replica, rate, demand, expires_at) "
                 "VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5)) "
@@ -216,9 +219,9 @@ class SharedPacer:
             )
         self._made, self._since = 0, started
         self.renewals += 1
-        # Lowered at once; valid until SHARE_SECONDS after we asked, on our clock (the
-        # database's expiry, which the others go by, comes later).
-        self.rate, self.deadline = rate, started + SHARE_SECONDS
+        # Lowered at once; valid until SHARE_SECONDS after the upsert was sent, on our clock
+        # (the database's expiry, which the others go by, comes later).
+        self.rate, self.deadline = rate, granted_at + SHARE_SECONDS
         if self.metrics is not None:
             self.metrics.share.labels(self.provider).set(rate)
         if rate > 0:
@@ -230,7 +233,7 @@ class SharedPacer:
             await asyncio.sleep(RENEW_SECONDS)  # a period, not a synchronisation
             try:
                 await self.renew()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # never let the renewals stop: the share would lapse
                 # The share lapses on its own at its deadline; the next renewal may succeed.
                 log.warning("rate share not renewed", provider=self.provider, error=str(exc))
                 if self.metrics is not None:

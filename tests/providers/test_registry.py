@@ -22,6 +22,7 @@ from reconcilers.projections import PROJECTIONS
 from reconcilers.providers import registry
 from reconcilers.providers.bundle import ProviderBundle
 from reconcilers.spec import RecordingSpec
+from service.api.schemas import RecordingSpecIn
 
 #: The sources that are no provider: our own API and reconciler, and the buckets' events.
 NOT_PROVIDERS = {"api", "reconciler", "storage"}
@@ -30,6 +31,13 @@ T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 def test_the_event_sources_are_the_registered_providers_and_ours() -> None:
     assert set(get_args(Source)) == set(registry.names()) | NOT_PROVIDERS
+
+
+def test_the_api_accepts_exactly_the_registered_providers() -> None:
+    # pydantic's Literal gives the 422 that names the field; it must follow the registry
+    accepted = get_args(RecordingSpecIn.model_fields["provider"].annotation)
+    assert accepted == registry.names()
+    assert RecordingSpecIn.model_fields["provider"].default == registry.DEFAULT_PROVIDER
 
 
 def test_providers_are_registered_in_a_fixed_order_with_a_default() -> None:
